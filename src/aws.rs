@@ -1,0 +1,295 @@
+//! The one place AWS clients are configured: region and credentials from the standard chain,
+//! endpoint overrides, retries, timeouts bounded by `--timeout`, a user-agent naming us, one
+//! TLS stack (rustls on ring) with compiled-in trust roots, and `--debug` request logging.
+//! Also: turning SDK errors into our errors with AWS's code kept and a next step named.
+
+use crate::config::StoreConfig;
+use crate::error::{AwsKind, Error, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{AppName, BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub const USER_AGENT_APP: &str = concat!("ecs-secrets-", env!("CARGO_PKG_VERSION"));
+
+/// Load the shared SDK configuration. Reads the standard AWS variables and files through
+/// aws-config; invents none.
+pub async fn load(cfg: &StoreConfig) -> SdkConfig {
+    let attempt = cfg.timeout.min(Duration::from_secs(10));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(3)))
+        .read_timeout(attempt)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(cfg.timeout)
+        .build();
+    // Standard mode: exponential backoff with full jitter, which is what spreads out many
+    // tasks starting at once and being throttled together. Short first backoff: a start-up
+    // should not sleep a whole second on one throttled page.
+    let retries = RetryConfig::standard()
+        .with_max_attempts(10)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5));
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .app_name(AppName::new(USER_AGENT_APP).expect("static app name is valid"))
+        .retry_config(retries)
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+/// HTTPS through rustls on ring. Trust roots: Mozilla's, compiled in (so an image without
+/// /etc/ssl works), plus the files named by `SSL_CERT_FILE`/`SSL_CERT_DIR` when set.
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    let mut store = tls::TrustStore::empty().with_native_roots(
+        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some(),
+    );
+    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        store.add_pem_certificate(pem(der));
+    }
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .expect("the TLS context has no fallible settings here");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(ctx)
+        .build_https()
+}
+
+fn pem(der: &[u8]) -> Vec<u8> {
+    let b64 = aws_smithy_types::base64::encode(der);
+    let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 60);
+    out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Run `fut` under the overall deadline (`--timeout`), which bounds credential resolution,
+/// every page and every retry together.
+pub async fn with_deadline<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Deadline(format!(
+            "{what}: no answer within the {}s deadline; check connectivity to AWS, or raise --timeout",
+            fmt_secs(timeout)
+        ))),
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+/// Classify an SDK error and name the next step. `context` says what we were doing
+/// ("reading /prod/app from SSM"). Service messages are kept (they carry the useful detail)
+/// but pass through `redact` for writes, since a validation message could echo input.
+pub fn error<E, R>(context: impl Into<String>, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    error_redacted(context, e, None)
+}
+
+pub fn error_redacted<E, R>(
+    context: impl Into<String>,
+    e: SdkError<E, R>,
+    secret: Option<&[u8]>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (kind, detail) = match &e {
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or("UnknownError");
+            let msg = s.err().message().unwrap_or("");
+            let kind = kind_of_code(code);
+            (
+                kind,
+                if msg.is_empty() {
+                    code.to_string()
+                } else {
+                    format!("{code}: {msg}")
+                },
+            )
+        }
+        SdkError::TimeoutError(_) => (AwsKind::Timeout, "timed out".to_string()),
+        SdkError::DispatchFailure(d) => {
+            let text = DisplayErrorContext(&e).to_string();
+            let kind = if d.is_timeout() {
+                AwsKind::Timeout
+            } else if looks_like_credentials(&text) {
+                AwsKind::Credentials
+            } else {
+                AwsKind::Network
+            };
+            (kind, text)
+        }
+        _ => {
+            let text = DisplayErrorContext(&e).to_string();
+            let kind = if looks_like_credentials(&text) {
+                AwsKind::Credentials
+            } else {
+                AwsKind::Service
+            };
+            (kind, text)
+        }
+    };
+    let detail = match secret {
+        Some(s) if !s.is_empty() => redact(&detail, s),
+        _ => detail,
+    };
+    Error::Aws {
+        kind,
+        context: context.into(),
+        detail: crate::inject::env::printable(&detail),
+        hint: hint(kind).to_string(),
+    }
+}
+
+fn looks_like_credentials(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("credentials") || t.contains("identity")
+}
+
+pub fn kind_of_code(code: &str) -> AwsKind {
+    match code {
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnauthorizedOperation"
+        | "KMSAccessDeniedException"
+        | "KMSInvalidStateException"
+        | "DisabledException" => AwsKind::AccessDenied,
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "InvalidClientTokenId"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "SignatureDoesNotMatch" => AwsKind::Credentials,
+        "ParameterNotFound"
+        | "ParameterVersionNotFound"
+        | "ResourceNotFoundException"
+        | "NotFoundException" => AwsKind::NotFound,
+        "ThrottlingException"
+        | "Throttling"
+        | "ThrottledException"
+        | "RequestLimitExceeded"
+        | "TooManyUpdates"
+        | "ProvisionedThroughputExceededException"
+        | "RequestThrottled"
+        | "LimitExceededException"
+        | "SlowDown" => AwsKind::Throttled,
+        "ConditionalCheckFailedException" | "TransactionConflictException" => AwsKind::Conflict,
+        "ValidationException"
+        | "ParameterPatternMismatchException"
+        | "ParameterLimitExceeded"
+        | "InvalidKeyId"
+        | "HierarchyTypeMismatchException"
+        | "ParameterMaxVersionLimitExceeded"
+        | "InvalidCiphertextException"
+        | "UnsupportedParameterType" => AwsKind::Invalid,
+        _ => AwsKind::Service,
+    }
+}
+
+fn hint(kind: AwsKind) -> &'static str {
+    match kind {
+        AwsKind::Credentials => "; check the credentials: the ECS task role (AWS_CONTAINER_CREDENTIALS_*), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+        AwsKind::AccessDenied => "; grant the role this permission (`ecs-secrets setup --fetch-role ARN` prints the policy)",
+        AwsKind::NotFound => "",
+        AwsKind::Throttled => "; throttled past the retries: raise --timeout, or stagger concurrent starts",
+        AwsKind::Network => "; check network access to the AWS endpoint (AWS_ENDPOINT_URL, VPC endpoints, proxy settings)",
+        AwsKind::Timeout => "; check connectivity to AWS, or raise --timeout",
+        AwsKind::Invalid | AwsKind::Conflict | AwsKind::Service => "",
+    }
+}
+
+/// Replace any occurrence of `secret` (as text) in `text`.
+pub fn redact(text: &str, secret: &[u8]) -> String {
+    match std::str::from_utf8(secret) {
+        Ok(s) if !s.is_empty() => text.replace(s, "<redacted>"),
+        _ => text.to_string(),
+    }
+}
+
+/// `--debug`: one stderr line per HTTP attempt: service, operation, status, time. Never a
+/// body, so never a payload.
+#[derive(Debug)]
+pub struct DebugLog;
+
+#[derive(Debug, Clone)]
+struct AttemptStart(Instant);
+impl Storable for AttemptStart {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for DebugLog {
+    fn name(&self) -> &'static str {
+        "ecs-secrets-debug"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(AttemptStart(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{}.{}", m.service(), m.name()))
+            .unwrap_or_else(|| "request".into());
+        let ms = cfg
+            .load::<AttemptStart>()
+            .map(|s| format!("{:.1} ms", s.0.elapsed().as_secs_f64() * 1e3))
+            .unwrap_or_default();
+        let outcome = match ctx.response() {
+            Some(r) => format!("HTTP {}", r.status().as_u16()),
+            None => "no response".into(),
+        };
+        crate::log::debug(format_args!("{op}: {outcome} {ms}"));
+        Ok(())
+    }
+}

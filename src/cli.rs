@@ -1,0 +1,289 @@
+//! The command line, as close to what the user typed as possible (argh structs only).
+//! Validation and environment variables are `config.rs`'s job.
+
+use argh::FromArgs;
+
+/// ecs-secrets: fetch secrets from SSM Parameter Store or DynamoDB+KMS into containers.
+#[derive(FromArgs, Debug)]
+pub struct TopLevel {
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Exec(ExecArgs),
+    Env(EnvArgs),
+    Create(CreateArgs),
+    Rotate(RotateArgs),
+    Revoke(RevokeArgs),
+    Fetch(FetchArgs),
+    List(ListArgs),
+    RotateKey(RotateKeyArgs),
+    Import(ImportArgs),
+    Setup(SetupArgs),
+    Daemon(DaemonArgs),
+    InstallLinks(InstallLinksArgs),
+}
+
+/// The options every store-using command shares (contract §2), as typed.
+#[derive(Debug, Default, Clone)]
+pub struct SharedArgs {
+    pub backend: Option<String>,
+    pub path: Vec<String>,
+    pub recursive: bool,
+    pub table: Option<String>,
+    pub kms_key: Option<String>,
+    pub timeout: Option<String>,
+    pub debug: bool,
+}
+
+/// Gives every command access to its shared options.
+pub trait HasShared {
+    fn shared(&self) -> SharedArgs;
+}
+
+/// Declares a subcommand struct with the shared options prepended (argh has no flatten).
+macro_rules! command {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        #[derive(FromArgs, Debug)]
+        $(#[$meta])*
+        pub struct $name {
+            /// where secrets are stored: ssm or dynamodb [env ECS_SECRETS_BACKEND; default ssm]
+            #[argh(option)]
+            pub backend: Option<String>,
+            /// the scope, e.g. /prod/grafana; repeatable for exec, env and list (later wins)
+            /// [env ECS_SECRETS_PATH, comma-separated, else AWS_ENV_PATH]
+            #[argh(option)]
+            pub path: Vec<String>,
+            /// ssm: include nested paths; env names are the relative path with / as _
+            /// [env ECS_SECRETS_RECURSIVE=1]
+            #[argh(switch)]
+            pub recursive: bool,
+            /// dynamodb table [env ECS_SECRETS_TABLE; default ecs-secrets]
+            #[argh(option)]
+            pub table: Option<String>,
+            /// KMS key id, ARN or alias for writes [env ECS_SECRETS_KMS_KEY; default
+            /// alias/ecs-secrets for dynamodb, SSM's default key for ssm]
+            #[argh(option)]
+            pub kms_key: Option<String>,
+            /// overall deadline in seconds for AWS requests, retries included
+            /// [env ECS_SECRETS_TIMEOUT; default 30]
+            #[argh(option)]
+            pub timeout: Option<String>,
+            /// request-level diagnostics on stderr, never payloads [env ECS_SECRETS_DEBUG=1]
+            #[argh(switch)]
+            pub debug: bool,
+            $($body)*
+        }
+
+        impl HasShared for $name {
+            fn shared(&self) -> SharedArgs {
+                SharedArgs {
+                    backend: self.backend.clone(),
+                    path: self.path.clone(),
+                    recursive: self.recursive,
+                    table: self.table.clone(),
+                    kms_key: self.kms_key.clone(),
+                    timeout: self.timeout.clone(),
+                    debug: self.debug,
+                }
+            }
+        }
+    };
+}
+
+command! {
+    /// fetch the secrets of the path(s), put them in the environment (and files), then
+    /// become CMD (execve: same PID, signals go straight to it)
+    #[argh(subcommand, name = "exec")]
+    pub struct ExecArgs {
+        /// also write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
+        #[argh(option)]
+        pub files: Option<String>,
+        /// with --files: also set <NAME>_FILE=DIR/<NAME>
+        #[argh(switch)]
+        pub file_env: bool,
+        /// put no secret values in the environment (use with --files)
+        #[argh(switch)]
+        pub no_env: bool,
+        /// with --files: allow a directory that is not on tmpfs or ramfs
+        #[argh(switch)]
+        pub allow_disk: bool,
+        /// keep an inherited variable when a secret has the same name
+        #[argh(switch)]
+        pub no_override: bool,
+        /// drop privileges to USER[:GROUP] (names or numbers) after writing files
+        #[argh(option)]
+        pub user: Option<String>,
+        /// fail unless a secret with this env name was fetched (repeatable)
+        #[argh(option)]
+        pub require: Vec<String>,
+        /// allow a secret to set this otherwise refused name, e.g. PATH or LD_PRELOAD (repeatable)
+        #[argh(option)]
+        pub allow_name: Vec<String>,
+        /// the command to run, after --
+        #[argh(positional, greedy)]
+        pub cmd: Vec<String>,
+    }
+}
+
+command! {
+    /// print the secrets of the path(s) for eval (shell), docker compose (dotenv) or json
+    #[argh(subcommand, name = "env")]
+    pub struct EnvArgs {
+        /// output format: shell (default), dotenv or json
+        #[argh(option)]
+        pub format: Option<String>,
+        /// allow a secret to set this otherwise refused name (repeatable)
+        #[argh(option)]
+        pub allow_name: Vec<String>,
+        /// fail unless a secret with this env name was fetched (repeatable)
+        #[argh(option)]
+        pub require: Vec<String>,
+    }
+}
+
+command! {
+    /// store a new version of a secret
+    #[argh(subcommand, name = "create")]
+    pub struct CreateArgs {
+        /// the secret's name, e.g. DB_PASSWORD
+        #[argh(option)]
+        pub name: String,
+        /// the value (visible in argv and shell history: prefer the other two)
+        #[argh(option)]
+        pub payload: Option<String>,
+        /// read the value from this file
+        #[argh(option)]
+        pub payload_location: Option<String>,
+        /// read the value from standard input
+        #[argh(switch)]
+        pub payload_stdin: bool,
+    }
+}
+
+command! {
+    /// store a new version, then revoke every older active version
+    #[argh(subcommand, name = "rotate")]
+    pub struct RotateArgs {
+        /// the secret's name
+        #[argh(option)]
+        pub name: String,
+        /// the value (visible in argv and shell history: prefer the others)
+        #[argh(option)]
+        pub payload: Option<String>,
+        /// read the value from this file
+        #[argh(option)]
+        pub payload_location: Option<String>,
+        /// read the value from standard input
+        #[argh(switch)]
+        pub payload_stdin: bool,
+        /// generate a random printable value of this many characters
+        #[argh(option)]
+        pub generate: Option<String>,
+    }
+}
+
+command! {
+    /// revoke one version: it is never handed out again
+    #[argh(subcommand, name = "revoke")]
+    pub struct RevokeArgs {
+        /// the secret's name
+        #[argh(option)]
+        pub name: String,
+        /// the serial to revoke
+        #[argh(option)]
+        pub serial: String,
+    }
+}
+
+command! {
+    /// print the newest active version of a secret, or the given serial
+    #[argh(subcommand, name = "fetch")]
+    pub struct FetchArgs {
+        /// the secret's name
+        #[argh(option)]
+        pub name: String,
+        /// a specific serial
+        #[argh(option)]
+        pub serial: Option<String>,
+    }
+}
+
+command! {
+    /// list the names under the path(s) with serials; never payloads
+    #[argh(subcommand, name = "list")]
+    pub struct ListArgs {
+        /// every version, revoked ones included, not just the newest active
+        #[argh(switch)]
+        pub all_versions: bool,
+    }
+}
+
+command! {
+    /// dynamodb: start a new data-key generation for the path and re-seal active versions
+    #[argh(subcommand, name = "rotate-key")]
+    pub struct RotateKeyArgs {}
+}
+
+command! {
+    /// dynamodb: copy the active versions of an original AWS Labs ecs-secrets table
+    #[argh(subcommand, name = "import")]
+    pub struct ImportArgs {
+        /// the original table, e.g. ECS-Secrets-myapp-Secrets
+        #[argh(option)]
+        pub from_ecs_secrets_table: String,
+    }
+}
+
+command! {
+    /// create what the backend needs and print least-privilege IAM policies
+    #[argh(subcommand, name = "setup")]
+    pub struct SetupArgs {
+        /// a role that reads the path's secrets (repeatable)
+        #[argh(option)]
+        pub fetch_role: Vec<String>,
+        /// a principal that writes the path's secrets (repeatable)
+        #[argh(option)]
+        pub create_principal: Vec<String>,
+        /// print a CloudFormation template instead of calling AWS
+        #[argh(switch)]
+        pub cloudformation: bool,
+    }
+}
+
+command! {
+    /// serve the secrets of the path over a small REST API (sidecar)
+    #[argh(subcommand, name = "daemon")]
+    pub struct DaemonArgs {
+        /// address to listen on [default 127.0.0.1:8080]
+        #[argh(option)]
+        pub listen: Option<String>,
+        /// file holding the token clients send as X-ECS-Secrets-Token [or env ECS_SECRETS_TOKEN]
+        #[argh(option)]
+        pub token_file: Option<String>,
+        /// serve reads only (no POST routes)
+        #[argh(switch)]
+        pub read_only: bool,
+        /// seconds to cache reads; 0 disables [default 60]
+        #[argh(option)]
+        pub cache_ttl: Option<String>,
+        /// allow listening on a non-loopback address without a token
+        #[argh(switch)]
+        pub allow_unauthenticated: bool,
+    }
+}
+
+/// create the ecs-secrets-exec and ecs-secrets-env links in DIR
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "install-links")]
+pub struct InstallLinksArgs {
+    /// the directory to create the links in
+    #[argh(positional)]
+    pub dir: String,
+}

@@ -1,0 +1,56 @@
+//! `exec`: fetch, check, (write files,) drop privileges, become CMD. Any failure before the
+//! execve means CMD is never started.
+
+use crate::config::{Env, ExecConfig};
+use crate::error::{ExitCode, Result};
+use crate::inject::env::{child_env, plan, ExtraVar};
+use crate::inject::files;
+use crate::privs;
+
+pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
+    // Resolve the target user first: an unknown user fails before anything is fetched or
+    // written.
+    let target = match &cfg.user {
+        Some(spec) => Some(privs::resolve(spec)?),
+        None => None,
+    };
+
+    let per_path = {
+        let rt = super::runtime()?;
+        let r = rt.block_on(super::fetch_paths(&cfg.store));
+        // Dropping the runtime here stops its threads before the execve.
+        drop(rt);
+        r?
+    };
+    let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
+
+    let mut extras: Vec<ExtraVar> = Vec::new();
+    if let Some(dir) = &cfg.files {
+        let owner = target.as_ref().map(|t| (t.uid, t.gid));
+        extras = files::write_all(dir, &secrets, owner, cfg.allow_disk, cfg.file_env)?;
+    }
+    if let Some(t) = &target {
+        extras.push(ExtraVar {
+            name: "HOME".into(),
+            value: t.home.clone().into_bytes(),
+        });
+    }
+
+    let mut warn = |msg: String| crate::log::warn(format_args!("{msg}"));
+    let envp = child_env(
+        env.vars(),
+        &secrets,
+        &extras,
+        !cfg.no_env,
+        cfg.no_override,
+        &mut warn,
+    );
+    // The plaintext now lives only in `envp`; wipe the fetched copies.
+    drop(secrets);
+
+    if let Some(t) = &target {
+        privs::drop_to(t)?;
+    }
+    let code = crate::exec::exec(&cfg.cmd, &envp, env.get_os("PATH"));
+    Ok(code)
+}

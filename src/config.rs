@@ -1,0 +1,561 @@
+//! Flags + environment → validated, immutable configuration. This is the only module that
+//! reads environment variables (from one snapshot taken at start); everything after it sees
+//! a `Config`. (The AWS SDK reads its own standard variables in `aws.rs`, by design.)
+
+use crate::cli::{self, HasShared, SharedArgs};
+use crate::error::{Error, Result};
+use crate::secret::Payload;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A snapshot of the process environment.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    /// For tests: an environment made of these pairs.
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn get_os(&self, key: &str) -> Option<&OsStr> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// A variable as UTF-8; a non-UTF-8 value of one of our variables is a usage error.
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        match self.get_os(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| Error::usage(format!("{key} is not valid UTF-8"))),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<bool> {
+        match self.get(key)?.as_deref().map(str::trim) {
+            None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
+            Some("1") | Some("true") | Some("yes") => Ok(true),
+            Some(other) => Err(Error::usage(format!(
+                "{key}={other:?} is not a boolean: use 1 or 0"
+            ))),
+        }
+    }
+
+    /// Every inherited variable, for the child of `exec`.
+    pub fn vars(&self) -> &[(OsString, OsString)] {
+        &self.vars
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Ssm,
+    Dynamodb,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Ssm => "ssm",
+            Backend::Dynamodb => "dynamodb",
+        }
+    }
+}
+
+/// Where secrets live and how to reach them: the validated shared options.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    pub paths: Vec<String>,
+    pub recursive: bool,
+    pub table: String,
+    pub kms_key: Option<String>,
+    pub timeout: Duration,
+    pub debug: bool,
+}
+
+impl StoreConfig {
+    /// The single path of a one-path command.
+    pub fn path(&self) -> &str {
+        &self.paths[0]
+    }
+}
+
+pub const DEFAULT_TABLE: &str = "ecs-secrets";
+pub const DEFAULT_DYNAMODB_KEY: &str = "alias/ecs-secrets";
+pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathArity {
+    /// exec, env, list: one or more paths.
+    Many,
+    /// admin commands and the daemon: exactly one.
+    One,
+    /// setup with --cloudformation may still name a path; rotate-key etc. need one.
+    Optional,
+}
+
+pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<StoreConfig> {
+    let backend = match shared
+        .backend
+        .clone()
+        .or(env.get("ECS_SECRETS_BACKEND")?)
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("") | Some("ssm") => Backend::Ssm,
+        Some("dynamodb") => Backend::Dynamodb,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "unknown backend {other:?}: use --backend ssm or --backend dynamodb"
+            )))
+        }
+    };
+
+    let raw_paths: Vec<String> = if !shared.path.is_empty() {
+        shared.path.clone()
+    } else if let Some(v) = env.get("ECS_SECRETS_PATH")? {
+        split_paths(&v)
+    } else if let Some(v) = env.get("AWS_ENV_PATH")? {
+        split_paths(&v)
+    } else {
+        Vec::new()
+    };
+    let paths = raw_paths
+        .iter()
+        .map(|p| validate_path(p))
+        .collect::<Result<Vec<_>>>()?;
+    match arity {
+        PathArity::Many | PathArity::One if paths.is_empty() => {
+            return Err(Error::usage(
+                "no path given: pass --path /<env>/<app> or set ECS_SECRETS_PATH",
+            ))
+        }
+        PathArity::One | PathArity::Optional if paths.len() > 1 => {
+            return Err(Error::usage(format!(
+                "this command takes one path, got {}: {}",
+                paths.len(),
+                paths.join(", ")
+            )))
+        }
+        _ => {}
+    }
+
+    let recursive = shared.recursive || env.flag("ECS_SECRETS_RECURSIVE")?;
+    if recursive && backend != Backend::Ssm {
+        return Err(Error::usage(
+            "--recursive applies to the ssm backend only: dynamodb paths are flat",
+        ));
+    }
+
+    let table = shared
+        .table
+        .clone()
+        .or(env.get("ECS_SECRETS_TABLE")?)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| DEFAULT_TABLE.to_string());
+    validate_table(&table)?;
+
+    let kms_key = shared
+        .kms_key
+        .clone()
+        .or(env.get("ECS_SECRETS_KMS_KEY")?)
+        .filter(|k| !k.is_empty());
+
+    let timeout = match shared.timeout.clone().or(env.get("ECS_SECRETS_TIMEOUT")?) {
+        None => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+        Some(t) => parse_timeout(&t)?,
+    };
+    let debug = shared.debug || env.flag("ECS_SECRETS_DEBUG")?;
+
+    Ok(StoreConfig {
+        backend,
+        paths,
+        recursive,
+        table,
+        kms_key,
+        timeout,
+        debug,
+    })
+}
+
+fn split_paths(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn parse_timeout(t: &str) -> Result<Duration> {
+    let secs: f64 = t
+        .trim()
+        .parse()
+        .map_err(|_| Error::usage(format!("--timeout {t:?} is not a number of seconds")))?;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(Error::usage(format!(
+            "--timeout {t} is out of range: use more than 0 and at most 3600 seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// A path: `/seg[/seg…]`, segments of `[A-Za-z0-9_.-]`, not under SSM's reserved `/aws` or
+/// `/ssm`. A trailing `/` is dropped.
+pub fn validate_path(p: &str) -> Result<String> {
+    let trimmed = p.trim();
+    let path = trimmed.trim_end_matches('/');
+    let bad = |why: &str| {
+        Err(Error::usage(format!(
+            "invalid path {:?}: {why} (expected /<env>/<app>, e.g. /prod/grafana)",
+            crate::inject::env::printable(trimmed)
+        )))
+    };
+    if !path.starts_with('/') {
+        return bad("it must start with /");
+    }
+    if path.len() > 900 {
+        return bad("it is longer than 900 characters");
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return bad("it has an empty segment");
+    }
+    if let Some(s) = segments
+        .iter()
+        .find(|s| !s.chars().all(is_name_char) || **s == "." || **s == "..")
+    {
+        return bad(&format!(
+            "segment {:?} may hold only letters, digits, _ . -",
+            crate::inject::env::printable(s)
+        ));
+    }
+    let first = segments[0].to_ascii_lowercase();
+    if first.starts_with("aws") || first.starts_with("ssm") {
+        return bad("paths starting with aws or ssm are reserved by AWS");
+    }
+    Ok(path.to_string())
+}
+
+/// A secret name: `[A-Za-z0-9_.-]`, optionally with inner `/` (nested, ssm), whose env
+/// name (after `.`/`-`/`/` → `_`) does not start with a digit.
+pub fn validate_name(n: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Err(Error::usage(format!(
+            "invalid secret name {:?}: {why}",
+            crate::inject::env::printable(n)
+        )))
+    };
+    if n.is_empty() {
+        return bad("it is empty");
+    }
+    if n.len() > 256 {
+        return bad("it is longer than 256 characters");
+    }
+    if n.starts_with('/') || n.ends_with('/') || n.contains("//") {
+        return bad("it may not start or end with / or contain //");
+    }
+    if !n.chars().all(|c| is_name_char(c) || c == '/') {
+        return bad("use only letters, digits and _ . - (and / between nested parts)");
+    }
+    if n.split('/').any(|s| s == "." || s == "..") {
+        return bad("it may not have . or .. parts");
+    }
+    if n.as_bytes()[0].is_ascii_digit() {
+        return bad("an environment variable name cannot start with a digit");
+    }
+    Ok(n.to_string())
+}
+
+fn validate_table(t: &str) -> Result<()> {
+    let ok = (3..=255).contains(&t.len())
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "invalid table name {:?}: 3-255 letters, digits, _ . -",
+            crate::inject::env::printable(t)
+        )))
+    }
+}
+
+pub fn parse_serial(s: &str) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::usage(format!(
+            "invalid serial {:?}: serials are whole numbers from 1",
+            crate::inject::env::printable(s)
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Shell,
+    Dotenv,
+    Json,
+}
+
+/// `exec`'s validated configuration.
+#[derive(Debug)]
+pub struct ExecConfig {
+    pub store: StoreConfig,
+    pub files: Option<PathBuf>,
+    pub file_env: bool,
+    pub no_env: bool,
+    pub allow_disk: bool,
+    pub no_override: bool,
+    pub user: Option<String>,
+    pub require: Vec<String>,
+    pub allow_names: Vec<String>,
+    pub cmd: Vec<OsString>,
+}
+
+pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
+    let cmd = a.cmd.iter().map(OsString::from).collect();
+    exec_config_with_cmd(a, env, cmd)
+}
+
+/// As `exec_config`, with the command taken raw from after `--` (it may not be UTF-8).
+pub fn exec_config_with_cmd(
+    a: &cli::ExecArgs,
+    env: &Env,
+    cmd: Vec<OsString>,
+) -> Result<ExecConfig> {
+    let store = store_config(&a.shared(), env, PathArity::Many)?;
+    if cmd.is_empty() {
+        return Err(Error::usage(
+            "no command given: ecs-secrets exec [options] -- CMD [ARG…]",
+        ));
+    }
+    if a.file_env && a.files.is_none() {
+        return Err(Error::usage("--file-env needs --files DIR"));
+    }
+    if a.allow_disk && a.files.is_none() {
+        return Err(Error::usage("--allow-disk needs --files DIR"));
+    }
+    if a.no_env && a.files.is_none() {
+        return Err(Error::usage(
+            "--no-env without --files would inject nothing: add --files DIR",
+        ));
+    }
+    let files = match &a.files {
+        None => None,
+        Some(d) if d.is_empty() => return Err(Error::usage("--files needs a directory")),
+        Some(d) => Some(PathBuf::from(d)),
+    };
+    if let Some(u) = &a.user {
+        if u.is_empty() || u.starts_with(':') || u.ends_with(':') || u.matches(':').count() > 1 {
+            return Err(Error::usage(format!(
+                "invalid --user {:?}: use USER or USER:GROUP (names or numbers)",
+                crate::inject::env::printable(u)
+            )));
+        }
+    }
+    Ok(ExecConfig {
+        store,
+        files,
+        file_env: a.file_env,
+        no_env: a.no_env,
+        allow_disk: a.allow_disk,
+        no_override: a.no_override,
+        user: a.user.clone(),
+        require: a.require.clone(),
+        allow_names: a.allow_name.clone(),
+        cmd,
+    })
+}
+
+/// `env`'s validated configuration.
+#[derive(Debug)]
+pub struct EnvConfig {
+    pub store: StoreConfig,
+    pub format: Format,
+    pub require: Vec<String>,
+    pub allow_names: Vec<String>,
+}
+
+pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
+    let store = store_config(&a.shared(), env, PathArity::Many)?;
+    let format = match a.format.as_deref() {
+        None | Some("shell") => Format::Shell,
+        Some("dotenv") => Format::Dotenv,
+        Some("json") => Format::Json,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "unknown --format {:?}: use shell, dotenv or json",
+                crate::inject::env::printable(other)
+            )))
+        }
+    };
+    Ok(EnvConfig {
+        store,
+        format,
+        require: a.require.clone(),
+        allow_names: a.allow_name.clone(),
+    })
+}
+
+/// Where a new version's value comes from.
+#[derive(Debug)]
+pub enum PayloadSource {
+    Arg(Payload),
+    File(PathBuf),
+    Stdin,
+    Generate(usize),
+}
+
+pub const MAX_GENERATE: usize = 4096;
+
+pub fn payload_source(
+    payload: &Option<String>,
+    location: &Option<String>,
+    stdin: bool,
+    generate: Option<&String>,
+) -> Result<PayloadSource> {
+    let given =
+        payload.is_some() as u8 + location.is_some() as u8 + stdin as u8 + generate.is_some() as u8;
+    if given != 1 {
+        let choices = if generate.is_some() || given == 0 {
+            "--payload, --payload-location, --payload-stdin or (rotate) --generate"
+        } else {
+            "--payload, --payload-location or --payload-stdin"
+        };
+        return Err(Error::usage(format!("give exactly one of {choices}")));
+    }
+    if let Some(p) = payload {
+        return Ok(PayloadSource::Arg(Payload::from_string(p.clone())));
+    }
+    if let Some(l) = location {
+        return Ok(PayloadSource::File(PathBuf::from(l)));
+    }
+    if let Some(g) = generate {
+        return match g.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_GENERATE).contains(&n) => Ok(PayloadSource::Generate(n)),
+            _ => Err(Error::usage(format!(
+                "--generate {:?}: give a length from 1 to {MAX_GENERATE}",
+                crate::inject::env::printable(g)
+            ))),
+        };
+    }
+    Ok(PayloadSource::Stdin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(paths: &[&str]) -> SharedArgs {
+        SharedArgs {
+            path: paths.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flag_wins_over_variable_and_variable_over_aws_env_path() {
+        let env = Env::from_pairs([("ECS_SECRETS_PATH", "/a/b,/c/d"), ("AWS_ENV_PATH", "/x/y")]);
+        let c = store_config(&shared(&["/p/q"]), &env, PathArity::Many).unwrap();
+        assert_eq!(c.paths, vec!["/p/q"]);
+        let c = store_config(&shared(&[]), &env, PathArity::Many).unwrap();
+        assert_eq!(c.paths, vec!["/a/b", "/c/d"]);
+        let env = Env::from_pairs([("AWS_ENV_PATH", "/x/y/")]);
+        let c = store_config(&shared(&[]), &env, PathArity::Many).unwrap();
+        assert_eq!(c.paths, vec!["/x/y"]);
+    }
+
+    #[test]
+    fn missing_path_and_too_many_paths_are_usage_errors() {
+        let env = Env::default();
+        let e = store_config(&shared(&[]), &env, PathArity::Many).unwrap_err();
+        assert!(e.to_string().contains("--path"), "{e}");
+        let e = store_config(&shared(&["/a/b", "/c/d"]), &env, PathArity::One).unwrap_err();
+        assert!(e.to_string().contains("one path"), "{e}");
+    }
+
+    #[test]
+    fn timeout_backend_and_booleans() {
+        let env = Env::from_pairs([
+            ("ECS_SECRETS_TIMEOUT", "2.5"),
+            ("ECS_SECRETS_BACKEND", "dynamodb"),
+            ("ECS_SECRETS_DEBUG", "1"),
+        ]);
+        let c = store_config(&shared(&["/a/b"]), &env, PathArity::One).unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.backend, Backend::Dynamodb);
+        assert!(c.debug);
+        assert_eq!(c.table, "ecs-secrets");
+        for bad in ["0", "-1", "abc", "4000"] {
+            let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", bad)]);
+            assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
+        }
+        let env = Env::from_pairs([("ECS_SECRETS_RECURSIVE", "maybe")]);
+        assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
+        let env = Env::from_pairs([("ECS_SECRETS_BACKEND", "vault")]);
+        assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
+    }
+
+    #[test]
+    fn paths_are_validated() {
+        assert_eq!(validate_path("/prod/grafana/").unwrap(), "/prod/grafana");
+        for bad in [
+            "prod", "/", "//x", "/a//b", "/a b", "/aws/x", "/ssm", "/a/$(x)", "/a/..",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("DB_PASSWORD").is_ok());
+        assert!(validate_name("db.password-1").is_ok());
+        assert!(validate_name("db/password").is_ok());
+        for bad in ["", "1ABC", "A B", "A=B", "/A", "A/", "a//b", "A\0B", "é"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_payload_source() {
+        let none: Option<String> = None;
+        assert!(payload_source(&none, &none, false, None).is_err());
+        assert!(payload_source(&Some("x".into()), &Some("f".into()), false, None).is_err());
+        assert!(matches!(
+            payload_source(&none, &none, true, None).unwrap(),
+            PayloadSource::Stdin
+        ));
+        assert!(matches!(
+            payload_source(&none, &none, false, Some(&"32".to_string())).unwrap(),
+            PayloadSource::Generate(32)
+        ));
+        assert!(payload_source(&none, &none, false, Some(&"0".to_string())).is_err());
+    }
+}

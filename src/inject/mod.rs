@@ -1,0 +1,7 @@
+//! Turning fetched secrets into what a process sees: environment names and refusals
+//! (`env`), shell/dotenv/json text (`shell`, `output`), and files on tmpfs (`files`).
+
+pub mod env;
+pub mod files;
+pub mod output;
+pub mod shell;

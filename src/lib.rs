@@ -1,0 +1,203 @@
+//! ecs-secrets: secrets from SSM Parameter Store or DynamoDB+KMS into containers.
+//!
+//! `run` is the whole program: argv[0] → mode, flags + environment → config, then one command.
+
+pub mod aws;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod exec;
+pub mod inject;
+pub mod log;
+pub mod privs;
+pub mod secret;
+pub mod store;
+
+use argh::FromArgs;
+use cli::{Command, HasShared, TopLevel};
+use config::{Env, PathArity};
+use error::{Error, ExitCode, Result};
+use std::ffi::OsString;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Run the program with these arguments (argv[0] included) and return the exit status.
+pub fn run(args: Vec<OsString>) -> i32 {
+    harden();
+    match dispatch(args) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            log::error(format_args!("{e}"));
+            e.exit_code().into()
+        }
+    }
+}
+
+/// No core dumps while plaintext is in memory (panics abort in release builds, and abort
+/// would otherwise dump). PR_SET_DUMPABLE is reset by execve, so the application keeps
+/// its own core-dump settings.
+fn harden() {
+    // SAFETY: prctl with these constant arguments has no memory effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// The mode implied by the program's file name (multi-call binary).
+fn mode_from_argv0(argv0: &OsString) -> Option<&'static str> {
+    let name = std::path::Path::new(argv0).file_name()?.to_str()?;
+    match name {
+        "ecs-secrets-exec" => Some("exec"),
+        "ecs-secrets-env" => Some("env"),
+        _ => None,
+    }
+}
+
+fn dispatch(args: Vec<OsString>) -> Result<ExitCode> {
+    let mut args = args.into_iter();
+    let argv0 = args.next().unwrap_or_else(|| OsString::from("ecs-secrets"));
+    let mut rest: Vec<OsString> = args.collect();
+    if let Some(mode) = mode_from_argv0(&argv0) {
+        rest.insert(0, OsString::from(mode));
+    }
+    // Everything after `--` is exec's command, passed on byte for byte (it may not be UTF-8).
+    let mut raw_cmd: Option<Vec<OsString>> = None;
+    if rest.first().is_some_and(|a| a == "exec") {
+        if let Some(pos) = rest.iter().position(|a| a == "--") {
+            raw_cmd = Some(rest.split_off(pos + 1));
+            rest.pop();
+        }
+    }
+    let strs: Vec<String> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.to_str()
+                .map(String::from)
+                .ok_or_else(|| Error::usage(format!("argument {} is not valid UTF-8", i + 1)))
+        })
+        .collect::<Result<_>>()?;
+    let refs: Vec<&str> = strs.iter().map(String::as_str).collect();
+    let top = match TopLevel::from_args(&["ecs-secrets"], &refs) {
+        Ok(t) => t,
+        Err(early) => {
+            return if early.status.is_ok() {
+                print!("{}", early.output);
+                Ok(ExitCode::Success)
+            } else {
+                Err(Error::usage(format!(
+                    "{}\nRun `ecs-secrets --help` for usage.",
+                    early.output.trim_end()
+                )))
+            };
+        }
+    };
+    if top.version {
+        println!("ecs-secrets {VERSION}");
+        return Ok(ExitCode::Success);
+    }
+    let Some(command) = top.command else {
+        return Err(Error::usage(
+            "no command given: run `ecs-secrets --help` for the list",
+        ));
+    };
+
+    let env = Env::from_process();
+    let store_cfg = |a: &dyn HasShared, arity| {
+        let c = config::store_config(&a.shared(), &env, arity)?;
+        log::set_debug(c.debug);
+        Ok::<_, Error>(c)
+    };
+    match command {
+        Command::Exec(mut a) => {
+            if let Some(cmd) = raw_cmd {
+                a.cmd.clear();
+                let cfg = config::exec_config_with_cmd(&a, &env, cmd)?;
+                log::set_debug(cfg.store.debug);
+                cmd::exec::run(cfg, &env)
+            } else {
+                let cfg = config::exec_config(&a, &env)?;
+                log::set_debug(cfg.store.debug);
+                cmd::exec::run(cfg, &env)
+            }
+        }
+        Command::Env(a) => {
+            let cfg = config::env_config(&a, &env)?;
+            log::set_debug(cfg.store.debug);
+            cmd::env::run(cfg)
+        }
+        Command::Create(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            let name = config::validate_name(&a.name)?;
+            let src =
+                config::payload_source(&a.payload, &a.payload_location, a.payload_stdin, None)?;
+            cmd::admin::create(&cfg, &name, src)
+        }
+        Command::Rotate(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            let name = config::validate_name(&a.name)?;
+            let src = config::payload_source(
+                &a.payload,
+                &a.payload_location,
+                a.payload_stdin,
+                a.generate.as_ref(),
+            )?;
+            cmd::admin::rotate(&cfg, &name, src)
+        }
+        Command::Revoke(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            let name = config::validate_name(&a.name)?;
+            let serial = config::parse_serial(&a.serial)?;
+            cmd::admin::revoke(&cfg, &name, serial)
+        }
+        Command::Fetch(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            let name = config::validate_name(&a.name)?;
+            let serial = a.serial.as_deref().map(config::parse_serial).transpose()?;
+            cmd::admin::fetch(&cfg, &name, serial)
+        }
+        Command::List(a) => {
+            let cfg = store_cfg(&a, PathArity::Many)?;
+            cmd::admin::list(&cfg, a.all_versions)
+        }
+        Command::RotateKey(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            cmd::dynamo_admin::rotate_key(&cfg)
+        }
+        Command::Import(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            cmd::dynamo_admin::import(&cfg, &a.from_ecs_secrets_table)
+        }
+        Command::Setup(a) => {
+            let arity = if a.cloudformation {
+                PathArity::Optional
+            } else {
+                PathArity::One
+            };
+            let cfg = store_cfg(&a, arity)?;
+            cmd::setup::run(&cfg, &a.fetch_role, &a.create_principal, a.cloudformation)
+        }
+        Command::Daemon(a) => {
+            let cfg = store_cfg(&a, PathArity::One)?;
+            daemon::run(&cfg, &a, &env)
+        }
+        Command::InstallLinks(a) => cmd::links::run(&a.dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_selects_the_mode() {
+        assert_eq!(
+            mode_from_argv0(&"/usr/bin/ecs-secrets-exec".into()),
+            Some("exec")
+        );
+        assert_eq!(mode_from_argv0(&"ecs-secrets-env".into()), Some("env"));
+        assert_eq!(mode_from_argv0(&"/ecs-secrets".into()), None);
+    }
+}

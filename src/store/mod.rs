@@ -1,0 +1,148 @@
+//! Where secrets live. `Store` is a closed set of backends (an enum, so the async methods
+//! need no boxing); each backend takes its AWS clients in `new()`, so tests can hand it
+//! clients pointed anywhere.
+
+pub mod dynamodb;
+pub mod ssm;
+
+use crate::config::{Backend, StoreConfig};
+use crate::error::{Error, Result};
+use crate::secret::{Fetched, Payload, Secret, VersionInfo};
+use aws_config::SdkConfig;
+
+#[derive(Clone)]
+pub enum Store {
+    Ssm(ssm::SsmStore),
+    Dynamodb(dynamodb::DynamoStore),
+}
+
+/// Build the AWS clients a backend needs from the shared SDK config.
+pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
+    match cfg.backend {
+        Backend::Ssm => {
+            let mut b = aws_sdk_ssm::config::Builder::from(sdk);
+            if cfg.debug {
+                b = b.interceptor(crate::aws::DebugLog);
+            }
+            Store::Ssm(ssm::SsmStore::new(
+                aws_sdk_ssm::Client::from_conf(b.build()),
+                cfg.kms_key.clone(),
+                cfg.recursive,
+            ))
+        }
+        Backend::Dynamodb => {
+            let mut d = aws_sdk_dynamodb::config::Builder::from(sdk);
+            let mut k = aws_sdk_kms::config::Builder::from(sdk);
+            if cfg.debug {
+                d = d.interceptor(crate::aws::DebugLog);
+                k = k.interceptor(crate::aws::DebugLog);
+            }
+            Store::Dynamodb(dynamodb::DynamoStore::new(
+                aws_sdk_dynamodb::Client::from_conf(d.build()),
+                aws_sdk_kms::Client::from_conf(k.build()),
+                cfg.table.clone(),
+                cfg.kms_key.clone(),
+            ))
+        }
+    }
+}
+
+impl Store {
+    /// Every secret of one path: for each name, its newest active version.
+    pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
+        match self {
+            Store::Ssm(s) => s.read_path(path).await,
+            Store::Dynamodb(d) => d.read_path(path).await,
+        }
+    }
+
+    /// Store a new version; returns its serial.
+    pub async fn create(&self, path: &str, name: &str, payload: &Payload) -> Result<u64> {
+        self.check_payload(payload)?;
+        match self {
+            Store::Ssm(s) => s.create(path, name, payload).await,
+            Store::Dynamodb(d) => d.create(path, name, payload).await,
+        }
+    }
+
+    /// Revoke one version. An unknown name or serial is `Error::NotFound` and changes nothing.
+    pub async fn revoke(&self, path: &str, name: &str, serial: u64) -> Result<()> {
+        match self {
+            Store::Ssm(s) => s.revoke(path, name, serial).await,
+            Store::Dynamodb(d) => d.revoke(path, name, serial).await,
+        }
+    }
+
+    /// The newest active version, or the given serial (revoked: no payload).
+    pub async fn fetch(&self, path: &str, name: &str, serial: Option<u64>) -> Result<Fetched> {
+        match self {
+            Store::Ssm(s) => s.fetch(path, name, serial).await,
+            Store::Dynamodb(d) => d.fetch(path, name, serial).await,
+        }
+    }
+
+    /// Every version of one name, oldest first; empty when the name does not exist.
+    pub async fn versions(&self, path: &str, name: &str) -> Result<Vec<VersionInfo>> {
+        match self {
+            Store::Ssm(s) => s.versions(path, name).await,
+            Store::Dynamodb(d) => d.versions(path, name).await,
+        }
+    }
+
+    /// The versions under a path: every version, or only each name's newest active one.
+    pub async fn list(&self, path: &str, all_versions: bool) -> Result<Vec<VersionInfo>> {
+        match self {
+            Store::Ssm(s) => s.list(path, all_versions).await,
+            Store::Dynamodb(d) => d.list(path, all_versions).await,
+        }
+    }
+
+    /// The largest payload the backend stores.
+    pub fn max_payload(&self) -> usize {
+        match self {
+            Store::Ssm(_) => ssm::MAX_PAYLOAD,
+            Store::Dynamodb(_) => dynamodb::MAX_PAYLOAD,
+        }
+    }
+
+    /// Refuse a payload that cannot be stored, before anything is written.
+    pub fn check_payload(&self, payload: &Payload) -> Result<()> {
+        if payload.is_empty() {
+            return Err(Error::usage("the payload is empty: a secret needs a value"));
+        }
+        if payload.as_bytes().contains(&0) {
+            return Err(Error::usage(
+                "the payload contains a NUL byte, which no environment variable can carry",
+            ));
+        }
+        if payload.len() > self.max_payload() {
+            return Err(Error::usage(format!(
+                "the payload is {} bytes; this backend stores at most {} bytes",
+                payload.len(),
+                self.max_payload()
+            )));
+        }
+        if let Store::Ssm(_) = self {
+            ssm::check_payload(payload)?;
+        }
+        Ok(())
+    }
+}
+
+/// Read several paths concurrently; results in the order of `paths`.
+pub async fn read_paths(store: &Store, paths: &[String]) -> Result<Vec<(String, Vec<Secret>)>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, p) in paths.iter().enumerate() {
+        let (store, p) = (store.clone(), p.clone());
+        set.spawn(async move { (i, store.read_path(&p).await.map(|s| (p, s))) });
+    }
+    let mut out: Vec<Option<(String, Vec<Secret>)>> = (0..paths.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (i, r) = joined.map_err(|e| Error::data(format!("internal error: {e}")))?;
+        out[i] = Some(r?);
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every path joined"))
+        .collect())
+}
