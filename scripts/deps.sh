@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install what the tests and the quickstart need on a Debian machine, idempotently:
+# moto's server (the AWS emulator), python-dotenv and credstash (readers/peers the tests and
+# benchmarks compare against), and the shells the eval round trip is checked in.
+set -euo pipefail
+
+missing=()
+command -v dash >/dev/null || missing+=(dash)
+command -v zsh >/dev/null || missing+=(zsh)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v file >/dev/null || missing+=(file)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]} with apt-get" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, dotenv, flask' 2>/dev/null; then
+  echo "deps: installing moto[server] and python-dotenv with pip" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]' python-dotenv
+fi
+# pyenv keeps console scripts behind shims that need a rehash after an install.
+command -v pyenv >/dev/null && pyenv rehash || true
+command -v moto_server >/dev/null || { echo "deps: moto_server is still not on PATH" >&2; exit 1; }
