@@ -10,18 +10,13 @@ use std::os::unix::ffi::OsStrExt;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Restore what a freshly started program expects: Rust ignores SIGPIPE at start-up and an
-/// ignored signal survives execve, so put it (and every other catchable signal) back to
-/// the default, and unblock everything.
+/// Undo what the Rust runtime changed: it ignores SIGPIPE at start-up, and an ignored signal
+/// survives execve. Other dispositions are left as inherited (so `nohup` keeps working); the
+/// signal mask is cleared.
 pub fn reset_signals() {
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL has no handler to be unsafe about.
-        let _ = unsafe { sigaction(sig, &dfl) };
-    }
+    // SAFETY: installing SIG_DFL has no handler to be unsafe about.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &dfl) };
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 

@@ -43,8 +43,10 @@ fn utf8<'a>(s: &'a Injection, format: &str) -> Result<&'a str> {
 }
 
 /// `NAME="…"` lines read back exactly by python-dotenv (and docker compose for values
-/// without `$`): `\`, `"`, newline, CR and tab are escaped. `${` cannot be expressed in
-/// either reader (both expand it, quoted or not), so such a value is refused.
+/// without `$`): `\`, `"`, newline, CR and tab are escaped. Two things cannot be expressed
+/// and are refused rather than written wrong: `${` (both readers expand it, quoted or not)
+/// and a trailing `\` (python-dotenv reads `\\"` as an escaped quote and runs on into the
+/// next line).
 fn dotenv(secrets: &[Injection]) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(Vec::new());
     for s in secrets {
@@ -52,6 +54,12 @@ fn dotenv(secrets: &[Injection]) -> Result<Zeroizing<Vec<u8>>> {
         if v.contains("${") {
             return Err(Error::data(format!(
                 "secret {} contains \"${{\", which dotenv readers expand: use --format shell or json",
+                s.full_name()
+            )));
+        }
+        if v.ends_with('\\') {
+            return Err(Error::data(format!(
+                "secret {} ends with a backslash, which dotenv readers cannot read back: use --format shell or json",
                 s.full_name()
             )));
         }

@@ -1,31 +1,26 @@
 //! POSIX shell quoting that survives `eval` in dash, bash, zsh and busybox sh byte for byte.
 
-use std::borrow::Cow;
 use zeroize::Zeroizing;
 
-/// Quote `value` as one shell word. UTF-8 text goes through the `shell-escape` crate
-/// (single quotes, `'` and `!` escaped outside them, safe words left bare); bytes that are
-/// not UTF-8 — which that crate cannot take — get the same single-quote rule by hand.
+/// Quote `value` as one single-quoted shell word: `'` becomes `'\''`, every other byte is
+/// literal inside single quotes in every POSIX shell, zsh included.
+///
+/// Always quoted, never left bare: the `shell-escape` crate leaves "safe-looking" words such
+/// as `=start=` unquoted, and zsh then expands a leading `=` (its EQUALS option) — found by
+/// the four-shell eval test. It also takes only UTF-8, and secret values may be any bytes.
 pub fn quote(value: &[u8]) -> Zeroizing<Vec<u8>> {
-    match std::str::from_utf8(value) {
-        Ok(s) => match shell_escape::unix::escape(Cow::Borrowed(s)) {
-            Cow::Borrowed(b) => Zeroizing::new(b.as_bytes().to_vec()),
-            Cow::Owned(o) => Zeroizing::new(o.into_bytes()),
-        },
-        Err(_) => {
-            let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 2));
-            out.push(b'\'');
-            for &b in value {
-                if b == b'\'' {
-                    out.extend_from_slice(b"'\\''");
-                } else {
-                    out.push(b);
-                }
-            }
-            out.push(b'\'');
-            out
+    let quotes = value.iter().filter(|&&b| b == b'\'').count();
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 3 * quotes + 2));
+    out.push(b'\'');
+    for &b in value {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
         }
     }
+    out.push(b'\'');
+    out
 }
 
 #[cfg(test)]
@@ -34,7 +29,8 @@ mod tests {
 
     #[test]
     fn quotes_hostile_values() {
-        assert_eq!(&quote(b"plain")[..], b"plain");
+        assert_eq!(&quote(b"plain")[..], b"'plain'");
+        assert_eq!(&quote(b"=x")[..], b"'=x'");
         assert_eq!(&quote(b"")[..], b"''");
         assert_eq!(&quote(b"it's")[..], b"'it'\\''s'");
         assert_eq!(&quote(b"$(id)`x`")[..], b"'$(id)`x`'");

@@ -1,0 +1,172 @@
+//! Running the real `ecs-secrets` binary with a scrubbed environment.
+
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ecs-secrets");
+
+/// Limit for [`run`] and [`stdin_run`]; a hung binary fails the test instead
+/// of hanging the suite.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `HOME` for every scrubbed command: an empty directory of this process.
+fn home() -> &'static PathBuf {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| TempDir::new("home").remove_at_exit())
+}
+
+/// Applies the test environment to any command: nothing inherited, AWS
+/// settings pointing at `endpoint` with static test credentials, no IMDS,
+/// no shared config/credentials files, an empty `HOME`.
+pub fn scrub_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
+    let home = home();
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", home)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("no-such-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-such-aws-credentials"),
+        )
+}
+
+/// A [`Command`] for the binary under test talking to `endpoint`
+/// (usually `moto().endpoint` or a `Proxy::endpoint()`).
+pub fn ecs(endpoint: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    scrub_env(&mut cmd, endpoint);
+    cmd
+}
+
+/// Runs `cmd` with stdin from /dev/null; panics if it cannot start or runs
+/// longer than [`DEFAULT_TIMEOUT`].
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Output {
+    run_with(cmd, None, DEFAULT_TIMEOUT)
+        .unwrap_or_else(|o| panic!("timed out after {DEFAULT_TIMEOUT:?}\n{}", describe(&o)))
+}
+
+/// Like [`run`], with `input` written to stdin (then closed).
+#[track_caller]
+pub fn stdin_run(cmd: &mut Command, input: &[u8]) -> Output {
+    run_with(cmd, Some(input), DEFAULT_TIMEOUT)
+        .unwrap_or_else(|o| panic!("timed out after {DEFAULT_TIMEOUT:?}\n{}", describe(&o)))
+}
+
+/// Runs `cmd`, feeding `input` (or /dev/null) to stdin and capturing
+/// stdout/stderr. After `timeout` the process is killed (SIGKILL) and
+/// `Err(output so far)` is returned, so tests can also assert that something
+/// hangs. Panics only if the command cannot be started.
+#[track_caller]
+pub fn run_with(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, Output> {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+
+    // Feed stdin and drain both pipes on threads: a child blocked writing a
+    // full pipe (or reading stdin) would otherwise deadlock against us.
+    let writer = input.map(|data| {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            // The child may exit without reading everything (EPIPE): fine.
+            let _ = stdin.write_all(&data);
+        })
+    });
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+
+    let (status, timed_out) = wait_deadline(&mut child, Instant::now() + timeout);
+    let output = Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    if timed_out {
+        Err(output)
+    } else {
+        Ok(output)
+    }
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+fn wait_deadline(child: &mut Child, deadline: Instant) -> (std::process::ExitStatus, bool) {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (status, false),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let status = child
+                    .wait()
+                    .unwrap_or_else(|_| std::process::ExitStatus::from_raw(libc::SIGKILL));
+                return (status, true);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("waiting for child: {e}"),
+        }
+    }
+}
+
+/// Status, stdout and stderr of `out`, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts exit status 0 and returns stdout as a string.
+#[track_caller]
+pub fn assert_ok(out: &Output) -> String {
+    assert!(out.status.success(), "expected success\n{}", describe(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a non-zero exit (not death by a signal) and returns stderr.
+#[track_caller]
+pub fn assert_fail(out: &Output) -> String {
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "expected a non-zero exit\n{}",
+        describe(out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
