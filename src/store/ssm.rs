@@ -26,6 +26,9 @@ const PAGE: i32 = 10;
 pub const TOMBSTONE: &str = "ecs-secrets:revoked:no-active-version";
 const COPY_PREFIX: &str = "ecs-secrets: copy of serial ";
 const TOMBSTONE_DESCRIPTION: &str = "ecs-secrets: every version revoked";
+/// Set on every ordinary version: SSM carries a parameter's description over to a new
+/// version written without one, so a version after a copy must say what it is.
+const VERSION_DESCRIPTION: &str = "ecs-secrets: secret version";
 
 fn revoked_label(serial: u64) -> String {
     format!("revoked-{serial}")
@@ -193,7 +196,7 @@ impl SsmStore {
         Ok(out)
     }
 
-    async fn put(&self, full_name: &str, value: &str, description: Option<&str>) -> Result<u64> {
+    async fn put(&self, full_name: &str, value: &str, description: &str) -> Result<u64> {
         let resp = self
             .client
             .put_parameter()
@@ -201,7 +204,7 @@ impl SsmStore {
             .value(value)
             .r#type(ParameterType::SecureString)
             .set_key_id(self.kms_key.clone())
-            .set_description(description.map(String::from))
+            .description(description)
             .overwrite(true)
             .send()
             .await
@@ -219,7 +222,8 @@ impl SsmStore {
         let value = payload
             .as_str()
             .expect("checked as UTF-8 by Store::check_payload");
-        self.put(&full(path, name), value, None).await
+        self.put(&full(path, name), value, VERSION_DESCRIPTION)
+            .await
     }
 
     /// The value of one version, decrypted.
@@ -273,11 +277,11 @@ impl SsmStore {
                 Some(k) => {
                     let v = self.value_of(path, name, k).await?;
                     let value = v.as_str().unwrap_or_default();
-                    self.put(&full_name, value, Some(&format!("{COPY_PREFIX}{k}")))
+                    self.put(&full_name, value, &format!("{COPY_PREFIX}{k}"))
                         .await?;
                 }
                 None => {
-                    self.put(&full_name, TOMBSTONE, Some(TOMBSTONE_DESCRIPTION))
+                    self.put(&full_name, TOMBSTONE, TOMBSTONE_DESCRIPTION)
                         .await?;
                 }
             }
