@@ -28,9 +28,13 @@ pub const USER_AGENT_APP: &str = concat!("ecs-secrets-", env!("CARGO_PKG_VERSION
 /// Load the shared SDK configuration. Reads the standard AWS variables and files through
 /// aws-config; invents none.
 pub async fn load(cfg: &StoreConfig) -> SdkConfig {
-    let attempt = cfg.timeout.min(Duration::from_secs(10));
+    // A quarter of the deadline per attempt (1–10 s): a stalled connection costs one
+    // attempt, not the whole deadline, so it can still be retried in time.
+    let attempt = (cfg.timeout / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(10))
+        .min(cfg.timeout);
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(cfg.timeout.min(Duration::from_secs(3)))
+        .connect_timeout(attempt.min(Duration::from_secs(3)))
         .read_timeout(attempt)
         .operation_attempt_timeout(attempt)
         .operation_timeout(cfg.timeout)
@@ -93,10 +97,15 @@ pub async fn with_deadline<T>(
 ) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(Error::Deadline(format!(
-            "{what}: no answer within the {}s deadline; check connectivity to AWS, or raise --timeout",
-            fmt_secs(timeout)
-        ))),
+        Err(_) => {
+            let last = last_attempt()
+                .map(|l| format!(" (last attempt: {l})"))
+                .unwrap_or_default();
+            Err(Error::Deadline(format!(
+                "{what}: no complete answer within the {}s deadline{last}; check connectivity to AWS, or raise --timeout",
+                fmt_secs(timeout)
+            )))
+        }
     }
 }
 
@@ -244,10 +253,21 @@ pub fn redact(text: &str, secret: &[u8]) -> String {
     }
 }
 
-/// `--debug`: one stderr line per HTTP attempt: service, operation, status, time. Never a
+/// Watches every HTTP attempt: remembers how the last one went (so a deadline error can say
+/// "last attempt: HTTP 400 ThrottlingException" rather than only "timed out"), and with
+/// `--debug` prints one stderr line per attempt: service, operation, status, time. Never a
 /// body, so never a payload.
 #[derive(Debug)]
-pub struct DebugLog;
+pub struct Attempts {
+    pub debug: bool,
+}
+
+static LAST_ATTEMPT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// How the most recent HTTP attempt of this process ended, if any ended.
+pub fn last_attempt() -> Option<String> {
+    LAST_ATTEMPT.lock().ok().and_then(|l| l.clone())
+}
 
 #[derive(Debug, Clone)]
 struct AttemptStart(Instant);
@@ -255,9 +275,9 @@ impl Storable for AttemptStart {
     type Storer = StoreReplace<Self>;
 }
 
-impl Intercept for DebugLog {
+impl Intercept for Attempts {
     fn name(&self) -> &'static str {
-        "ecs-secrets-debug"
+        "ecs-secrets-attempts"
     }
 
     fn read_before_transmit(
@@ -285,11 +305,39 @@ impl Intercept for DebugLog {
             .load::<AttemptStart>()
             .map(|s| format!("{:.1} ms", s.0.elapsed().as_secs_f64() * 1e3))
             .unwrap_or_default();
-        let outcome = match ctx.response() {
-            Some(r) => format!("HTTP {}", r.status().as_u16()),
-            None => "no response".into(),
+        let outcome = match (ctx.response(), ctx.output_or_error()) {
+            (Some(r), result) => {
+                let code = r
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .map(|c| format!(" {}", c.split(':').next().unwrap_or(c)))
+                    .unwrap_or_default();
+                let status = r.status().as_u16();
+                // A success status with a failed result: the body broke off.
+                let broke = match result {
+                    Some(Err(e)) if (200..300).contains(&status) => {
+                        let text = DisplayErrorContext(e).to_string();
+                        format!(", then: {}", text.chars().take(120).collect::<String>())
+                    }
+                    _ => String::new(),
+                };
+                format!("HTTP {status}{code}{broke}")
+            }
+            (None, Some(Err(e))) => {
+                let text = DisplayErrorContext(e).to_string();
+                format!(
+                    "no response: {}",
+                    text.chars().take(160).collect::<String>()
+                )
+            }
+            (None, _) => "no response".into(),
         };
-        crate::log::debug(format_args!("{op}: {outcome} {ms}"));
+        if let Ok(mut l) = LAST_ATTEMPT.lock() {
+            *l = Some(format!("{op}: {outcome}"));
+        }
+        if self.debug {
+            crate::log::debug(format_args!("{op}: {outcome} {ms}"));
+        }
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ fn injects_every_secret_of_the_path_and_becomes_the_command() {
     put_secure(&m.endpoint, &format!("{path}/DB_PASSWORD"), "old");
     put_secure(&m.endpoint, &format!("{path}/DB_PASSWORD"), "p@ss w'rd");
     put_secure(&m.endpoint, &format!("{path}/api.key-v2"), "k");
-    let out = run(&mut show(
+    let out = run(show(
         &m.endpoint,
         &["--path", &path],
         &["DB_USER", "DB_PASSWORD", "api_key_v2", "HOME"],
@@ -171,9 +171,7 @@ fn several_paths_later_wins_and_variables_configure_it() {
         show(&m.endpoint, &[], &["X"]).env("ECS_SECRETS_PATH", format!("{b},{a}"))
     ));
     assert!(s.contains("X=from-a"), "{s}");
-    let s = assert_ok(&run(
-        &mut show(&m.endpoint, &[], &["X"]).env("AWS_ENV_PATH", &a)
-    ));
+    let s = assert_ok(&run(show(&m.endpoint, &[], &["X"]).env("AWS_ENV_PATH", &a)));
     assert!(s.contains("X=from-a"), "{s}");
     // The flag wins over the variable.
     let s = assert_ok(&run(
@@ -290,8 +288,7 @@ fn no_override_keeps_the_inherited_value() {
     let m = moto();
     let path = unique_path("override");
     put_secure(&m.endpoint, &format!("{path}/MODE"), "from-secret");
-    let out =
-        run(&mut show(&m.endpoint, &["--path", &path], &["MODE"]).env("MODE", "inherited-value"));
+    let out = run(show(&m.endpoint, &["--path", &path], &["MODE"]).env("MODE", "inherited-value"));
     assert!(assert_ok(&out).contains("MODE=from-secret"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -404,7 +401,7 @@ fn ecs_task_role_credentials_are_used() {
     let path = unique_path("taskrole");
     put_secure(&m.endpoint, &format!("{path}/A"), "via-task-role");
     let creds = EcsCredsServer::start(Some("Bearer task-token"));
-    let out = run(&mut show(&m.endpoint, &["--path", &path], &["A"])
+    let out = run(show(&m.endpoint, &["--path", &path], &["A"])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", creds.url())

@@ -16,14 +16,15 @@ pub enum Store {
     Dynamodb(dynamodb::DynamoStore),
 }
 
+fn attempts(cfg: &StoreConfig) -> crate::aws::Attempts {
+    crate::aws::Attempts { debug: cfg.debug }
+}
+
 /// Build the AWS clients a backend needs from the shared SDK config.
 pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
     match cfg.backend {
         Backend::Ssm => {
-            let mut b = aws_sdk_ssm::config::Builder::from(sdk);
-            if cfg.debug {
-                b = b.interceptor(crate::aws::DebugLog);
-            }
+            let b = aws_sdk_ssm::config::Builder::from(sdk).interceptor(attempts(cfg));
             Store::Ssm(ssm::SsmStore::new(
                 aws_sdk_ssm::Client::from_conf(b.build()),
                 cfg.kms_key.clone(),
@@ -31,12 +32,8 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
             ))
         }
         Backend::Dynamodb => {
-            let mut d = aws_sdk_dynamodb::config::Builder::from(sdk);
-            let mut k = aws_sdk_kms::config::Builder::from(sdk);
-            if cfg.debug {
-                d = d.interceptor(crate::aws::DebugLog);
-                k = k.interceptor(crate::aws::DebugLog);
-            }
+            let d = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(attempts(cfg));
+            let k = aws_sdk_kms::config::Builder::from(sdk).interceptor(attempts(cfg));
             Store::Dynamodb(dynamodb::DynamoStore::new(
                 aws_sdk_dynamodb::Client::from_conf(d.build()),
                 aws_sdk_kms::Client::from_conf(k.build()),
