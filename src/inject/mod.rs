@@ -3,5 +3,6 @@
 
 pub mod env;
 pub mod files;
+pub mod names;
 pub mod output;
 pub mod shell;
