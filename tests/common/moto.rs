@@ -73,17 +73,15 @@ impl Drop for Moto {
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
     let m = MOTO.get_or_init(|| {
-        let dir = TempDir::new("moto");
+        let mut m = start(TempDir::new("moto"))?;
         // Statics are never dropped: clean the log dir at process exit.
-        let path = dir.path().to_path_buf();
-        let mut m = start(dir)?;
         if let Some(dir) = m.dir.take() {
             dir.remove_at_exit();
         }
         eprintln!(
             "shared moto_server at {} (log {})",
             m.endpoint,
-            path.display()
+            m.log.display()
         );
         Ok(m)
     });
