@@ -25,7 +25,7 @@ export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=test
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_EC2_METADATA_DISABLED=true
 
 "$bin" install-links "$work" >/dev/null
-echo "== file: $(file -b "$bin" | cut -d, -f1,2,5-6)"
+echo "== $(du -h "$bin" | cut -f1) static binary: $(file -b "$bin" | grep -o 'static[-a-z]* linked')"
 echo "== store two secrets under /prod/grafana (values from stdin, not argv)"
 printf 'grafana' | "$bin" create --path /prod/grafana --name GF_DATABASE_USER --payload-stdin
 printf "s3cr3t 'with' \$pecial chars" | "$bin" create --path /prod/grafana --name GF_DATABASE_PASSWORD --payload-stdin

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TIMEOUT_SECS: u64 = 4;
@@ -298,9 +297,9 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
 }
 
 #[test]
-fn throttling_on_a_thousand_secrets_still_starts() {
+fn throttling_30_percent_on_200_secrets_still_starts() {
     let m = moto();
-    let path = unique_path("throttle-1000");
+    let path = unique_path("throttle-200");
     let expected = put_many(&m.endpoint, &path, 200);
     let proxy = Proxy::start(&m.endpoint);
     proxy.set_faults(Faults {
@@ -332,5 +331,4 @@ fn throttling_on_a_thousand_secrets_still_starts() {
         "faults were injected: {}",
         proxy.faults_injected()
     );
-    let _ = Command::new("true");
 }
