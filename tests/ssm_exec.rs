@@ -434,3 +434,22 @@ fn missing_or_rejected_credentials_fail_closed() {
     });
     assert!(e.to_lowercase().contains("credentials"), "{e}");
 }
+
+#[test]
+fn per_service_endpoint_overrides_the_general_one() {
+    let m = moto();
+    let path = unique_path("endpoint");
+    put_secure(&m.endpoint, &format!("{path}/A"), "via-ssm-endpoint");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = show(
+        &format!("http://127.0.0.1:{port}"),
+        &["--path", &path, "--timeout", "5"],
+        &["A"],
+    );
+    c.env("AWS_ENDPOINT_URL_SSM", &m.endpoint);
+    assert!(assert_ok(&run(&mut c)).contains("A=via-ssm-endpoint"));
+}
