@@ -94,6 +94,9 @@ struct Enter<'a> {
     proc: bool,
     /// `chroot --userspec`: start the binary itself as this user.
     userspec: Option<&'a str>,
+    /// Root keeps only these capabilities (a `setpriv --bounding-set` list, e.g.
+    /// `+chown,+setuid`), as with `capabilities.drop: ["ALL"]` plus `add` in ECS.
+    caps: Option<&'a str>,
     /// Run chroot as a child (the app is then not PID 1) and these host commands after it,
     /// still in the namespace (e.g. to look at the tmpfs); `$root` is the jail.
     after: Option<&'a str>,
@@ -141,10 +144,14 @@ impl Jail {
         if how.proc {
             script.push_str("mount -t proc proc \"$root/proc\"\n");
         }
-        let chroot = match how.userspec {
+        let mut chroot = match how.userspec {
             Some(u) => format!("chroot --userspec={u} \"$root\" \"$@\""),
             None => "chroot \"$root\" \"$@\"".to_string(),
         };
+        if let Some(caps) = how.caps {
+            // chroot itself needs SYS_CHROOT; the binary keeps it too, harmlessly.
+            chroot = format!("setpriv --bounding-set=-all,+sys_chroot,{caps} {chroot}");
+        }
         match how.after {
             None => script.push_str(&format!("exec {chroot}\n")),
             Some(after) => script.push_str(&format!(
@@ -358,6 +365,54 @@ fn user_drop_in_an_empty_root_needs_no_etc_passwd() {
     assert_eq!(l[9], "Gid:\t65534\t65534\t65534\t65534");
     assert!(l.contains(&"CapEff:\t0000000000000000"), "{s}");
     assert!(l.iter().any(|x| x.trim_end() == "Groups:\t65534"), "{s}");
+}
+
+#[test]
+fn user_and_files_need_only_the_chown_setuid_and_setgid_capabilities() {
+    let m = moto();
+    let path = unique_path("caps");
+    put_secure(&m.endpoint, &format!("{path}/A"), "capped");
+    let jail = Jail::new("caps");
+    let args = [
+        "--path",
+        &path,
+        "--files",
+        "/run/secrets/app",
+        "--file-env",
+        "--user",
+        "1000:1000",
+    ];
+    let script = "id -u; cat $A_FILE; echo; stat -c '%a %u' /run/secrets/app $A_FILE";
+    // No DAC_OVERRIDE or FOWNER: the new directory is filled before it is given away.
+    let s = assert_ok(&run(&mut jail.command(
+        &m.endpoint,
+        Enter {
+            tmpfs: Some("mode=0755,size=1m"),
+            caps: Some("+chown,+setuid,+setgid"),
+            ..Default::default()
+        },
+        &exec_argv(&args, script),
+    )));
+    assert_eq!(lines(&s), ["1000", "capped", "700 1000", "400 1000"], "{s}");
+    // Without CHOWN the files cannot be given to the user: refused, nothing left behind.
+    let out = run(&mut jail.command(
+        &m.endpoint,
+        Enter {
+            tmpfs: Some("mode=0755,size=1m"),
+            caps: Some("+setuid,+setgid"),
+            after: Some("ls -a \"$root/run/secrets\""),
+            ..Default::default()
+        },
+        &exec_argv(&args, script),
+    ));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("chown") && e.contains("CHOWN capability"), "{e}");
+    assert_eq!(
+        lines(&String::from_utf8_lossy(&out.stdout)),
+        ["-- exit 1", ".", ".."],
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -71,7 +71,25 @@ pub fn write_all(
         .expect("open_dir with create=true returns the directory");
     let shown = shown(dir);
     let mut progress = Progress::default();
-    if let Err(e) = write_into(&opened.fd, &shown, secrets, owner, &mut progress) {
+    let written =
+        write_into(&opened.fd, &shown, secrets, owner, &mut progress).and_then(|()| {
+            match (owner, &opened.created) {
+                (Some((uid, gid)), Some(_)) => fchown(
+                    &opened.fd,
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
+                )
+                .map_err(|e| {
+                    Error::io(format!(
+                        "cannot give --files {shown} to uid {uid} gid {gid}: {}{}",
+                        e.desc(),
+                        errno_hint(e)
+                    ))
+                }),
+                _ => Ok(()),
+            }
+        });
+    if let Err(e) = written {
         rollback(&opened, &progress, &shown);
         return Err(e);
     }
@@ -155,6 +173,9 @@ fn open_dir(
         match openat(&pfd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
             Ok(fd) => {
                 check_fs(&fd, &shown, allow_disk)?;
+                if let Some(owner) = owner {
+                    warn_if_unsearchable(&fd, &shown, owner);
+                }
                 return Ok(Some(OpenedDir { fd, created: None }));
             }
             Err(Errno::ENOENT) => {
@@ -175,15 +196,10 @@ fn open_dir(
                         )))
                     }
                 }
-                let set_up = |fd: &OwnedFd| -> std::result::Result<(), Errno> {
-                    fchmod(fd, Mode::from_bits_truncate(0o700))?;
-                    if let Some((uid, gid)) = owner {
-                        fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
-                    }
-                    Ok(())
-                };
+                // Owned by us until the files are in; chowned to the target last, so that a
+                // root without CAP_DAC_OVERRIDE can still fill it.
                 let fd = openat(&pfd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty())
-                    .and_then(|fd| set_up(&fd).map(|()| fd));
+                    .and_then(|fd| fchmod(&fd, Mode::from_bits_truncate(0o700)).map(|()| fd));
                 return match fd {
                     Ok(fd) => Ok(Some(OpenedDir {
                         fd,
@@ -221,6 +237,31 @@ fn open_dir(
     Err(Error::io(format!(
         "--files {shown} keeps appearing and disappearing: is something else managing it?"
     )))
+}
+
+/// An existing DIR the `--user` target cannot enter makes the files useless to it: say so
+/// (it may still be intended, e.g. a helper reads them as root).
+fn warn_if_unsearchable(fd: &OwnedFd, shown: &str, (uid, gid): (u32, u32)) {
+    let Ok(st) = nix::sys::stat::fstat(fd) else {
+        return;
+    };
+    let bit = if st.st_uid == uid {
+        0o100
+    } else if st.st_gid == gid {
+        0o010
+    } else {
+        0o001
+    };
+    if uid != 0 && st.st_mode & bit == 0 {
+        crate::log::warn(format_args!(
+            "--files {shown} (owner {}:{}, mode {:o}) cannot be entered by uid {uid} gid {gid}: \
+             the command will not be able to read its secret files; give the directory mode \
+             0711 or let ecs-secrets create it (point --files at a missing subdirectory)",
+            st.st_uid,
+            st.st_gid,
+            st.st_mode & 0o7777
+        ));
+    }
 }
 
 fn open_error(shown: &str, e: Errno) -> Error {
@@ -301,13 +342,18 @@ fn write_into(
     // Phase 1: every secret in its own temporary file, fsync'd. Nothing visible yet.
     for s in secrets {
         let fail = |what: &str, e: Errno| {
+            let hint = if what == "chown" && e == Errno::EPERM {
+                "; giving files to --user needs the CHOWN capability (keep it in \
+                 linuxParameters.capabilities)"
+            } else {
+                errno_hint(e)
+            };
             Error::io(format!(
-                "cannot write secret {} to {shown}/{}: {what}: {}{}; nothing was started and \
-                 no secret file was left behind",
+                "cannot write secret {} to {shown}/{}: {what}: {}{hint}; nothing was started \
+                 and no secret file was left behind",
                 s.full_name(),
                 s.env_name,
                 e.desc(),
-                errno_hint(e)
             ))
         };
         let (tmp, fd) = create_temp(dirfd, &s.env_name).map_err(|e| fail("create", e))?;
