@@ -852,3 +852,182 @@ fn tls_trusts_ssl_cert_file_and_otherwise_only_the_compiled_in_roots() {
     );
     assert!(e.contains(&path), "names the path: {e}");
 }
+
+// ---------------------------------------------------------------------------------------
+// examples/ and docker/: what users copy must at least be well-formed and use real flags.
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The `--flags` in the usage line of `ecs-secrets SUB --help`.
+fn flags_of(sub: &str) -> Vec<String> {
+    let out = run(Command::new(BIN).args([sub, "--help"]));
+    let help = assert_ok(&out);
+    let usage = help
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_else(|| panic!("no usage line for {sub}: {help}"));
+    usage
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks every ecs-secrets invocation in `argv` (an exec's command may be another one);
+/// returns how many there were.
+fn check_invocation(argv: &[&str], file: &str) -> usize {
+    let Some(start) = argv.iter().position(|a| {
+        let base = a.rsplit('/').next().unwrap();
+        base == "ecs-secrets" || base == "ecs-secrets-exec" || base == "ecs-secrets-env"
+    }) else {
+        return 0;
+    };
+    let base = argv[start].rsplit('/').next().unwrap();
+    let (sub, rest) = match base {
+        "ecs-secrets-exec" => ("exec", &argv[start + 1..]),
+        "ecs-secrets-env" => ("env", &argv[start + 1..]),
+        _ => (
+            *argv
+                .get(start + 1)
+                .unwrap_or_else(|| panic!("{file}: ecs-secrets without a command")),
+            &argv[start + 2..],
+        ),
+    };
+    let known = flags_of(sub);
+    let end = rest.iter().position(|a| *a == "--").unwrap_or(rest.len());
+    for a in &rest[..end] {
+        if a.starts_with("--") {
+            assert!(
+                known.iter().any(|k| k == a),
+                "{file}: `ecs-secrets {sub}` has no flag {a} (it has {known:?})"
+            );
+        }
+    }
+    if sub == "exec" {
+        assert!(
+            end < rest.len(),
+            "{file}: exec needs `--` before the command"
+        );
+        assert!(
+            end + 1 < rest.len(),
+            "{file}: exec needs a command after `--`"
+        );
+    }
+    1 + if end < rest.len() {
+        check_invocation(&rest[end + 1..], file)
+    } else {
+        0
+    }
+}
+
+#[test]
+fn examples_are_valid_task_definitions_that_use_real_flags() {
+    const VARIABLES: &[&str] = &[
+        "ECS_SECRETS_BACKEND",
+        "ECS_SECRETS_PATH",
+        "ECS_SECRETS_RECURSIVE",
+        "ECS_SECRETS_TABLE",
+        "ECS_SECRETS_KMS_KEY",
+        "ECS_SECRETS_TIMEOUT",
+        "ECS_SECRETS_DEBUG",
+        "ECS_SECRETS_TOKEN",
+    ];
+    let readme = std::fs::read_to_string(repo("examples/README.md")).unwrap();
+    let files = json_files(&repo("examples"));
+    assert!(files.len() >= 6, "{files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let text = std::fs::read_to_string(f).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(v["family"].is_string(), "{name}: family");
+        assert!(
+            readme.contains(&format!("(`{name}`)")) || readme.contains(&format!("({name})")),
+            "{name} is not in the table of examples/README.md"
+        );
+        let containers = v["containerDefinitions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: containerDefinitions"));
+        assert!(!containers.is_empty(), "{name}");
+        let mut invocations = 0;
+        for c in containers {
+            let cname = c["name"].as_str().unwrap_or_else(|| panic!("{name}: name"));
+            let at = format!("{name} / {cname}");
+            assert!(c["image"].is_string(), "{at}: image");
+            assert_eq!(
+                c["linuxParameters"]["initProcessEnabled"],
+                serde_json::Value::Bool(true),
+                "{at}: initProcessEnabled"
+            );
+            let strings = |key: &str| -> Vec<&str> {
+                c[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().unwrap_or_else(|| panic!("{at}: {key}")))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut argv = strings("entryPoint");
+            argv.extend(strings("command"));
+            invocations += check_invocation(&argv, &at);
+            for e in c["environment"].as_array().into_iter().flatten() {
+                let n = e["name"].as_str().unwrap();
+                assert!(e["value"].is_string(), "{at}: {n}");
+                if n.starts_with("ECS_SECRETS_") {
+                    assert!(VARIABLES.contains(&n), "{at}: unknown variable {n}");
+                }
+            }
+        }
+        assert!(invocations > 0, "{name} never runs ecs-secrets");
+    }
+    for f in json_files(&repo("examples/iam")) {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap())
+            .unwrap_or_else(|e| panic!("iam/{name}: {e}"));
+        assert_eq!(v["Version"], "2012-10-17", "iam/{name}");
+        assert!(v["Statement"].as_array().is_some_and(|s| !s.is_empty()));
+        assert!(readme.contains(&format!("iam/{name}")), "iam/{name} unused");
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_a_scratch_image_with_the_links() {
+    let text = std::fs::read_to_string(repo("docker/Dockerfile")).unwrap();
+    let froms: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    assert_eq!(froms.last().unwrap().trim(), "FROM scratch");
+    let stages: Vec<&str> = froms
+        .iter()
+        .filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(3).copied())
+        .collect();
+    for l in text.lines().filter(|l| l.contains("--from=")) {
+        let stage = l.split("--from=").nth(1).unwrap().split_whitespace().next();
+        assert!(
+            stage.is_some_and(|s| stages.contains(&s)),
+            "COPY from an unknown stage: {l}"
+        );
+    }
+    assert!(
+        text.contains("install-links /staging"),
+        "links made in the build stage"
+    );
+    assert!(text.contains("COPY --from=build /staging/ /"));
+    assert!(text.contains("+crt-static"), "a static binary");
+}
