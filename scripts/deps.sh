@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests and the quickstart need on a Debian machine, idempotently:
 # moto's server (the AWS emulator), python-dotenv and credstash (readers/peers the tests and
-# benchmarks compare against), and the shells the eval round trip is checked in.
+# benchmarks compare against), the shells the eval round trip is checked in, and for the
+# container tests busybox-static, util-linux (unshare, setpriv), mount and openssl.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,9 @@ command -v dash >/dev/null || missing+=(dash)
 command -v zsh >/dev/null || missing+=(zsh)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v unshare >/dev/null || missing+=(util-linux)
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v mount >/dev/null || missing+=(mount)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v file >/dev/null || missing+=(file)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} with apt-get" >&2

@@ -10,13 +10,20 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -57,7 +64,7 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
 
 /// HTTPS through rustls on ring. Trust roots: Mozilla's, compiled in (so an image without
 /// /etc/ssl works), plus the files named by `SSL_CERT_FILE`/`SSL_CERT_DIR` when set.
-fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+fn http_client() -> SharedHttpClient {
     let mut store = tls::TrustStore::empty().with_native_roots(
         std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some(),
     );
@@ -68,13 +75,98 @@ fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .with_trust_store(store)
         .build()
         .expect("the TLS context has no fallible settings here");
-    aws_smithy_http_client::Builder::new()
+    let https = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .tls_context(ctx)
-        .build_https()
+        .build_https();
+    SharedHttpClient::new(CertErrorsAreFinal(https))
 }
+
+/// A certificate the trust roots reject is rejected again on every retry: make such a
+/// failure final, so it is reported as itself at once instead of being retried until the
+/// deadline hides it. Everything else passes through untouched.
+#[derive(Debug)]
+struct CertErrorsAreFinal(SharedHttpClient);
+
+impl HttpClient for CertErrorsAreFinal {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(CertErrorsAreFinalConnector(
+            self.0.http_connector(settings, components),
+        ))
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.validate_base_client_config(components, cfg)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+#[derive(Debug)]
+struct CertErrorsAreFinalConnector(SharedHttpConnector);
+
+impl HttpConnector for CertErrorsAreFinalConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let call = self.0.call(request);
+        HttpConnectorFuture::new(async move {
+            call.await.map_err(|e| {
+                if is_certificate_error(&e) {
+                    // `other` without a kind: no retry classifier retries it.
+                    ConnectorError::other(e.into(), None)
+                } else {
+                    e
+                }
+            })
+        })
+    }
+}
+
+/// Whether rustls rejected the server's certificate somewhere in this error chain.
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) {
+            return true;
+        }
+        // io::Error::source() skips its own payload (itself often another io::Error
+        // wrapping the rustls error), so descend into the payload instead.
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(payload) => Some(payload as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
+const CERT_HINT: &str = "; the server's certificate is not trusted: the compiled-in Mozilla \
+    roots are used, plus SSL_CERT_FILE/SSL_CERT_DIR when set — for a private CA or a \
+    TLS-inspecting proxy, set SSL_CERT_FILE to its PEM bundle";
 
 fn pem(der: &[u8]) -> Vec<u8> {
     let b64 = aws_smithy_types::base64::encode(der);
@@ -174,6 +266,11 @@ where
             (kind, text)
         }
     };
+    let hint = if is_certificate_error(&e) {
+        CERT_HINT
+    } else {
+        hint(kind)
+    };
     let detail = match secret {
         Some(s) if !s.is_empty() => redact(&detail, s),
         _ => detail,
@@ -182,7 +279,7 @@ where
         kind,
         context: context.into(),
         detail: crate::inject::env::printable(&detail),
-        hint: hint(kind).to_string(),
+        hint: hint.to_string(),
     }
 }
 
@@ -339,5 +436,23 @@ impl Intercept for Attempts {
             crate::log::debug(format_args!("{op}: {outcome} {ms}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_errors_are_found_through_nested_io_errors() {
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, cert);
+        let outer = std::io::Error::other(inner);
+        let connector = ConnectorError::io(Box::new(outer));
+        assert!(is_certificate_error(&connector));
+        let plain = ConnectorError::io(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!is_certificate_error(&plain));
     }
 }

@@ -14,6 +14,10 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
+    // A --files directory that would be refused is refused before anything is fetched.
+    if let Some(dir) = &cfg.files {
+        files::check_dir(dir, cfg.allow_disk)?;
+    }
 
     let per_path = {
         let rt = super::runtime()?;
@@ -26,6 +30,9 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
 
     let mut extras: Vec<ExtraVar> = Vec::new();
     if let Some(dir) = &cfg.files {
+        if cfg.file_env && !cfg.no_env {
+            files::check_file_env_names(&secrets)?;
+        }
         let owner = target.as_ref().map(|t| (t.uid, t.gid));
         extras = files::write_all(dir, &secrets, owner, cfg.allow_disk, cfg.file_env)?;
     }

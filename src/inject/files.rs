@@ -1,10 +1,52 @@
 //! `--files DIR`: each secret written to DIR/<NAME>, mode 0400, owned by the `--user`
 //! target, on tmpfs/ramfs only (unless `--allow-disk`), without following symlinks, replaced
 //! atomically.
+//!
+//! DIR is opened once (`O_DIRECTORY|O_NOFOLLOW`, relative to its parent) and every write is
+//! made relative to that descriptor, so swapping a path component for a symlink half-way
+//! cannot redirect a secret. Each secret goes to a fresh temporary file (`O_CREAT|O_EXCL|
+//! O_NOFOLLOW`, mode 0400 from the start, chowned before a byte is written), is fsync'd, and
+//! only when every secret is safely in its temporary file are they renamed into place. Any
+//! failure removes everything this run wrote (and DIR, if this run created it).
 
-use super::env::{ExtraVar, Injection};
+use super::env::{printable, ExtraVar, Injection};
 use crate::error::{Error, Result};
-use std::path::Path;
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{fchown, fsync, unlinkat, Gid, Uid, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
+/// Check DIR before anything is fetched: it (or, when missing, its parent) must be a real
+/// directory on tmpfs or ramfs unless `allow_disk`. Creates nothing; `write_all` checks again.
+pub fn check_dir(dir: &Path, allow_disk: bool) -> Result<()> {
+    open_dir(dir, None, allow_disk, false).map(drop)
+}
+
+/// `--file-env` adds `<NAME>_FILE` beside each secret `NAME`; a secret already called that
+/// would be silently shadowed, so refuse the pair (only matters when values go to the
+/// environment too, i.e. without `--no-env`).
+pub fn check_file_env_names(secrets: &[Injection]) -> Result<()> {
+    for s in secrets {
+        let var = format!("{}_FILE", s.env_name);
+        if let Some(other) = secrets.iter().find(|o| o.env_name == var) {
+            return Err(Error::data(format!(
+                "secret {} would set {var}, which --file-env also sets for {}: rename one, \
+                 or add --no-env",
+                other.full_name(),
+                s.full_name()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Write every secret into `dir`; returns the `<NAME>_FILE` variables when `file_env`.
 pub fn write_all(
@@ -14,6 +56,529 @@ pub fn write_all(
     allow_disk: bool,
     file_env: bool,
 ) -> Result<Vec<ExtraVar>> {
-    let _ = (dir, secrets, owner, allow_disk, file_env);
-    Err(Error::usage("--files is not available yet"))
+    for s in secrets {
+        // Environment names are [A-Za-z0-9_]+ by construction; a file name must never be
+        // anything else (no '/', no '..').
+        let n = s.env_name.as_bytes();
+        if n.is_empty() || !n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            return Err(Error::data(format!(
+                "secret {} has no usable file name",
+                s.full_name()
+            )));
+        }
+    }
+    let opened = open_dir(dir, owner, allow_disk, true)?
+        .expect("open_dir with create=true returns the directory");
+    let shown = shown(dir);
+    let mut progress = Progress::default();
+    let written =
+        write_into(&opened.fd, &shown, secrets, owner, &mut progress).and_then(|()| {
+            match (owner, &opened.created) {
+                (Some((uid, gid)), Some(_)) => fchown(
+                    &opened.fd,
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
+                )
+                .map_err(|e| {
+                    Error::io(format!(
+                        "cannot give --files {shown} to uid {uid} gid {gid}: {}{}",
+                        e.desc(),
+                        errno_hint(e)
+                    ))
+                }),
+                _ => Ok(()),
+            }
+        });
+    if let Err(e) = written {
+        rollback(&opened, &progress, &shown);
+        return Err(e);
+    }
+
+    if !file_env {
+        return Ok(Vec::new());
+    }
+    let abs: PathBuf = if dir.is_absolute() {
+        dir.components().collect()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| {
+                Error::io(format!(
+                    "cannot find the current directory to make --files {shown} absolute for \
+                     --file-env: {e}; give an absolute path"
+                ))
+            })?
+            .join(dir)
+            .components()
+            .collect()
+    };
+    Ok(secrets
+        .iter()
+        .map(|s| ExtraVar {
+            name: format!("{}_FILE", s.env_name),
+            value: abs.join(&s.env_name).into_os_string().into_vec(),
+        })
+        .collect())
+}
+
+fn shown(dir: &Path) -> String {
+    printable(&dir.to_string_lossy())
+}
+
+struct OpenedDir {
+    fd: OwnedFd,
+    /// Set when this run created DIR: its parent and name, to remove it on failure.
+    created: Option<(OwnedFd, Vec<u8>)>,
+}
+
+/// Open DIR without following a symlink in its last component and check its filesystem.
+/// When missing: with `create`, make it 0700 (owned by `owner`); without, check the parent
+/// and return `None`.
+fn open_dir(
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+    allow_disk: bool,
+    create: bool,
+) -> Result<Option<OpenedDir>> {
+    let shown = shown(dir);
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut comps = dir.components();
+    let (parent, name) = match comps.next_back() {
+        Some(Component::Normal(name)) => (comps.as_path().to_path_buf(), name),
+        // "/", "." or "..": never a symlink, always exists.
+        _ => {
+            let fd = openat(AT_FDCWD, dir, dir_flags, Mode::empty())
+                .map_err(|e| open_error(&shown, e))?;
+            check_fs(&fd, &shown, allow_disk)?;
+            return Ok(Some(OpenedDir { fd, created: None }));
+        }
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        parent
+    };
+    // Symlinks in the parent path are the administrator's layout (/var/run -> /run): follow.
+    let pfd = openat(AT_FDCWD, &parent, dir_flags, Mode::empty()).map_err(|e| {
+        Error::usage(format!(
+            "cannot open {}, the parent of --files {shown}: {}; create it first, or mount a \
+             tmpfs volume there",
+            printable(&parent.to_string_lossy()),
+            e.desc()
+        ))
+    })?;
+
+    // Twice at most: a directory created by someone else between our open and our mkdir is
+    // then opened as an existing one.
+    for _ in 0..2 {
+        match openat(&pfd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            Ok(fd) => {
+                check_fs(&fd, &shown, allow_disk)?;
+                if let Some(owner) = owner {
+                    warn_if_unsearchable(&fd, &shown, owner);
+                }
+                return Ok(Some(OpenedDir { fd, created: None }));
+            }
+            Err(Errno::ENOENT) => {
+                // It would be created on the parent's filesystem: check that first, so a
+                // refused DIR is never created on disk.
+                check_fs(&pfd, &shown, allow_disk)?;
+                if !create {
+                    return Ok(None);
+                }
+                match mkdirat(&pfd, name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) => continue,
+                    Err(e) => {
+                        return Err(Error::io(format!(
+                            "cannot create --files {shown}: {}{}",
+                            e.desc(),
+                            errno_hint(e)
+                        )))
+                    }
+                }
+                // Owned by us until the files are in; chowned to the target last, so that a
+                // root without CAP_DAC_OVERRIDE can still fill it.
+                let fd = openat(&pfd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty())
+                    .and_then(|fd| fchmod(&fd, Mode::from_bits_truncate(0o700)).map(|()| fd));
+                return match fd {
+                    Ok(fd) => Ok(Some(OpenedDir {
+                        fd,
+                        created: Some((pfd, name.as_bytes().to_vec())),
+                    })),
+                    Err(e) => {
+                        let _ = unlinkat(&pfd, name, UnlinkatFlags::RemoveDir);
+                        Err(Error::io(format!(
+                            "cannot set up the new directory --files {shown}: {}{}",
+                            e.desc(),
+                            errno_hint(e)
+                        )))
+                    }
+                };
+            }
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                let is_link = fstatat(&pfd, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+                });
+                return Err(Error::usage(if is_link {
+                    format!(
+                        "--files {shown} is a symbolic link: refused, since a link could send \
+                         the secrets anywhere; point --files at the real directory"
+                    )
+                } else {
+                    format!(
+                        "--files {shown} exists and is not a directory: remove it or choose \
+                         another path"
+                    )
+                }));
+            }
+            Err(e) => return Err(open_error(&shown, e)),
+        }
+    }
+    Err(Error::io(format!(
+        "--files {shown} keeps appearing and disappearing: is something else managing it?"
+    )))
+}
+
+/// An existing DIR the `--user` target cannot enter makes the files useless to it: say so
+/// (it may still be intended, e.g. a helper reads them as root).
+fn warn_if_unsearchable(fd: &OwnedFd, shown: &str, (uid, gid): (u32, u32)) {
+    let Ok(st) = nix::sys::stat::fstat(fd) else {
+        return;
+    };
+    let bit = if st.st_uid == uid {
+        0o100
+    } else if st.st_gid == gid {
+        0o010
+    } else {
+        0o001
+    };
+    if uid != 0 && st.st_mode & bit == 0 {
+        crate::log::warn(format_args!(
+            "--files {shown} (owner {}:{}, mode {:o}) cannot be entered by uid {uid} gid {gid}: \
+             the command will not be able to read its secret files; give the directory mode \
+             0711 or let ecs-secrets create it (point --files at a missing subdirectory)",
+            st.st_uid,
+            st.st_gid,
+            st.st_mode & 0o7777
+        ));
+    }
+}
+
+fn open_error(shown: &str, e: Errno) -> Error {
+    Error::io(format!(
+        "cannot open --files {shown}: {}{}",
+        e.desc(),
+        errno_hint(e)
+    ))
+}
+
+fn errno_hint(e: Errno) -> &'static str {
+    match e {
+        Errno::ENOSPC | Errno::EDQUOT => "; the filesystem is full: give the tmpfs more room",
+        Errno::EACCES | Errno::EPERM => "; check the owner and mode of the directory",
+        Errno::EROFS => "; the filesystem is read-only: mount a writable tmpfs there",
+        _ => "",
+    }
+}
+
+/// The directory must be tmpfs or ramfs (memory only), unless `--allow-disk`.
+fn check_fs(fd: &impl AsFd, shown: &str, allow_disk: bool) -> Result<()> {
+    let st = nix::sys::statfs::fstatfs(fd).map_err(|e| {
+        Error::io(format!(
+            "cannot find out which filesystem --files {shown} is on: {}",
+            e.desc()
+        ))
+    })?;
+    // f_type is a signed long here; the magic numbers are 32-bit.
+    let magic = (st.filesystem_type().0 as u64) & 0xffff_ffff;
+    if magic == TMPFS_MAGIC || magic == RAMFS_MAGIC || allow_disk {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "--files {shown} is not on tmpfs or ramfs (it is on {}): the secrets would be written \
+         to disk and could outlive the container. Mount a tmpfs there (ECS: \
+         linuxParameters.tmpfs; docker run --tmpfs) or, to accept that, pass --allow-disk",
+        fs_name(magic)
+    )))
+}
+
+fn fs_name(magic: u64) -> String {
+    let name = match magic {
+        0xef53 => "ext2/3/4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x794c_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0x0102_1997 => "9p",
+        0x6573_5546 => "fuse",
+        0x2fc1_2fc1 => "zfs",
+        0x6462_6720 => "debugfs",
+        0x6265_6572 => "sysfs",
+        0x9fa0 => "procfs",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("a filesystem of type {magic:#x}")
+    } else {
+        format!("{name}, type {magic:#x}")
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Temporary files created and not yet renamed: (temporary name, final name).
+    temps: Vec<(Vec<u8>, String)>,
+    /// Final names this run put in place.
+    placed: Vec<String>,
+}
+
+fn write_into(
+    dirfd: &OwnedFd,
+    shown: &str,
+    secrets: &[Injection],
+    owner: Option<(u32, u32)>,
+    progress: &mut Progress,
+) -> Result<()> {
+    // Phase 1: every secret in its own temporary file, fsync'd. Nothing visible yet.
+    for s in secrets {
+        let fail = |what: &str, e: Errno| {
+            let hint = if what == "chown" && e == Errno::EPERM {
+                "; giving files to --user needs the CHOWN capability (keep it in \
+                 linuxParameters.capabilities)"
+            } else {
+                errno_hint(e)
+            };
+            Error::io(format!(
+                "cannot write secret {} to {shown}/{}: {what}: {}{hint}; nothing was started \
+                 and no secret file was left behind",
+                s.full_name(),
+                s.env_name,
+                e.desc(),
+            ))
+        };
+        let (tmp, fd) = create_temp(dirfd, &s.env_name).map_err(|e| fail("create", e))?;
+        progress.temps.push((tmp, s.env_name.clone()));
+        // The mode was 0400 from creation (less, under a umask); make it exactly 0400.
+        fchmod(&fd, Mode::from_bits_truncate(0o400)).map_err(|e| fail("chmod", e))?;
+        if let Some((uid, gid)) = owner {
+            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| fail("chown", e))?;
+        }
+        let mut file = std::fs::File::from(fd);
+        // Straight from the zeroizing payload: no copy of the plaintext is made here.
+        file.write_all(s.secret.payload.as_bytes())
+            .map_err(|e| fail("write", io_errno(&e)))?;
+        fsync(&file).map_err(|e| fail("fsync", e))?;
+    }
+    // Phase 2: rename into place. rename(2) replaces whatever is at the name — a planted
+    // symlink is replaced itself, its target never touched.
+    while let Some((tmp, name)) = progress.temps.first() {
+        renameat(dirfd, OsStr::from_bytes(tmp), dirfd, name.as_str()).map_err(|e| {
+            let hint = if e == Errno::EISDIR || e == Errno::ENOTEMPTY || e == Errno::EEXIST {
+                "; a directory is in the way: remove it"
+            } else {
+                errno_hint(e)
+            };
+            Error::io(format!(
+                "cannot put the secret file {shown}/{name} in place: {}{hint}; nothing was \
+                 started and no secret file was left behind",
+                e.desc()
+            ))
+        })?;
+        let (_, name) = progress.temps.remove(0);
+        progress.placed.push(name);
+    }
+    fsync(dirfd).map_err(|e| {
+        Error::io(format!(
+            "cannot fsync --files {shown}: {}{}",
+            e.desc(),
+            errno_hint(e)
+        ))
+    })?;
+    Ok(())
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+/// `.NAME.ecs-secrets-<random>`: hidden (so `DIR/*` globs skip it), unique, never following
+/// or reusing an existing entry.
+fn create_temp(dirfd: &OwnedFd, name: &str) -> std::result::Result<(Vec<u8>, OwnedFd), Errno> {
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut last = Errno::EEXIST;
+    for _ in 0..8 {
+        let mut rnd = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
+            .map_err(|_| Errno::EIO)?;
+        let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = format!(".{name}.ecs-secrets-{hex}").into_bytes();
+        match openat(
+            dirfd,
+            OsStr::from_bytes(&tmp),
+            flags,
+            Mode::from_bits_truncate(0o400),
+        ) {
+            Ok(fd) => return Ok((tmp, fd)),
+            Err(Errno::EEXIST) => last = Errno::EEXIST,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Remove every file this run wrote, and DIR when this run created it. Best effort: each
+/// failure is reported (by name) and the rest still attempted.
+fn rollback(opened: &OpenedDir, progress: &Progress, shown: &str) {
+    let names = progress
+        .placed
+        .iter()
+        .map(|n| n.as_bytes())
+        .chain(progress.temps.iter().map(|(t, _)| t.as_slice()));
+    for n in names {
+        match unlinkat(&opened.fd, OsStr::from_bytes(n), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => crate::log::error(format_args!(
+                "could not remove {shown}/{} after the failure: {}; remove it by hand",
+                printable(&String::from_utf8_lossy(n)),
+                e.desc()
+            )),
+        }
+    }
+    if let Some((parent, name)) = &opened.created {
+        let _ = unlinkat(parent, OsStr::from_bytes(name), UnlinkatFlags::RemoveDir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{Payload, Secret};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn inj(name: &str, v: &str) -> Injection {
+        Injection {
+            env_name: name.into(),
+            path: "/p".into(),
+            secret: Secret {
+                name: name.into(),
+                serial: 1,
+                payload: Payload::from_string(v.into()),
+            },
+        }
+    }
+
+    /// A scratch directory on /dev/shm (tmpfs), removed on drop.
+    struct Shm(PathBuf);
+    impl Shm {
+        fn new(tag: &str) -> Shm {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = PathBuf::from(format!(
+                "/dev/shm/ecs-secrets-unit-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir(&p).unwrap();
+            Shm(p)
+        }
+    }
+    impl Drop for Shm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_0400_files_and_file_env_paths() {
+        let shm = Shm::new("write");
+        let dir = shm.0.join("s");
+        let extras = write_all(
+            &dir,
+            &[inj("A", "alpha"), inj("B", "b\nline\0")],
+            None,
+            false,
+            true,
+        )
+        .unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+        assert_eq!(std::fs::read(dir.join("A")).unwrap(), b"alpha");
+        assert_eq!(std::fs::read(dir.join("B")).unwrap(), b"b\nline\0");
+        let m = std::fs::metadata(dir.join("A")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o400);
+        assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(entries(&dir), ["A", "B"]);
+        assert_eq!(extras[0].name, "A_FILE");
+        assert_eq!(extras[0].value, dir.join("A").as_os_str().as_bytes());
+        // Written again: replaced in place.
+        write_all(&dir, &[inj("A", "two")], None, false, false).unwrap();
+        assert_eq!(std::fs::read(dir.join("A")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_directory_in_the_way_rolls_everything_back() {
+        let shm = Shm::new("rollback");
+        std::fs::create_dir(shm.0.join("B")).unwrap();
+        std::fs::write(shm.0.join("B").join("keep"), "x").unwrap();
+        let e = write_all(
+            &shm.0,
+            &[inj("A", "1"), inj("B", "2"), inj("C", "3")],
+            None,
+            false,
+            false,
+        )
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/B") && e.contains("directory"), "{e}");
+        assert_eq!(entries(&shm.0), ["B"], "only what was there before");
+    }
+
+    #[test]
+    fn symlinked_and_disk_directories_are_refused() {
+        let shm = Shm::new("refuse");
+        std::os::unix::fs::symlink(&shm.0, shm.0.join("link")).unwrap();
+        let e = write_all(&shm.0.join("link"), &[inj("A", "1")], None, false, false)
+            .map(drop)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = check_dir(&shm.0.join("link/"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "trailing slash: {e}");
+        std::fs::write(shm.0.join("file"), "").unwrap();
+        let e = check_dir(&shm.0.join("file"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        // The crate's own directory is on disk.
+        let disk = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let e = check_dir(disk, false).unwrap_err().to_string();
+        assert!(e.contains("--allow-disk"), "{e}");
+        assert!(check_dir(disk, true).is_ok());
+        let missing = disk.join("no-such-dir-for-files");
+        assert!(check_dir(&missing, false).is_err(), "parent checked");
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn file_env_names_must_not_collide() {
+        let e = check_file_env_names(&[inj("X", "1"), inj("X_FILE", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("X_FILE") && e.contains("--no-env"), "{e}");
+        assert!(check_file_env_names(&[inj("X", "1"), inj("Y", "2")]).is_ok());
+    }
 }

@@ -1,0 +1,446 @@
+//! `exec --files/--file-env/--no-env/--allow-disk` and `--user`, through the real binary
+//! against moto, without namespaces: files go to a directory on /dev/shm (tmpfs). Needs root
+//! for `--user` (as CI and this machine are); the namespaced, empty-root versions are in
+//! `tests/container.rs`.
+
+mod common;
+
+use common::*;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn fs_magic(p: &Path) -> i64 {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path and a zeroed out-buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statfs {}", p.display());
+    st.f_type as i64
+}
+
+/// A scratch directory made with mkdtemp(3) under `base`, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn under(base: &Path, tag: &str) -> Scratch {
+        std::fs::create_dir_all(base).unwrap();
+        let t = CString::new(
+            base.join(format!("ecs-secrets-{tag}-XXXXXX"))
+                .as_os_str()
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut buf = t.into_bytes_with_nul();
+        // SAFETY: a writable NUL-terminated template ending in XXXXXX.
+        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
+        assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
+        buf.pop();
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&buf));
+        // Traversable by the --user target.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Scratch(path)
+    }
+
+    /// On /dev/shm, which must be tmpfs (it is on Linux hosts and in containers).
+    fn shm(tag: &str) -> Scratch {
+        let shm = Path::new("/dev/shm");
+        assert_eq!(
+            fs_magic(shm),
+            TMPFS_MAGIC,
+            "these tests need /dev/shm to be a tmpfs"
+        );
+        Scratch::under(shm, tag)
+    }
+
+    /// Under the target dir, which must not be tmpfs.
+    fn disk(tag: &str) -> Scratch {
+        let s = Scratch::under(Path::new(env!("CARGO_TARGET_TMPDIR")), tag);
+        assert_ne!(
+            fs_magic(&s.0),
+            TMPFS_MAGIC,
+            "{} must be on disk for this test",
+            s.0.display()
+        );
+        s
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// `exec ARGS -- sh -c SCRIPT`.
+fn exec_sh(endpoint: &str, args: &[&str], script: &str) -> Command {
+    let mut c = ecs(endpoint);
+    c.arg("exec").args(args).args(["--", "sh", "-c", script]);
+    c
+}
+
+/// Runs `exec ARGS -- touch MARKER`; asserts a failure with one error line and that the
+/// command never started. Returns stderr.
+fn assert_not_started(endpoint: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> String {
+    let marker_dir = Scratch::shm("marker");
+    let marker = marker_dir.join("started");
+    let mut c = ecs(endpoint);
+    c.arg("exec").args(args).arg("--").arg("touch").arg(&marker);
+    adjust(&mut c);
+    let out = run(&mut c);
+    let stderr = assert_fail(&out);
+    assert!(
+        !marker.exists(),
+        "the command must not start\n{}",
+        describe(&out)
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("ecs-secrets: error:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn each_secret_is_a_0400_file_and_file_env_points_at_it() {
+    let m = moto();
+    let path = unique_path("files");
+    let pw = "p@ss w'rd\n$(not run) \\ \"end\"";
+    put_secure(&m.endpoint, &format!("{path}/DB_PASSWORD"), pw);
+    put_secure(&m.endpoint, &format!("{path}/db.user"), "grafana");
+    let shm = Scratch::shm("files");
+    let dir = shm.join("secrets");
+    let dir_s = dir.to_str().unwrap();
+
+    let out = run(&mut exec_sh(
+        &m.endpoint,
+        &["--path", &path, "--files", dir_s, "--file-env", "--no-env"],
+        "printf 'value=%s\\n' \"${DB_PASSWORD-<unset>}\"; \
+         printf 'file=%s\\n' \"$DB_PASSWORD_FILE\" \"$db_user_FILE\"; \
+         printf 'content=%s\\n' \"$(cat \"$db_user_FILE\")\"",
+    ));
+    let s = assert_ok(&out);
+    assert!(s.contains("value=<unset>\n"), "--no-env: {s}");
+    assert!(
+        s.contains(&format!("file={dir_s}/DB_PASSWORD\n"))
+            && s.contains(&format!("file={dir_s}/db_user\n")),
+        "{s}"
+    );
+    assert!(s.contains("content=grafana\n"), "{s}");
+
+    // DIR was created 0700; each file holds the exact bytes, mode 0400, nothing else left.
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(entries(&dir), ["DB_PASSWORD", "db_user"]);
+    assert_eq!(
+        std::fs::read(dir.join("DB_PASSWORD")).unwrap(),
+        pw.as_bytes()
+    );
+    for f in ["DB_PASSWORD", "db_user"] {
+        assert_eq!(mode(&dir.join(f)), 0o400, "{f}");
+        assert_eq!(owner(&dir.join(f)), (0, 0), "{f}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("grafana") && !stderr.contains("p@ss"),
+        "{stderr}"
+    );
+
+    // Without --no-env the values are in the environment too; a second run replaces the files.
+    put_secure(&m.endpoint, &format!("{path}/db.user"), "grafana-2");
+    let s = assert_ok(&run(&mut exec_sh(
+        &m.endpoint,
+        &["--path", &path, "--files", dir_s],
+        "printf '%s|%s\\n' \"$db_user\" \"${db_user_FILE-<unset>}\"",
+    )));
+    assert_eq!(s, "grafana-2|<unset>\n");
+    assert_eq!(std::fs::read(dir.join("db_user")).unwrap(), b"grafana-2");
+    assert_eq!(entries(&dir), ["DB_PASSWORD", "db_user"]);
+}
+
+#[test]
+fn user_owns_the_files_and_the_command_runs_as_that_user() {
+    let m = moto();
+    let path = unique_path("user");
+    put_secure(&m.endpoint, &format!("{path}/TOKEN"), "t0ken");
+    let shm = Scratch::shm("user");
+    let dir = shm.join("app");
+    let out = run(&mut exec_sh(
+        &m.endpoint,
+        &[
+            "--path",
+            &path,
+            "--files",
+            dir.to_str().unwrap(),
+            "--file-env",
+            "--user",
+            "65534:65534",
+        ],
+        "id -u; id -g; id -G; cat \"$TOKEN_FILE\"; echo; grep -E '^(Uid|Gid|Groups):' /proc/self/status",
+    ));
+    let s = assert_ok(&out);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(&lines[..4], ["65534", "65534", "65534", "t0ken"], "{s}");
+    // Real, effective, saved and filesystem ids all dropped; no supplementary group kept.
+    let field = |n: &str| {
+        s.lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n} in {s}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{s}");
+    assert_eq!(field("Gid:"), ["65534"; 4], "{s}");
+    assert_eq!(field("Groups:"), ["65534"], "{s}");
+    assert_eq!(owner(&dir), (65534, 65534));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(owner(&dir.join("TOKEN")), (65534, 65534));
+    assert_eq!(mode(&dir.join("TOKEN")), 0o400);
+}
+
+#[test]
+fn a_planted_symlink_is_replaced_and_its_target_left_untouched() {
+    let m = moto();
+    let path = unique_path("symlink");
+    put_secure(&m.endpoint, &format!("{path}/A"), "secret-a");
+    put_secure(&m.endpoint, &format!("{path}/B"), "secret-b");
+    let shm = Scratch::shm("symlink");
+    let dir = shm.join("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    let victim = shm.join("victim");
+    std::fs::write(&victim, "original").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("A")).unwrap();
+    // A dangling link: following it would create the file it names.
+    let nowhere = shm.join("created-through-link");
+    std::os::unix::fs::symlink(&nowhere, dir.join("B")).unwrap();
+
+    assert_ok(&run(&mut exec_sh(
+        &m.endpoint,
+        &["--path", &path, "--files", dir.to_str().unwrap()],
+        "true",
+    )));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original");
+    assert_eq!(mode(&victim), 0o644);
+    assert!(!nowhere.exists(), "a dangling link was followed");
+    for (f, v) in [("A", "secret-a"), ("B", "secret-b")] {
+        let meta = std::fs::symlink_metadata(dir.join(f)).unwrap();
+        assert!(meta.file_type().is_file(), "{f} is a regular file now");
+        assert_eq!(std::fs::read_to_string(dir.join(f)).unwrap(), v);
+        assert_eq!(mode(&dir.join(f)), 0o400);
+    }
+    assert_eq!(entries(&dir), ["A", "B"]);
+}
+
+#[test]
+fn a_directory_that_is_a_symlink_is_refused() {
+    let m = moto();
+    let path = unique_path("dirlink");
+    put_secure(&m.endpoint, &format!("{path}/A"), "x");
+    let shm = Scratch::shm("dirlink");
+    let real = shm.join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = shm.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for dir in [
+        link.to_str().unwrap().to_string(),
+        format!("{}/", link.display()),
+    ] {
+        let e = assert_not_started(&m.endpoint, &["--path", &path, "--files", &dir], |_| {});
+        assert!(
+            e.contains("symbolic link") && e.contains(&*link.to_string_lossy()),
+            "{e}"
+        );
+        assert!(entries(&real).is_empty());
+    }
+}
+
+#[test]
+fn a_directory_on_disk_is_refused_before_fetching_unless_allow_disk() {
+    let m = moto();
+    let path = unique_path("disk");
+    put_secure(&m.endpoint, &format!("{path}/A"), "on-disk");
+    let disk = Scratch::disk("disk");
+    let dir = disk.join("secrets");
+    let proxy = Proxy::start(&m.endpoint);
+    let e = assert_not_started(
+        &proxy.endpoint(),
+        &["--path", &path, "--files", dir.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(
+        e.contains("not on tmpfs or ramfs") && e.contains("--allow-disk"),
+        "{e}"
+    );
+    assert_eq!(
+        proxy.total(),
+        0,
+        "refused before fetching: {:?}",
+        proxy.ops()
+    );
+    assert!(!dir.exists(), "a refused directory is not created");
+
+    let mut c = exec_sh(
+        &proxy.endpoint(),
+        &[
+            "--path",
+            &path,
+            "--files",
+            dir.to_str().unwrap(),
+            "--allow-disk",
+        ],
+        "cat \"$0\"",
+    );
+    let out = run(c.arg(dir.join("A")));
+    assert_eq!(assert_ok(&out), "on-disk");
+    assert_eq!(mode(&dir.join("A")), 0o400);
+}
+
+#[test]
+fn a_failure_part_way_leaves_no_secret_file_and_starts_nothing() {
+    let m = moto();
+    let path = unique_path("partway");
+    for n in ["A", "B", "C"] {
+        put_secure(&m.endpoint, &format!("{path}/{n}"), &format!("value-{n}"));
+    }
+    let shm = Scratch::shm("partway");
+    // B cannot be put in place: a non-empty directory is in the way.
+    std::fs::create_dir(shm.join("B")).unwrap();
+    std::fs::write(shm.join("B/keep"), "k").unwrap();
+    let e = assert_not_started(
+        &m.endpoint,
+        &["--path", &path, "--files", shm.0.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(e.contains("/B") && e.contains("directory"), "{e}");
+    assert!(!e.contains("value-"), "{e}");
+    assert_eq!(
+        entries(&shm.0),
+        ["B"],
+        "A, C and every temporary file removed"
+    );
+    assert_eq!(entries(&shm.join("B")), ["keep"]);
+}
+
+#[test]
+fn file_env_names_colliding_with_a_secret_are_refused_unless_no_env() {
+    let m = moto();
+    let path = unique_path("fileenv");
+    put_secure(&m.endpoint, &format!("{path}/KEY"), "k");
+    put_secure(&m.endpoint, &format!("{path}/KEY_FILE"), "not-a-path");
+    let shm = Scratch::shm("fileenv");
+    let dir = shm.join("s");
+    let e = assert_not_started(
+        &m.endpoint,
+        &[
+            "--path",
+            &path,
+            "--files",
+            dir.to_str().unwrap(),
+            "--file-env",
+        ],
+        |_| {},
+    );
+    assert!(e.contains("KEY_FILE") && e.contains("--no-env"), "{e}");
+    assert!(!e.contains("not-a-path"), "{e}");
+    assert!(!dir.exists(), "nothing written");
+    let s = assert_ok(&run(&mut exec_sh(
+        &m.endpoint,
+        &[
+            "--path",
+            &path,
+            "--files",
+            dir.to_str().unwrap(),
+            "--file-env",
+            "--no-env",
+        ],
+        "printf '%s\\n' \"$KEY_FILE\"",
+    )));
+    assert_eq!(s.trim(), format!("{}/KEY", dir.display()));
+}
+
+#[test]
+fn an_unknown_user_is_refused_before_anything_is_fetched_or_written() {
+    let m = moto();
+    let path = unique_path("nouser");
+    put_secure(&m.endpoint, &format!("{path}/A"), "x");
+    let shm = Scratch::shm("nouser");
+    let dir = shm.join("s");
+    let proxy = Proxy::start(&m.endpoint);
+    let e = assert_not_started(
+        &proxy.endpoint(),
+        &[
+            "--path",
+            &path,
+            "--files",
+            dir.to_str().unwrap(),
+            "--user",
+            "no-such-user-xyz",
+        ],
+        |_| {},
+    );
+    assert!(e.contains("unknown user \"no-such-user-xyz\""), "{e}");
+    assert_eq!(proxy.total(), 0, "{:?}", proxy.ops());
+    assert!(!dir.exists());
+    let e = assert_not_started(
+        &proxy.endpoint(),
+        &["--path", &path, "--user", "65534:no-such-group-xyz"],
+        |_| {},
+    );
+    assert!(e.contains("unknown group"), "{e}");
+    assert_eq!(proxy.total(), 0, "{:?}", proxy.ops());
+}
+
+#[test]
+fn user_is_refused_when_not_running_as_root() {
+    let m = moto();
+    let path = unique_path("notroot");
+    put_secure(&m.endpoint, &format!("{path}/A"), "x");
+    let proxy = Proxy::start(&m.endpoint);
+    // The binary itself runs as 65534, as in an image with a USER instruction.
+    let marker_dir = Scratch::shm("notroot");
+    std::fs::set_permissions(&marker_dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = marker_dir.join("started");
+    let mut c = Command::new("setpriv");
+    scrub_env(&mut c, &proxy.endpoint());
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["exec", "--path", &path, "--user", "65534:65534", "--"])
+        .arg("touch")
+        .arg(&marker);
+    let out = run(&mut c);
+    let e = assert_fail(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(e.contains("needs root") && e.contains("uid 65534"), "{e}");
+    assert!(!marker.exists());
+    assert_eq!(proxy.total(), 0, "{:?}", proxy.ops());
+}
