@@ -444,3 +444,18 @@ fn user_is_refused_when_not_running_as_root() {
     assert!(!marker.exists());
     assert_eq!(proxy.total(), 0, "{:?}", proxy.ops());
 }
+
+#[test]
+fn a_relative_directory_still_gives_absolute_file_variables() {
+    let m = moto();
+    let path = unique_path("relative");
+    put_secure(&m.endpoint, &format!("{path}/K"), "v");
+    let shm = Scratch::shm("relative");
+    let mut c = exec_sh(
+        &m.endpoint,
+        &["--path", &path, "--files", "./s", "--file-env"],
+        "printf '%s\\n' \"$K_FILE\"; cd / && cat \"$K_FILE\"",
+    );
+    let s = assert_ok(&run(c.current_dir(&shm.0)));
+    assert_eq!(s, format!("{}/s/K\nv", shm.0.display()));
+}

@@ -67,6 +67,22 @@ pub fn write_all(
             )));
         }
     }
+    // For --file-env, made absolute before anything is written, so this cannot fail half-way.
+    let abs: PathBuf = if !file_env || dir.is_absolute() {
+        dir.components().collect()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| {
+                Error::io(format!(
+                    "cannot find the current directory to make --files {} absolute for \
+                     --file-env: {e}; give an absolute path",
+                    shown(dir)
+                ))
+            })?
+            .join(dir)
+            .components()
+            .collect()
+    };
     let opened = open_dir(dir, owner, allow_disk, true)?
         .expect("open_dir with create=true returns the directory");
     let shown = shown(dir);
@@ -81,9 +97,14 @@ pub fn write_all(
                 )
                 .map_err(|e| {
                     Error::io(format!(
-                        "cannot give --files {shown} to uid {uid} gid {gid}: {}{}",
+                        "cannot give --files {shown} to uid {uid} gid {gid}: {}{}; nothing was \
+                         started and no secret file was left behind",
                         e.desc(),
-                        errno_hint(e)
+                        if e == Errno::EPERM {
+                            "; this needs the CHOWN capability"
+                        } else {
+                            errno_hint(e)
+                        }
                     ))
                 }),
                 _ => Ok(()),
@@ -97,20 +118,6 @@ pub fn write_all(
     if !file_env {
         return Ok(Vec::new());
     }
-    let abs: PathBuf = if dir.is_absolute() {
-        dir.components().collect()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| {
-                Error::io(format!(
-                    "cannot find the current directory to make --files {shown} absolute for \
-                     --file-env: {e}; give an absolute path"
-                ))
-            })?
-            .join(dir)
-            .components()
-            .collect()
-    };
     Ok(secrets
         .iter()
         .map(|s| ExtraVar {
