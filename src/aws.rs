@@ -25,7 +25,6 @@ use aws_smithy_runtime_api::client::runtime_components::{
     RuntimeComponents, RuntimeComponentsBuilder,
 };
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -246,7 +245,7 @@ where
         }
         SdkError::TimeoutError(_) => (AwsKind::Timeout, "timed out".to_string()),
         SdkError::DispatchFailure(d) => {
-            let text = DisplayErrorContext(&e).to_string();
+            let text = chain(&e);
             let kind = if d.is_timeout() {
                 AwsKind::Timeout
             } else if looks_like_credentials(&text) {
@@ -257,7 +256,7 @@ where
             (kind, text)
         }
         _ => {
-            let text = DisplayErrorContext(&e).to_string();
+            let text = chain(&e);
             let kind = if looks_like_credentials(&text) {
                 AwsKind::Credentials
             } else {
@@ -281,6 +280,21 @@ where
         detail: crate::inject::env::printable(&detail),
         hint: hint.to_string(),
     }
+}
+
+/// An error and its sources as one line: each distinct message once, joined by ": ".
+/// (The SDK's `DisplayErrorContext` appends a Debug dump, which is noise in a one-line error.)
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        if !msg.is_empty() && !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
 
 fn looks_like_credentials(text: &str) -> bool {
@@ -413,7 +427,7 @@ impl Intercept for Attempts {
                 // A success status with a failed result: the body broke off.
                 let broke = match result {
                     Some(Err(e)) if (200..300).contains(&status) => {
-                        let text = DisplayErrorContext(e).to_string();
+                        let text = chain(e);
                         format!(", then: {}", text.chars().take(120).collect::<String>())
                     }
                     _ => String::new(),
@@ -421,7 +435,7 @@ impl Intercept for Attempts {
                 format!("HTTP {status}{code}{broke}")
             }
             (None, Some(Err(e))) => {
-                let text = DisplayErrorContext(e).to_string();
+                let text = chain(e);
                 format!(
                     "no response: {}",
                     text.chars().take(160).collect::<String>()
