@@ -147,7 +147,7 @@ fn is_serial(seg: &str) -> bool {
 
 /// A request path (no query) → its route. Names may be nested (`db/password`): in
 /// `/secrets/{name}/{serial}` a last segment made of digits is the serial.
-pub fn parse(path: &str) -> std::result::Result<(Route, &str), NoRoute> {
+pub fn parse(path: &str) -> std::result::Result<(Route, &'static str), NoRoute> {
     if path == "/ping" {
         return Ok((Route::Ping, ""));
     }
@@ -246,10 +246,10 @@ fn refuse(state: &State, headers: &HeaderMap, ping: bool) -> Option<Reply> {
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let start = Instant::now();
     let method = req.method().clone();
-    let (reply, template) = answer(&state, req).await;
+    let (reply, prefix, template) = answer(&state, req).await;
     if crate::log::debug_enabled() {
         crate::log::debug(format_args!(
-            "{method} {template} {} {:.1} ms",
+            "{method} {prefix}{template} {} {:.1} ms",
             reply.status.as_u16(),
             start.elapsed().as_secs_f64() * 1e3
         ));
@@ -257,24 +257,30 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<
     reply.into_response()
 }
 
-async fn answer(state: &State, req: Request<Incoming>) -> (Reply, String) {
+/// The reply, and the route's prefix and template for the log line.
+async fn answer(state: &State, req: Request<Incoming>) -> (Reply, &'static str, &'static str) {
     let path = req.uri().path();
     if let Some(r) = refuse(state, req.headers(), path == "/ping") {
-        return (r, "(refused)".into());
+        return (r, "", "(refused)");
     }
     let (route, prefix) = match parse(path) {
         Ok(r) => r,
         Err(NoRoute::Unknown) => {
             return (
                 Reply::error(StatusCode::NOT_FOUND, "no such route"),
-                "(unknown)".into(),
+                "",
+                "(unknown route)",
             )
         }
         Err(NoRoute::Bad(msg)) => {
-            return (Reply::error(StatusCode::BAD_REQUEST, &msg), "(bad)".into())
+            return (
+                Reply::error(StatusCode::BAD_REQUEST, &msg),
+                "",
+                "(bad name or serial)",
+            )
         }
     };
-    let template = format!("{prefix}{}", route.template());
+    let template = route.template();
     let allow = route.allow(state.read_only);
     let method = req.method();
     let is_get = method == Method::GET || method == Method::HEAD;
@@ -289,7 +295,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> (Reply, String) {
         } else {
             format!("method {method} is not allowed here")
         };
-        return (Reply::method_not_allowed(allow, &msg), template);
+        return (Reply::method_not_allowed(allow, &msg), prefix, template);
     }
     let reply = match route {
         Route::Ping => Reply::ok(Bytes::from_static(b"{\"status\":\"ok\"}")),
@@ -299,7 +305,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> (Reply, String) {
         Route::Secret { name, .. } => create(state, name, req.into_body()).await,
         Route::Revoke { name, serial } => revoke(state, name, serial).await,
     };
-    (reply, template)
+    (reply, prefix, template)
 }
 
 async fn get_secret(state: &State, name: String, serial: Option<u64>) -> Reply {
