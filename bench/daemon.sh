@@ -3,6 +3,7 @@
 #
 #   bench/daemon.sh            # build release, seed 200 secrets in moto, 10 s of wrk
 #   DURATION=30 CONNECTIONS=64 bench/daemon.sh
+#   BIN=/path/to/ecs-secrets bench/daemon.sh    # an already built binary (no cargo build)
 #
 # Starts moto_server (a fake AWS) and the release binary on free loopback ports, seeds
 # SECRETS SecureStrings through `ecs-secrets create`, starts `ecs-secrets daemon` with a
@@ -17,7 +18,8 @@ SECRETS=${SECRETS:-200}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
-BIN=target/x86_64-unknown-linux-gnu/release/ecs-secrets
+BUILD=${BIN:+no}
+BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/ecs-secrets}
 OUT=bench/out
 mkdir -p "$OUT"
 
@@ -33,7 +35,7 @@ fi
 need moto_server || { echo "bench: moto_server not found: pip install 'moto[server]'" >&2; exit 1; }
 need curl || { echo "bench: curl not found" >&2; exit 1; }
 
-cargo build --release --locked 2>&1 | tail -1
+[ "$BUILD" = no ] || cargo build --release --locked 2>&1 | tail -1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
