@@ -87,7 +87,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEAD);
+        .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
