@@ -17,7 +17,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The header clients send the token in.
-pub const HEADER: &str = "x-ecs-secrets-token";
+pub const HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-ecs-secrets-token");
 
 pub struct Token {
     key: hmac::Key,

@@ -16,7 +16,7 @@ use crate::secret::Payload;
 use crate::store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{self, HeaderMap};
+use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ const GET: &str = "GET, HEAD";
 const GET_POST: &str = "GET, HEAD, POST";
 const POST: &str = "POST";
 const NONE: &str = "";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// What every request handler needs; shared by all connections.
 pub struct State {
@@ -195,7 +196,7 @@ fn host_is_loopback(host: &str) -> bool {
 
 /// Refusals that come before routing; `None` lets the request through.
 fn refuse(state: &State, headers: &HeaderMap, ping: bool) -> Option<Reply> {
-    if headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED) {
+    if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
         return Some(Reply::error(
             StatusCode::BAD_REQUEST,
             "requests that came through a proxy (X-Forwarded-For or Forwarded) are refused: \
