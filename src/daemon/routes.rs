@@ -1,0 +1,635 @@
+//! Requests → routes → handlers.
+//!
+//! Every route of the original daemon exists under `/latest/` and `/v1/`; `/ping` is the
+//! only one without a prefix and without a token. Before any route is looked at, requests
+//! that came through a proxy (`X-Forwarded-For`, `Forwarded`) or from a web page
+//! (`Origin`) are refused, and so is a `Host` that is not loopback when there is no token
+//! (DNS rebinding). Then the token, then the route, then the method.
+
+use super::auth::{self, Token};
+use super::cache::{Cache, Key};
+use super::reply::{json_str, Reply};
+use super::DaemonConfig;
+use crate::config::{parse_serial, validate_name};
+use crate::error::{Error, Result};
+use crate::secret::Payload;
+use crate::store::Store;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName};
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::{Zeroize, Zeroizing};
+
+/// The largest request body read: room for `{"payload":"…"}` around the largest payload a
+/// backend stores (64 KiB, dynamodb) even with JSON escapes. Larger: 413.
+pub const MAX_BODY: usize = 128 * 1024;
+/// A request body must arrive within this long once the head is in: 408 otherwise.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const GET: &str = "GET, HEAD";
+const GET_POST: &str = "GET, HEAD, POST";
+const POST: &str = "POST";
+const NONE: &str = "";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// What every request handler needs; shared by all connections.
+pub struct State {
+    store: Store,
+    path: String,
+    timeout: Duration,
+    token: Option<Token>,
+    read_only: bool,
+    check_host: bool,
+    cache: Cache,
+    version: Bytes,
+}
+
+impl State {
+    pub fn new(store: Store, path: String, timeout: Duration, cfg: DaemonConfig) -> State {
+        let check_host = cfg.checks_host();
+        let cache = Cache::new(cfg.cache_ttl);
+        cache.spawn_sweeper();
+        State {
+            store,
+            path,
+            timeout,
+            token: cfg.token,
+            read_only: cfg.read_only,
+            check_host,
+            cache,
+            version: Bytes::from(format!("{{\"version\":{}}}", json_str(crate::VERSION))),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Ping,
+    Version,
+    List,
+    Secret { name: String, serial: Option<u64> },
+    Revoke { name: String, serial: u64 },
+}
+
+impl Route {
+    /// The methods the route answers (read-only: without POST).
+    fn allow(&self, read_only: bool) -> &'static str {
+        match (self, read_only) {
+            (Route::Secret { serial: None, .. }, false) => GET_POST,
+            (Route::Revoke { .. }, false) => POST,
+            (Route::Revoke { .. }, true) => NONE,
+            _ => GET,
+        }
+    }
+
+    /// For `--debug`: the route without its names.
+    fn template(&self) -> &'static str {
+        match self {
+            Route::Ping => "/ping",
+            Route::Version => "/version",
+            Route::List => "/secrets",
+            Route::Secret { serial: None, .. } => "/secrets/{name}",
+            Route::Secret {
+                serial: Some(_), ..
+            } => "/secrets/{name}/{serial}",
+            Route::Revoke { .. } => "/revoke/{name}/{serial}",
+        }
+    }
+}
+
+/// Why a path is not a route.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRoute {
+    /// 404: no such route.
+    Unknown,
+    /// 400: the route exists, its name or serial is invalid.
+    Bad(String),
+}
+
+/// One percent-encoded path segment → text (`%2F` lets a nested name's `/` through a
+/// single segment).
+fn decode(seg: &str) -> std::result::Result<String, NoRoute> {
+    let bad = || NoRoute::Bad("the path has an invalid percent-encoding".into());
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+fn name_of(segs: &[&str]) -> std::result::Result<String, NoRoute> {
+    let parts = segs
+        .iter()
+        .map(|s| decode(s))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    validate_name(&parts.join("/")).map_err(|e| NoRoute::Bad(e.to_string()))
+}
+
+fn serial_of(seg: &str) -> std::result::Result<u64, NoRoute> {
+    parse_serial(seg).map_err(|e| NoRoute::Bad(e.to_string()))
+}
+
+fn is_serial(seg: &str) -> bool {
+    !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A request path (no query) → its route. Names may be nested (`db/password`): in
+/// `/secrets/{name}/{serial}` a last segment made of digits is the serial.
+pub fn parse(path: &str) -> std::result::Result<(Route, &'static str), NoRoute> {
+    if path == "/ping" {
+        return Ok((Route::Ping, ""));
+    }
+    let (prefix, rest) = if let Some(r) = path.strip_prefix("/latest/") {
+        ("/latest", r)
+    } else if let Some(r) = path.strip_prefix("/v1/") {
+        ("/v1", r)
+    } else {
+        return Err(NoRoute::Unknown);
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    let route = match segs.as_slice() {
+        ["version"] => Route::Version,
+        ["secrets"] => Route::List,
+        ["secrets", name @ .., last] if !name.is_empty() && is_serial(last) => Route::Secret {
+            name: name_of(name)?,
+            serial: Some(serial_of(last)?),
+        },
+        ["secrets", name @ ..] => Route::Secret {
+            name: name_of(name)?,
+            serial: None,
+        },
+        ["revoke", name @ .., last] if !name.is_empty() => Route::Revoke {
+            name: name_of(name)?,
+            serial: serial_of(last)?,
+        },
+        ["revoke", ..] => {
+            return Err(NoRoute::Bad(
+                "revoke needs a name and a serial: POST /latest/revoke/{name}/{serial}".into(),
+            ))
+        }
+        _ => return Err(NoRoute::Unknown),
+    };
+    Ok((route, prefix))
+}
+
+/// `Host` when no token guards the daemon: a loopback IP or `localhost` (with any port).
+fn host_is_loopback(host: &str) -> bool {
+    let h = match host.strip_prefix('[') {
+        Some(r) => r.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(super::is_loopback)
+}
+
+/// Refusals that come before routing; `None` lets the request through.
+fn refuse(state: &State, headers: &HeaderMap, ping: bool) -> Option<Reply> {
+    if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
+        return Some(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "requests that came through a proxy (X-Forwarded-For or Forwarded) are refused: \
+             call the daemon directly",
+        ));
+    }
+    if headers.contains_key(header::ORIGIN) {
+        return Some(Reply::error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are refused",
+        ));
+    }
+    if state.check_host {
+        if let Some(h) = headers.get(header::HOST) {
+            if !h.to_str().is_ok_and(host_is_loopback) {
+                return Some(Reply::error(
+                    StatusCode::FORBIDDEN,
+                    "without a token the daemon answers only requests addressed to localhost \
+                     or a loopback address (Host header)",
+                ));
+            }
+        }
+    }
+    if ping {
+        return None;
+    }
+    let token = state.token.as_ref()?;
+    let mut given = headers.get_all(auth::HEADER).iter();
+    match (given.next(), given.next()) {
+        (None, _) => Some(Reply::error(
+            StatusCode::UNAUTHORIZED,
+            "missing X-ECS-Secrets-Token header",
+        )),
+        (Some(_), Some(_)) => Some(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "more than one X-ECS-Secrets-Token header",
+        )),
+        (Some(v), None) if token.verify(v.as_bytes()) => None,
+        (Some(_), None) => Some(Reply::error(
+            StatusCode::FORBIDDEN,
+            "wrong X-ECS-Secrets-Token",
+        )),
+    }
+}
+
+/// Every request ends here: one reply, and with `--debug` one log line (method, route
+/// template, status, time — never a name's value).
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let (reply, prefix, template) = answer(&state, req).await;
+    if crate::log::debug_enabled() {
+        crate::log::debug(format_args!(
+            "{method} {prefix}{template} {} {:.1} ms",
+            reply.status.as_u16(),
+            start.elapsed().as_secs_f64() * 1e3
+        ));
+    }
+    reply.into_response()
+}
+
+/// The reply, and the route's prefix and template for the log line.
+async fn answer(state: &State, req: Request<Incoming>) -> (Reply, &'static str, &'static str) {
+    let path = req.uri().path();
+    if let Some(r) = refuse(state, req.headers(), path == "/ping") {
+        return (r, "", "(refused)");
+    }
+    let (route, prefix) = match parse(path) {
+        Ok(r) => r,
+        Err(NoRoute::Unknown) => {
+            return (
+                Reply::error(StatusCode::NOT_FOUND, "no such route"),
+                "",
+                "(unknown route)",
+            )
+        }
+        Err(NoRoute::Bad(msg)) => {
+            return (
+                Reply::error(StatusCode::BAD_REQUEST, &msg),
+                "",
+                "(bad name or serial)",
+            )
+        }
+    };
+    let template = route.template();
+    let allow = route.allow(state.read_only);
+    let method = req.method();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let allowed = if is_get {
+        allow.starts_with("GET")
+    } else {
+        method == Method::POST && allow.contains("POST")
+    };
+    if !allowed {
+        let msg = if method == Method::POST && state.read_only {
+            "the daemon is read-only (--read-only): writes are disabled".to_string()
+        } else {
+            format!("method {method} is not allowed here")
+        };
+        return (Reply::method_not_allowed(allow, &msg), prefix, template);
+    }
+    let reply = match route {
+        Route::Ping => Reply::ok(Bytes::from_static(b"{\"status\":\"ok\"}")),
+        Route::Version => Reply::ok(state.version.clone()),
+        Route::List => list(state).await,
+        Route::Secret { name, serial } if is_get => get_secret(state, name, serial).await,
+        Route::Secret { name, .. } => create(state, name, req.into_body()).await,
+        Route::Revoke { name, serial } => revoke(state, name, serial).await,
+    };
+    (reply, prefix, template)
+}
+
+async fn get_secret(state: &State, name: String, serial: Option<u64>) -> Reply {
+    let (store, path, timeout) = (state.store.clone(), state.path.clone(), state.timeout);
+    let key = Key::Secret(name.clone(), serial);
+    state
+        .cache
+        .get(key, move || async move {
+            let what = format!("fetching {path}/{name}");
+            let fetched = crate::aws::with_deadline(timeout, &what, async {
+                store.fetch(&path, &name, serial).await
+            })
+            .await;
+            match fetched {
+                Ok(f) if f.active => match crate::cmd::admin::fetched_json(&f) {
+                    // The body's owner is the zeroizing buffer: wiped when the last copy of
+                    // this reply (cache entry, response in flight) is dropped.
+                    Ok(buf) => Reply::ok(Bytes::from_owner(buf)),
+                    Err(e) => Reply::from_error(&e),
+                },
+                // Never the payload of a revoked version; 410 says it existed.
+                Ok(f) => Reply::new(
+                    StatusCode::GONE,
+                    format!(
+                        "{{\"error\":{},\"name\":{},\"serial\":{},\"active\":false}}",
+                        json_str(&format!(
+                            "{path}/{name} serial {} is revoked; its payload is never returned",
+                            f.serial
+                        )),
+                        json_str(&f.name),
+                        f.serial
+                    ),
+                ),
+                Err(e) => Reply::from_error(&e),
+            }
+        })
+        .await
+}
+
+async fn list(state: &State) -> Reply {
+    let (store, path, timeout) = (state.store.clone(), state.path.clone(), state.timeout);
+    state
+        .cache
+        .get(Key::List, move || async move {
+            let what = format!("listing {path}");
+            let listed =
+                crate::aws::with_deadline(timeout, &what, async { store.list(&path, false).await })
+                    .await;
+            match listed {
+                Ok(versions) => {
+                    let items: Vec<String> = versions
+                        .iter()
+                        .map(|v| {
+                            format!(
+                                "{{\"name\":{},\"serial\":{},\"active\":{},\"created\":{}}}",
+                                json_str(&v.name),
+                                v.serial,
+                                v.active,
+                                json_str(&v.created)
+                            )
+                        })
+                        .collect();
+                    Reply::ok(format!(
+                        "{{\"path\":{},\"secrets\":[{}]}}",
+                        json_str(&path),
+                        items.join(",")
+                    ))
+                }
+                Err(e) => Reply::from_error(&e),
+            }
+        })
+        .await
+}
+
+/// Wipe a body chunk when we hold its only reference (best effort: hyper's own read
+/// buffer is not ours to wipe).
+fn wipe(data: Bytes) {
+    if let Ok(mut m) = data.try_into_mut() {
+        m[..].zeroize();
+    }
+}
+
+/// The request body, at most `MAX_BODY` bytes (declared or streamed) within `BODY_TIMEOUT`.
+async fn read_body(mut body: Incoming) -> std::result::Result<Zeroizing<Vec<u8>>, Reply> {
+    let too_large = || {
+        Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+        .closing()
+    };
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        // Allocated once at its final size: a growing Vec would leave copies behind.
+        let cap = declared.map_or(MAX_BODY, |n| n as usize);
+        let mut buf = Zeroizing::new(Vec::with_capacity(cap));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                )
+                .closing()
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > cap.min(MAX_BODY) {
+                    wipe(data);
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&data);
+                wipe(data);
+            }
+        }
+        Ok(buf)
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Reply::error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {}s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .closing()),
+    }
+}
+
+/// `{"payload":"…"}` → the payload. serde's own messages can quote the input, so they are
+/// never passed on: only where the JSON broke.
+fn parse_create(body: &[u8]) -> Result<Payload> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CreateBody {
+        payload: String,
+    }
+    const SHAPE: &str = "send a JSON object {\"payload\":\"…\"}";
+    match serde_json::from_slice::<CreateBody>(body) {
+        Ok(b) => Ok(Payload::from_string(b.payload)),
+        Err(e) => Err(Error::usage(match e.classify() {
+            serde_json::error::Category::Data => {
+                format!("the body must have exactly one field, payload, a string: {SHAPE}")
+            }
+            _ if body.iter().all(u8::is_ascii_whitespace) => {
+                format!("the request body is empty: {SHAPE}")
+            }
+            _ => format!(
+                "the body is not valid JSON (line {}, column {}): {SHAPE}",
+                e.line(),
+                e.column()
+            ),
+        })),
+    }
+}
+
+/// Run a write in its own task: a client hanging up must not cancel it half-way.
+async fn spawn_write<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(fut)
+        .await
+        .unwrap_or_else(|e| Err(Error::io(format!("internal error: {e}"))))
+}
+
+async fn create(state: &State, name: String, body: Incoming) -> Reply {
+    let payload = match read_body(body).await {
+        Ok(buf) => parse_create(&buf),
+        Err(r) => return r,
+    };
+    let payload = match payload.and_then(|p| state.store.check_payload(&p).map(|_| p)) {
+        Ok(p) => p,
+        Err(e) => return Reply::from_error(&e),
+    };
+    let (store, path, timeout, cache) = (
+        state.store.clone(),
+        state.path.clone(),
+        state.timeout,
+        state.cache.clone(),
+    );
+    let n = name.clone();
+    let created = spawn_write(async move {
+        let what = format!("creating {path}/{n}");
+        let r = crate::aws::with_deadline(timeout, &what, async {
+            store.create(&path, &n, &payload).await
+        })
+        .await;
+        // Even a failed write may have landed (a timeout after the request went out).
+        cache.invalidate(&n);
+        r
+    })
+    .await;
+    match created {
+        Ok(serial) => Reply::ok(format!(
+            "{{\"name\":{},\"serial\":{serial}}}",
+            json_str(&name)
+        )),
+        Err(e) => Reply::from_error(&e),
+    }
+}
+
+async fn revoke(state: &State, name: String, serial: u64) -> Reply {
+    let (store, path, timeout, cache) = (
+        state.store.clone(),
+        state.path.clone(),
+        state.timeout,
+        state.cache.clone(),
+    );
+    let n = name.clone();
+    let revoked = spawn_write(async move {
+        let what = format!("revoking {path}/{n} serial {serial}");
+        let r = crate::aws::with_deadline(timeout, &what, async {
+            store.revoke(&path, &n, serial).await
+        })
+        .await;
+        cache.invalidate(&n);
+        r
+    })
+    .await;
+    match revoked {
+        Ok(()) => Reply::ok(format!(
+            "{{\"name\":{},\"serial\":{serial},\"active\":false}}",
+            json_str(&name)
+        )),
+        Err(e) => Reply::from_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, serial: Option<u64>) -> Route {
+        Route::Secret {
+            name: name.into(),
+            serial,
+        }
+    }
+
+    #[test]
+    fn routes_under_both_prefixes() {
+        for p in ["/latest", "/v1"] {
+            let r = |s: &str| parse(&format!("{p}{s}")).map(|(r, _)| r);
+            assert_eq!(r("/version"), Ok(Route::Version));
+            assert_eq!(r("/secrets"), Ok(Route::List));
+            assert_eq!(r("/secrets/DB"), Ok(secret("DB", None)));
+            assert_eq!(r("/secrets/DB/3"), Ok(secret("DB", Some(3))));
+            assert_eq!(r("/secrets/db/password"), Ok(secret("db/password", None)));
+            assert_eq!(r("/secrets/db%2F2/7"), Ok(secret("db/2", Some(7))));
+            assert_eq!(
+                r("/revoke/DB/2"),
+                Ok(Route::Revoke {
+                    name: "DB".into(),
+                    serial: 2
+                })
+            );
+            assert!(matches!(r("/secrets/DB/0"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/secrets/1DB"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/secrets/"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/secrets/a%zz"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/secrets/a%00b"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/revoke/DB/x"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/revoke/DB"), Err(NoRoute::Bad(_))));
+            assert!(matches!(r("/secrets/%2E%2E/x"), Err(NoRoute::Bad(_))));
+            assert_eq!(r("/other"), Err(NoRoute::Unknown));
+        }
+        assert_eq!(parse("/ping").map(|(r, _)| r), Ok(Route::Ping));
+        assert_eq!(parse("/secrets/DB"), Err(NoRoute::Unknown));
+        assert_eq!(parse("/latest"), Err(NoRoute::Unknown));
+    }
+
+    #[test]
+    fn read_only_removes_posts() {
+        assert_eq!(secret("A", None).allow(false), GET_POST);
+        assert_eq!(secret("A", None).allow(true), GET);
+        let rv = Route::Revoke {
+            name: "A".into(),
+            serial: 1,
+        };
+        assert_eq!(rv.allow(false), POST);
+        assert_eq!(rv.allow(true), NONE);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "LOCALHOST",
+        ] {
+            assert!(host_is_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1:80",
+            "localhost.evil:80",
+        ] {
+            assert!(!host_is_loopback(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_bodies() {
+        let p = parse_create(br#"{"payload":"p@ss \"w\"\n"}"#).unwrap();
+        assert_eq!(p.as_bytes(), b"p@ss \"w\"\n");
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"{",
+            b"[]",
+            br#"{"payload":12345}"#,
+            br#"{"payload":"a","x":1}"#,
+            br#"{"payload":"a","payload":"b"}"#,
+            b"payload=x",
+        ] {
+            let e = parse_create(bad).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{bad:?}");
+            assert!(!e.to_string().contains("12345"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,988 @@
+//! `daemon`: the sidecar REST API, as a real child process on a loopback port, talked to
+//! over real HTTP, backed by a real moto (through the counting `Proxy` where requests are
+//! counted or disturbed).
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "tok-0123456789abcdef-XYZ";
+
+/// A running `ecs-secrets daemon`, killed on drop.
+struct Daemon {
+    child: Option<Child>,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// `ecs-secrets daemon --path PATH --listen 127.0.0.1:0 ARGS…` against `endpoint`.
+    fn start(endpoint: &str, path: &str, args: &[&str]) -> Daemon {
+        let mut cmd = ecs(endpoint);
+        cmd.args(["daemon", "--path", path, "--listen", "127.0.0.1:0"])
+            .args(args);
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts `cmd` and waits for its `listening on ADDR` line.
+    fn spawn(mut cmd: Command) -> Daemon {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: only prctl between fork and exec. The daemon dies with this test thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn ecs-secrets daemon");
+        let err = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let buf = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("ecs-secrets: listening on ") {
+                    let _ = tx.send(a.to_string());
+                }
+                let mut b = buf.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        let mut d = Daemon {
+            child: Some(child),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            stderr,
+            reader: Some(reader),
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => d.addr = a.parse().expect("listening address"),
+            Err(_) => {
+                let status = d.kill();
+                panic!(
+                    "the daemon did not start ({status:?})\n--- stderr ---\n{}",
+                    d.stderr()
+                );
+            }
+        }
+        assert!(d.addr.ip().is_loopback(), "{}", d.addr);
+        d
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let r = http_request(method, &self.url(path), headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.stderr()));
+        Resp(r)
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"")
+    }
+
+    fn post(&self, path: &str, body: &str) -> Resp {
+        self.request("POST", path, &[], body.as_bytes())
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Waits up to `limit` for the daemon to exit.
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let _ = child.kill();
+        let s = child.wait().ok();
+        self.child = None;
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response with assertion helpers.
+struct Resp(HttpResponse);
+
+impl Resp {
+    fn status(&self) -> u16 {
+        self.0.status
+    }
+
+    fn json(&self) -> Value {
+        assert_eq!(
+            self.0.header("content-type"),
+            Some("application/json"),
+            "{}",
+            self.0.text()
+        );
+        self.0.json()
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    fn expect(&self, status: u16) -> Value {
+        assert_eq!(self.0.status, status, "body: {}", self.0.text());
+        self.json()
+    }
+
+    /// Asserts the status and an `{"error":…}` body that contains `needle`.
+    #[track_caller]
+    fn expect_error(&self, status: u16, needle: &str) -> String {
+        let v = self.expect(status);
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {v}"))
+            .to_string();
+        assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+        msg
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.header(name)
+    }
+
+    fn text(&self) -> String {
+        self.0.text()
+    }
+}
+
+/// Sends raw bytes on a new connection, then reads until the server closes (or `limit`).
+/// Returns what was read and how long it took.
+fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> (String, Duration) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    s.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+}
+
+fn status_of_raw(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {resp:?}"))
+}
+
+fn token_file(dir: &TempDir, content: &str) -> String {
+    let f = dir.join("token");
+    std::fs::write(&f, content).unwrap();
+    f.to_str().unwrap().to_string()
+}
+
+#[test]
+fn every_route_answers_under_latest_and_v1() {
+    let m = moto();
+    let path = unique_path("routes");
+    put_secure(&m.endpoint, &format!("{path}/DB_PASSWORD"), "first");
+    put_secure(
+        &m.endpoint,
+        &format!("{path}/DB_PASSWORD"),
+        "p@ss \"w\" $x\n",
+    );
+    put_secure(&m.endpoint, &format!("{path}/db/password"), "nested");
+    let d = Daemon::start(&m.endpoint, &path, &["--debug"]);
+
+    let v = d.get("/ping").expect(200);
+    assert_eq!(v, json!({"status": "ok"}));
+    let head = d.request("HEAD", "/ping", &[], b"");
+    assert_eq!((head.status(), head.text()), (200, String::new()));
+
+    for p in ["/latest", "/v1"] {
+        let v = d.get(&format!("{p}/secrets/DB_PASSWORD")).expect(200);
+        assert_eq!(
+            v,
+            json!({"name": "DB_PASSWORD", "serial": 2, "payload": "p@ss \"w\" $x\n", "active": true})
+        );
+        let v = d.get(&format!("{p}/secrets/DB_PASSWORD/1")).expect(200);
+        assert_eq!(
+            v,
+            json!({"name": "DB_PASSWORD", "serial": 1, "payload": "first", "active": true})
+        );
+        let v = d.get(&format!("{p}/version")).expect(200);
+        assert_eq!(v, json!({"version": env!("CARGO_PKG_VERSION")}));
+        // Nested names, with plain or encoded slashes.
+        for n in ["db/password", "db%2Fpassword"] {
+            let v = d.get(&format!("{p}/secrets/{n}")).expect(200);
+            assert_eq!(
+                (&v["name"], &v["payload"]),
+                (&json!("db/password"), &json!("nested"))
+            );
+        }
+    }
+
+    // POST creates a new version, under either prefix; the body is the original's.
+    let v = d
+        .post("/latest/secrets/NEW", r#"{"payload":"123456"}"#)
+        .expect(200);
+    assert_eq!(v, json!({"name": "NEW", "serial": 1}));
+    let v = d
+        .post("/v1/secrets/NEW", r#"{"payload":"654321"}"#)
+        .expect(200);
+    assert_eq!(v, json!({"name": "NEW", "serial": 2}));
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/NEW")).as_deref(),
+        Some("654321")
+    );
+
+    // The list: names and serials, never payloads.
+    for p in ["/latest", "/v1"] {
+        let r = d.get(&format!("{p}/secrets"));
+        let v = r.expect(200);
+        assert!(
+            !r.text().contains("654321") && !r.text().contains("p@ss"),
+            "{v}"
+        );
+        let names: Vec<(String, u64)> = v["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().into(),
+                    s["serial"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![("DB_PASSWORD".into(), 2), ("NEW".into(), 2)],
+            "{v}"
+        );
+        assert_eq!(v["path"], json!(path));
+    }
+
+    // Revoke, under either prefix.
+    let v = d.post("/latest/revoke/NEW/1", "").expect(200);
+    assert_eq!(v, json!({"name": "NEW", "serial": 1, "active": false}));
+    let v = d.post("/v1/revoke/DB_PASSWORD/1", "").expect(200);
+    assert_eq!(
+        v,
+        json!({"name": "DB_PASSWORD", "serial": 1, "active": false})
+    );
+
+    // Every answer says not to cache it.
+    assert_eq!(
+        d.get("/latest/version").header("cache-control"),
+        Some("no-store")
+    );
+
+    // --debug: one line per request with the route template, never a value.
+    let err = d.stderr();
+    assert!(err.contains("GET /latest/secrets/{name} 200"), "{err}");
+    assert!(err.contains("POST /v1/secrets/{name} 200"), "{err}");
+    assert!(err.contains("GET /v1/secrets/{name}/{serial} 200"), "{err}");
+    assert!(
+        err.contains("POST /latest/revoke/{name}/{serial} 200"),
+        "{err}"
+    );
+    for secret in ["p@ss", "first", "123456", "654321", "nested"] {
+        assert!(!err.contains(secret), "{secret} in stderr: {err}");
+    }
+}
+
+#[test]
+fn revoked_versions_are_never_returned() {
+    let m = moto();
+    let path = unique_path("revoked");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "two");
+
+    d.post("/latest/revoke/A/2", "").expect(200);
+    // The revoked serial: 410 Gone, no payload at all.
+    let r = d.get("/latest/secrets/A/2");
+    let v = r.expect(410);
+    assert_eq!(
+        (&v["name"], &v["serial"], &v["active"]),
+        (&json!("A"), &json!(2), &json!(false))
+    );
+    assert!(
+        v.get("payload").is_none() && !r.text().contains("two"),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains("revoked"), "{v}");
+    // The newest active version is the older one now (the cache was invalidated).
+    let v = d.get("/latest/secrets/A").expect(200);
+    assert_eq!((&v["serial"], &v["payload"]), (&json!(1), &json!("one")));
+
+    d.post("/v1/revoke/A/1", "").expect(200);
+    let r = d.get("/latest/secrets/A");
+    r.expect_error(404, "no active version");
+    assert!(!r.text().contains("\"payload\""), "{}", r.text());
+    d.get("/v1/secrets/A/1").expect(410);
+    let list = d.get("/latest/secrets").expect(200);
+    assert_eq!(list["secrets"], json!([]), "{list}");
+
+    // Unknown names and serials: 404, and nothing is created.
+    d.post("/latest/revoke/A/9", "")
+        .expect_error(404, "no serial 9");
+    d.post("/latest/revoke/NOPE/1", "")
+        .expect_error(404, "NOPE");
+    assert_eq!(get_plain(&m.endpoint, &format!("{path}/NOPE")), None);
+}
+
+#[test]
+fn errors_carry_json_bodies_and_fitting_statuses() {
+    let m = moto();
+    let path = unique_path("errors");
+    put_secure(&m.endpoint, &format!("{path}/A"), "value-a");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+
+    d.get("/latest/secrets/MISSING")
+        .expect_error(404, "MISSING");
+    d.get("/latest/secrets/A/7")
+        .expect_error(404, "no serial 7");
+    d.get("/latest/nothing").expect_error(404, "no such route");
+    d.get("/secrets/A").expect_error(404, "no such route");
+    d.get("/v2/secrets/A").expect_error(404, "no such route");
+    d.get("/latest/secrets/1A")
+        .expect_error(400, "invalid secret name");
+    d.get("/latest/secrets/A%20B")
+        .expect_error(400, "invalid secret name");
+    d.get("/latest/secrets/A/0")
+        .expect_error(400, "invalid serial");
+    d.get("/latest/secrets/A/99999999999999999999999")
+        .expect_error(400, "invalid serial");
+    d.post("/latest/revoke/A/x", "")
+        .expect_error(400, "invalid serial");
+
+    // Wrong methods: 405 with Allow.
+    let r = d.request("DELETE", "/latest/secrets/A", &[], b"");
+    r.expect_error(405, "DELETE");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    let r = d.post("/latest/secrets/A/1", r#"{"payload":"x"}"#);
+    r.expect(405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = d.get("/latest/revoke/A/1");
+    r.expect(405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = d.request("PUT", "/latest/version", &[], b"");
+    r.expect(405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+
+    // Bodies that are not {"payload":"…"}: 400, and the message never echoes the input.
+    for (body, needle) in [
+        ("", "empty"),
+        ("{", "not valid JSON"),
+        ("payload=s3cr3t-in-form", "not valid JSON"),
+        (r#"{"payload":424242}"#, "payload"),
+        (r#"{"payload":"s3cr3t","extra":1}"#, "payload"),
+        (r#"{"value":"s3cr3t"}"#, "payload"),
+        (r#"{"payload":""}"#, "empty"),
+        (r#"{"payload":"a\u0000s3cr3t"}"#, "NUL"),
+    ] {
+        let r = d.post("/latest/secrets/A", body);
+        r.expect_error(400, needle);
+        assert!(
+            !r.text().contains("s3cr3t") && !r.text().contains("424242"),
+            "{body}: {}",
+            r.text()
+        );
+    }
+    // Larger than Parameter Store stores, but within the body limit: 400.
+    let big = format!(r#"{{"payload":"{}"}}"#, "x".repeat(5000));
+    d.post("/latest/secrets/A", &big)
+        .expect_error(400, "at most 4096 bytes");
+    // Larger than the body limit, declared: 413 before the body is read.
+    let (resp, _) = raw(
+        d.addr,
+        format!(
+            "POST /latest/secrets/A HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(status_of_raw(&resp), 413, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("connection: close"),
+        "{resp}"
+    );
+    // Larger than the body limit, streamed (chunked, no length): 413 once it passes.
+    let limit = 128 * 1024;
+    let mut req = format!(
+        "POST /v1/secrets/A HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        d.addr
+    )
+    .into_bytes();
+    for _ in 0..(limit / 16384) {
+        req.extend_from_slice(format!("4000\r\n{}\r\n", "y".repeat(16384)).as_bytes());
+    }
+    req.extend_from_slice(b"1\r\nz\r\n");
+    let (resp, _) = raw(d.addr, &req, Duration::from_secs(10));
+    assert_eq!(status_of_raw(&resp), 413, "{resp}");
+    // Nothing was written by any of it.
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/A")).as_deref(),
+        Some("value-a")
+    );
+    assert!(!d.stderr().contains("value-a"));
+}
+
+#[test]
+fn a_token_guards_every_route_but_ping() {
+    let m = moto();
+    let path = unique_path("token");
+    put_secure(&m.endpoint, &format!("{path}/A"), "guarded");
+    let dir = TempDir::new("token");
+    // A trailing newline (echo, editors) is not part of the token.
+    let f = token_file(&dir, &format!("{TOKEN}\n"));
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+
+    d.get("/ping").expect(200);
+    for route in [
+        "/latest/secrets/A",
+        "/v1/secrets",
+        "/latest/version",
+        "/v1/nothing",
+    ] {
+        let r = d.get(route);
+        r.expect_error(401, "X-ECS-Secrets-Token");
+        assert!(r.header("www-authenticate").is_some());
+        let r = d.request("GET", route, &[("X-ECS-Secrets-Token", "wrong")], b"");
+        r.expect_error(403, "wrong");
+        let r = d.request(
+            "GET",
+            route,
+            &[("X-ECS-Secrets-Token", &TOKEN[..TOKEN.len() - 1])],
+            b"",
+        );
+        r.expect(403);
+        let r = d.request(
+            "GET",
+            route,
+            &[("x-ecs-secrets-token", &format!("{TOKEN}X"))],
+            b"",
+        );
+        r.expect(403);
+    }
+    let ok = [("X-ECS-Secrets-Token", TOKEN)];
+    let v = d.request("GET", "/latest/secrets/A", &ok, b"").expect(200);
+    assert_eq!(v["payload"], "guarded");
+    d.request("GET", "/v1/version", &ok, b"").expect(200);
+    // Writes need it too, and nothing is written without it.
+    d.post("/latest/secrets/A", r#"{"payload":"intruder"}"#)
+        .expect(401);
+    d.post("/latest/revoke/A/1", "").expect(401);
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/A")).as_deref(),
+        Some("guarded")
+    );
+    d.request("POST", "/latest/secrets/A", &ok, br#"{"payload":"v2"}"#)
+        .expect(200);
+    // Two token headers: refused.
+    d.request("GET", "/latest/version", &[ok[0], ok[0]], b"")
+        .expect_error(400, "more than one");
+    drop(d);
+
+    // From the environment, and the flag wins over it.
+    let mut cmd = ecs(&m.endpoint);
+    cmd.args(["daemon", "--path", &path, "--listen", "127.0.0.1:0"])
+        .env("ECS_SECRETS_TOKEN", "from-the-environment-123");
+    let d = Daemon::spawn(cmd);
+    d.get("/latest/version").expect(401);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", "from-the-environment-123")],
+        b"",
+    )
+    .expect(200);
+    drop(d);
+    let mut cmd = ecs(&m.endpoint);
+    cmd.args([
+        "daemon",
+        "--path",
+        &path,
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        &f,
+    ])
+    .env("ECS_SECRETS_TOKEN", "from-the-environment-123");
+    let d = Daemon::spawn(cmd);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", "from-the-environment-123")],
+        b"",
+    )
+    .expect(403);
+    d.request("GET", "/latest/version", &ok, b"").expect(200);
+}
+
+#[test]
+fn unusable_tokens_and_exposed_listeners_are_usage_errors() {
+    let m = moto();
+    let path = unique_path("usage");
+    let dir = TempDir::new("token");
+    let daemon = |args: &[&str]| {
+        let out = run(ecs(&m.endpoint)
+            .args(["daemon", "--path", &path])
+            .args(args));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("listening on"), "{err}");
+        (out.status.code(), err)
+    };
+    let empty = token_file(&dir, "\n");
+    let (code, err) = daemon(&["--token-file", &empty, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("empty"), "{err}");
+    let missing = dir.join("missing").to_str().unwrap().to_string();
+    let (code, err) = daemon(&["--token-file", &missing, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    let out = run(ecs(&m.endpoint)
+        .args(["daemon", "--path", &path, "--listen", "127.0.0.1:0"])
+        .env("ECS_SECRETS_TOKEN", ""));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // Every interface without a token: refused before anything is bound or asked.
+    for listen in ["0.0.0.0:0", ":0", "[::]:0"] {
+        let (code, err) = daemon(&["--listen", listen]);
+        assert_eq!(code, Some(2), "{listen}: {err}");
+        assert!(err.contains("--allow-unauthenticated"), "{err}");
+    }
+    for bad in [
+        &["--listen", "nowhere"][..],
+        &["--cache-ttl", "-1"],
+        &["--cache-ttl", "1.5"],
+    ] {
+        let (code, err) = daemon(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn start_up_fails_fast_when_aws_cannot_be_reached() {
+    // Nothing listens on port 1: the one start-up check fails within --timeout, exit 1.
+    let path = unique_path("unreachable");
+    let start = Instant::now();
+    let out = run(ecs("http://127.0.0.1:1").args([
+        "daemon",
+        "--path",
+        &path,
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "2",
+    ]));
+    let err = assert_fail(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start") && err.contains(&path), "{err}");
+    assert!(!err.contains("listening"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    // --allow-unauthenticated lets a non-loopback --listen through the usage checks (this
+    // stops at the same start-up check, before anything is bound).
+    let out = run(ecs("http://127.0.0.1:1").args([
+        "daemon",
+        "--path",
+        &path,
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-unauthenticated",
+        "--timeout",
+        "1",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+#[test]
+fn proxied_and_browser_requests_are_refused() {
+    let m = moto();
+    let path = unique_path("ssrf");
+    put_secure(&m.endpoint, &format!("{path}/A"), "not-for-proxies");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    for route in ["/latest/secrets/A", "/ping"] {
+        let r = d.request("GET", route, &[("X-Forwarded-For", "10.0.0.1")], b"");
+        r.expect_error(400, "X-Forwarded-For");
+        assert!(!r.text().contains("not-for-proxies"));
+        d.request("GET", route, &[("Forwarded", "for=10.0.0.1")], b"")
+            .expect(400);
+        d.request("GET", route, &[("Origin", "http://evil.example")], b"")
+            .expect_error(403, "Origin");
+    }
+    // Without a token, a Host that is not loopback (DNS rebinding) is refused.
+    let (resp, _) = raw(
+        d.addr,
+        b"GET /latest/secrets/A HTTP/1.1\r\nHost: evil.example:8080\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(status_of_raw(&resp), 403, "{resp}");
+    assert!(!resp.contains("not-for-proxies"), "{resp}");
+    let (resp, _) = raw(
+        d.addr,
+        b"GET /latest/secrets/A HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(status_of_raw(&resp), 200, "{resp}");
+    // With a token, XFF is still refused even with the right token.
+    let dir = TempDir::new("token");
+    let f = token_file(&dir, TOKEN);
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    d.request(
+        "GET",
+        "/latest/secrets/A",
+        &[
+            ("X-ECS-Secrets-Token", TOKEN),
+            ("X-Forwarded-For", "1.2.3.4"),
+        ],
+        b"",
+    )
+    .expect(400);
+}
+
+#[test]
+fn read_only_removes_the_write_routes() {
+    let m = moto();
+    let path = unique_path("readonly");
+    put_secure(&m.endpoint, &format!("{path}/A"), "ro");
+    let d = Daemon::start(&m.endpoint, &path, &["--read-only"]);
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "ro");
+    for p in ["/latest", "/v1"] {
+        let r = d.post(&format!("{p}/secrets/A"), r#"{"payload":"w"}"#);
+        r.expect_error(405, "read-only");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        let r = d.post(&format!("{p}/revoke/A/1"), "");
+        r.expect_error(405, "read-only");
+        assert_eq!(r.header("allow"), Some(""));
+    }
+    d.get("/latest/secrets/A/1").expect(200);
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/A")).as_deref(),
+        Some("ro")
+    );
+}
+
+#[test]
+fn cached_reads_expire_after_the_ttl() {
+    let m = moto();
+    let path = unique_path("ttl");
+    put_secure(&m.endpoint, &format!("{path}/A"), "v1");
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Daemon::start(&proxy.endpoint(), &path, &["--cache-ttl", "1"]);
+    proxy.reset();
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "v1");
+    assert_eq!(proxy.count("GetParameterHistory"), 1, "{:?}", proxy.ops());
+    // Changed behind the daemon's back: the cache still answers, no request goes out.
+    put_secure(&m.endpoint, &format!("{path}/A"), "v2");
+    assert_eq!(d.get("/v1/secrets/A").expect(200)["payload"], "v1");
+    d.get("/latest/secrets").expect(200);
+    d.get("/latest/secrets").expect(200);
+    assert_eq!(proxy.count("GetParameterHistory"), 2, "{:?}", proxy.ops());
+    assert_eq!(proxy.count("GetParametersByPath"), 1, "{:?}", proxy.ops());
+    std::thread::sleep(Duration::from_millis(2200));
+    let v = d.get("/latest/secrets/A").expect(200);
+    assert_eq!((&v["serial"], &v["payload"]), (&json!(2), &json!("v2")));
+    assert_eq!(proxy.count("GetParameterHistory"), 3, "{:?}", proxy.ops());
+    drop(d);
+
+    // --cache-ttl 0: every read goes upstream.
+    let d = Daemon::start(&proxy.endpoint(), &path, &["--cache-ttl", "0"]);
+    proxy.reset();
+    d.get("/latest/secrets/A").expect(200);
+    d.get("/latest/secrets/A").expect(200);
+    assert_eq!(proxy.count("GetParameterHistory"), 2, "{:?}", proxy.ops());
+}
+
+#[test]
+fn writes_through_the_daemon_invalidate_the_cache() {
+    let m = moto();
+    let path = unique_path("invalidate");
+    put_secure(&m.endpoint, &format!("{path}/A"), "v1");
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Daemon::start(&proxy.endpoint(), &path, &[]);
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "v1");
+    let list = d.get("/latest/secrets").expect(200);
+    assert_eq!(list["secrets"].as_array().unwrap().len(), 1, "{list}");
+    proxy.reset();
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "v1");
+    assert_eq!(proxy.total(), 0, "served from the cache: {:?}", proxy.ops());
+
+    let v = d
+        .post("/latest/secrets/A", r#"{"payload":"v2"}"#)
+        .expect(200);
+    assert_eq!(v["serial"], 2);
+    let v = d.get("/latest/secrets/A").expect(200);
+    assert_eq!((&v["serial"], &v["payload"]), (&json!(2), &json!("v2")));
+    // A new name shows in the list at once.
+    d.post("/v1/secrets/B", r#"{"payload":"b"}"#).expect(200);
+    let list = d.get("/latest/secrets").expect(200);
+    assert_eq!(list["secrets"].as_array().unwrap().len(), 2, "{list}");
+    // Revoking the newest: readers get the older one at once, the list follows.
+    d.post("/latest/revoke/A/2", "").expect(200);
+    let v = d.get("/latest/secrets/A").expect(200);
+    assert_eq!((&v["serial"], &v["payload"]), (&json!(1), &json!("v1")));
+    let list = d.get("/latest/secrets").expect(200);
+    let a = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "A")
+        .cloned();
+    assert_eq!(a.map(|a| a["serial"].clone()), Some(json!(1)), "{list}");
+}
+
+#[test]
+fn a_burst_for_an_uncached_name_makes_one_upstream_fetch() {
+    let m = moto();
+    let path = unique_path("burst");
+    put_secure(&m.endpoint, &format!("{path}/A"), "shared");
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Arc::new(Daemon::start(&proxy.endpoint(), &path, &[]));
+    proxy.reset();
+    // Slow upstream, so that all 20 requests arrive while the first fetch is out.
+    proxy.set_faults(Faults {
+        latency_ms: 400,
+        only_op: Some("GetParameterHistory".into()),
+        ..Faults::default()
+    });
+    let n = 20;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (d, barrier) = (d.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let p = if i % 2 == 0 { "/latest" } else { "/v1" };
+                let r = d.get(&format!("{p}/secrets/A"));
+                (r.status(), r.text())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"payload\":\"shared\""), "{body}");
+    }
+    assert_eq!(proxy.count("GetParameterHistory"), 1, "{:?}", proxy.ops());
+    assert_eq!(proxy.count("GetParameter"), 1, "{:?}", proxy.ops());
+    assert_eq!(proxy.total(), 2, "{:?}", proxy.ops());
+}
+
+#[test]
+fn upstream_failures_map_to_502_and_504() {
+    let m = moto();
+    let path = unique_path("upstream");
+    put_secure(&m.endpoint, &format!("{path}/A"), "x");
+    put_secure(&m.endpoint, &format!("{path}/B"), "y");
+    // SSM refuses an 11th label on a version: the revocation cannot be recorded (502).
+    let ssm = ssm(&m.endpoint);
+    for i in 0..10 {
+        block_on(
+            ssm.label_parameter_version()
+                .name(format!("{path}/B"))
+                .parameter_version(1)
+                .labels(format!("l{i}"))
+                .send(),
+        )
+        .unwrap();
+    }
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Daemon::start(&proxy.endpoint(), &path, &["--timeout", "2"]);
+    d.post("/latest/revoke/B/1", "").expect_error(502, "label");
+    // An upstream that never answers: 504 after --timeout.
+    proxy.set_faults(Faults {
+        stall: 1.0,
+        ..Faults::default()
+    });
+    let start = Instant::now();
+    d.get("/latest/secrets/A").expect(504);
+    assert!(
+        start.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        start.elapsed()
+    );
+    // Not cached: once upstream is back, the next read succeeds.
+    proxy.clear_faults();
+    assert_eq!(d.get("/latest/secrets/A").expect(200)["payload"], "x");
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let m = moto();
+    let path = unique_path("sigterm");
+    put_secure(&m.endpoint, &format!("{path}/A"), "in-flight");
+    let proxy = Proxy::start(&m.endpoint);
+    let mut d = Daemon::start(&proxy.endpoint(), &path, &[]);
+    proxy.reset();
+    proxy.set_faults(Faults {
+        latency_ms: 1500,
+        only_op: Some("GetParameterHistory".into()),
+        ..Faults::default()
+    });
+    let url = d.url("/latest/secrets/A");
+    let client = std::thread::spawn(move || http_request("GET", &url, &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.count("GetParameterHistory") == 0 {
+        assert!(Instant::now() < deadline, "the request never went upstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.signal(libc::SIGTERM);
+    // New connections are refused at once…
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(d.addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    // …while the request in flight gets its answer.
+    let r = client
+        .join()
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("in-flight"), "{}", r.text());
+    let status = d
+        .wait(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?} signal {:?}\n{}",
+        status.signal(),
+        d.stderr()
+    );
+
+    // SIGINT, idle: exits 0 at once.
+    let mut d = Daemon::start(&m.endpoint, &path, &[]);
+    d.signal(libc::SIGINT);
+    let status = d.wait(Duration::from_secs(5)).expect("exits after SIGINT");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn slow_clients_cannot_pin_connections() {
+    let m = moto();
+    let path = unique_path("slow");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    let addr = d.addr;
+    // Half a request head, then nothing: closed after the header timeout (10 s).
+    let head = std::thread::spawn(move || {
+        raw(
+            addr,
+            b"GET /ping HTTP/1.1\r\nHost: 127.",
+            Duration::from_secs(30),
+        )
+    });
+    // A head promising 100 bytes of body, then 10: 408 after the body timeout (10 s).
+    let body = std::thread::spawn(move || {
+        raw(
+            addr,
+            format!(
+                "POST /latest/secrets/A HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{\"payload\""
+            )
+            .as_bytes(),
+            Duration::from_secs(30),
+        )
+    });
+    let (resp, took) = head.join().unwrap();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(25),
+        "{took:?} {resp:?}"
+    );
+    assert!(!resp.contains("200 OK"), "{resp}");
+    let (resp, took) = body.join().unwrap();
+    assert_eq!(status_of_raw(&resp), 408, "{resp}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(25),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn connections_are_bounded() {
+    let m = moto();
+    let path = unique_path("bounded");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    // 256 idle connections take every slot…
+    let idle: Vec<TcpStream> = (0..256)
+        .map(|_| TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    // (let the daemon accept them all)
+    std::thread::sleep(Duration::from_millis(500));
+    let mut extra = TcpStream::connect(d.addr).expect("the backlog takes it");
+    extra
+        .write_all(
+            format!(
+                "GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                d.addr
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let first = extra.read(&mut buf);
+    assert!(
+        first.is_err(),
+        "served past the connection limit: {:?}",
+        first.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+    // …and a freed slot serves the one waiting.
+    drop(idle);
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    extra
+        .read_to_string(&mut out)
+        .expect("served once a slot is free");
+    assert_eq!(status_of_raw(&out), 200, "{out}");
+}
