@@ -91,7 +91,7 @@ impl Reply {
     }
 }
 
-/// Our errors → HTTP statuses (see docs/daemon.md for the table).
+/// Our errors → HTTP statuses (see the README's daemon section for the table).
 pub fn status_of(e: &Error) -> StatusCode {
     if let Some(kind) = e.aws_kind() {
         return match kind {
