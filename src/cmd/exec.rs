@@ -36,18 +36,20 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         let owner = target.as_ref().map(|t| (t.uid, t.gid));
         extras = files::write_all(dir, &secrets, owner, cfg.allow_disk, cfg.file_env)?;
     }
-    if let Some(t) = &target {
-        extras.push(ExtraVar {
+    let forced: Vec<ExtraVar> = target
+        .iter()
+        .map(|t| ExtraVar {
             name: "HOME".into(),
             value: t.home.clone().into_bytes(),
-        });
-    }
+        })
+        .collect();
 
     let mut warn = |msg: String| crate::log::warn(format_args!("{msg}"));
     let envp = child_env(
         env.vars(),
         &secrets,
         &extras,
+        &forced,
         !cfg.no_env,
         cfg.no_override,
         &mut warn,

@@ -121,13 +121,16 @@ pub struct ExtraVar {
     pub value: Vec<u8>,
 }
 
-/// The child's environment: the inherited variables plus the secrets (and extras). A secret
-/// replaces an inherited variable of the same name unless `no_override`; either way stderr
-/// names the variable, never a value. Returns NUL-terminated entries for execve.
+/// The child's environment: the inherited variables plus the secrets and `extras` (the
+/// `<NAME>_FILE` variables, which follow the secrets' rules), then `forced` (HOME after
+/// `--user`), which always wins, silently. A secret replaces an inherited variable of the
+/// same name unless `no_override`; either way stderr names the variable, never a value.
+/// Returns NUL-terminated entries for execve.
 pub fn child_env(
     inherited: &[(OsString, OsString)],
     secrets: &[Injection],
     extras: &[ExtraVar],
+    forced: &[ExtraVar],
     inject_values: bool,
     no_override: bool,
     warn: &mut dyn FnMut(String),
@@ -163,6 +166,11 @@ pub fn child_env(
     }
     for x in extras {
         set(&x.name, &x.value, &mut out);
+    }
+    for x in forced {
+        let k = x.name.as_bytes();
+        out.retain(|(n, _)| n != k);
+        out.push((k.to_vec(), entry(k, &x.value)));
     }
     out.into_iter().map(|(_, e)| e).collect()
 }
@@ -258,17 +266,17 @@ mod tests {
         ];
         let secrets = plan(vec![("/p".into(), vec![s("X", "new")])], &[], &[]).unwrap();
         let mut warnings = Vec::new();
-        let env = child_env(&inherited, &secrets, &[], true, false, &mut |w| {
+        let env = child_env(&inherited, &secrets, &[], &[], true, false, &mut |w| {
             warnings.push(w)
         });
         let strs: Vec<&[u8]> = env.iter().map(|e| &e[..]).collect();
         assert!(strs.contains(&&b"X=new\0"[..]));
         assert!(!strs.contains(&&b"X=old\0"[..]));
         assert!(warnings[0].contains("replaces") && !warnings[0].contains("new"));
-        let env = child_env(&inherited, &secrets, &[], true, true, &mut |_| {});
+        let env = child_env(&inherited, &secrets, &[], &[], true, true, &mut |_| {});
         let strs: Vec<&[u8]> = env.iter().map(|e| &e[..]).collect();
         assert!(strs.contains(&&b"X=old\0"[..]));
-        let env = child_env(&inherited, &secrets, &[], false, false, &mut |_| {});
+        let env = child_env(&inherited, &secrets, &[], &[], false, false, &mut |_| {});
         assert_eq!(env.len(), 2);
     }
 }
