@@ -816,3 +816,228 @@ fn dynamodb_commands_refuse_the_ssm_backend() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--backend dynamodb"));
     }
 }
+
+/// A table of the original AWS Labs ecs-secrets tool, filled as it did: per record a KMS
+/// data key (no encryption context), `EncryptedData` = base64(nonce ‖ AES-256-GCM(ct ‖ tag))
+/// under its first 32 bytes without authenticated data, `EncryptedDataKey` = base64(blob).
+fn legacy_table(endpoint: &str, records: &[(&str, u64, &[u8], bool)]) -> String {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    use ring::rand::{SecureRandom, SystemRandom};
+    let table = format!(
+        "ECS-Secrets-{}-Secrets",
+        unique_path("app").replace('/', "-").trim_matches('-')
+    );
+    let alias = format!(
+        "alias/ECS-Secrets-{}",
+        unique_path("cmk").replace('/', "-").trim_matches('-')
+    );
+    create_key(endpoint, Some(&alias));
+    let attr = |n: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let client = dynamodb(endpoint);
+    block_on(
+        client
+            .create_table()
+            .table_name(&table)
+            .attribute_definitions(attr("Name", ScalarAttributeType::S))
+            .attribute_definitions(attr("Serial", ScalarAttributeType::N))
+            .key_schema(key("Name", KeyType::Hash))
+            .key_schema(key("Serial", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send(),
+    )
+    .unwrap();
+    for (name, serial, value, active) in records {
+        let dk = block_on(
+            kms(endpoint)
+                .generate_data_key()
+                .key_id(&alias)
+                .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+                .send(),
+        )
+        .unwrap();
+        let plain = dk.plaintext().unwrap().as_ref();
+        let mut nonce = [0u8; 12];
+        SystemRandom::new().fill(&mut nonce).unwrap();
+        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &plain[..32]).unwrap());
+        let mut buf = value.to_vec();
+        k.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .unwrap();
+        let mut data = nonce.to_vec();
+        data.extend_from_slice(&buf);
+        let b64 = |b: &[u8]| aws_smithy_types::base64::encode(b);
+        block_on(
+            client
+                .put_item()
+                .table_name(&table)
+                .item("Name", Av::S(name.to_string()))
+                .item("Serial", Av::N(serial.to_string()))
+                .item("EncryptedData", Av::S(b64(&data)))
+                .item(
+                    "EncryptedDataKey",
+                    Av::S(b64(dk.ciphertext_blob().unwrap().as_ref())),
+                )
+                .item("Active", Av::Bool(*active))
+                .send(),
+        )
+        .unwrap();
+    }
+    table
+}
+
+#[test]
+fn import_copies_the_active_versions_of_an_original_table() {
+    let ep = moto_ready();
+    let source = legacy_table(
+        ep,
+        &[
+            ("DB_PASSWORD", 1, b"revoked-one", false),
+            ("DB_PASSWORD", 2, b"pw-two", true),
+            ("DB_PASSWORD", 3, b"pw-three", true),
+            ("API_KEY", 1, b"api \xff bytes", true),
+            ("OLD", 1, b"old", false),
+        ],
+    );
+    let path = unique_path("ddb-import");
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        &source,
+    ]));
+    assert_eq!(
+        assert_ok(&out),
+        "{\"name\":\"API_KEY\",\"serial\":1}\n{\"name\":\"DB_PASSWORD\",\"serial\":2}\n{\"name\":\"DB_PASSWORD\",\"serial\":3}\n"
+    );
+    let s = assert_ok(&run(&mut show(
+        ep,
+        &["--path", &path],
+        &["DB_PASSWORD", "OLD"],
+    )));
+    assert!(s.contains("DB_PASSWORD=pw-three\nOLD=<unset>\n"), "{s}");
+    let dir = TempDir::new("import");
+    let f = dir.join("api");
+    assert_ok(&run(ddb(ep)
+        .args(["exec", "--path", &path, "--", "sh", "-c"])
+        .arg(format!("printf '%s' \"$API_KEY\" > '{}'", f.display()))));
+    assert_eq!(std::fs::read(&f).unwrap(), b"api \xff bytes");
+    let f2 = assert_ok(&run(ddb(ep).args([
+        "fetch",
+        "--path",
+        &path,
+        "--name",
+        "DB_PASSWORD",
+        "--serial",
+        "2",
+    ])));
+    assert!(f2.contains("\"payload\":\"pw-two\""), "{f2}");
+    let e = assert_fail(&run(ddb(ep).args([
+        "fetch",
+        "--path",
+        &path,
+        "--name",
+        "DB_PASSWORD",
+        "--serial",
+        "1",
+    ])));
+    assert!(e.contains("no serial 1 (serials: 2, 3)"), "{e}");
+    // Serials continue after the imported ones.
+    assert_eq!(create(ep, &path, "DB_PASSWORD", b"pw-four"), 4);
+
+    // Importing again would overwrite: refused naming the serials, nothing written.
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        &source,
+    ]));
+    let e = assert_fail(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(e.contains(&format!("{path}/DB_PASSWORD serial 2")), "{e}");
+    assert!(out.stdout.is_empty());
+    let l = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert_eq!(l.lines().count(), 4, "{l}");
+}
+
+#[test]
+fn import_fails_closed_on_a_value_that_does_not_decrypt() {
+    let ep = moto_ready();
+    let source = legacy_table(ep, &[("A", 1, b"a", true), ("B", 1, b"b", true)]);
+    // Corrupt B's ciphertext (keep it valid base64).
+    let item = block_on(
+        dynamodb(ep)
+            .get_item()
+            .table_name(&source)
+            .key("Name", Av::S("B".into()))
+            .key("Serial", Av::N("1".into()))
+            .send(),
+    )
+    .unwrap()
+    .item
+    .unwrap();
+    let mut data = aws_smithy_types::base64::decode(item["EncryptedData"].as_s().unwrap()).unwrap();
+    data[13] ^= 1;
+    let mut item = item;
+    item.insert(
+        "EncryptedData".into(),
+        Av::S(aws_smithy_types::base64::encode(&data)),
+    );
+    block_on(
+        dynamodb(ep)
+            .put_item()
+            .table_name(&source)
+            .set_item(Some(item))
+            .send(),
+    )
+    .unwrap();
+    let path = unique_path("ddb-import-bad");
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        &source,
+    ]));
+    let e = assert_fail(&out);
+    assert!(e.contains(&format!("{source}: B serial 1")), "{e}");
+    assert!(out.stdout.is_empty());
+    let l = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert!(l.is_empty(), "nothing imported: {l}");
+
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        "No-Such-Table",
+    ]));
+    let e = assert_fail(&out);
+    assert!(
+        e.contains("No-Such-Table") && e.contains("--from-ecs-secrets-table"),
+        "{e}"
+    );
+}
