@@ -1041,3 +1041,103 @@ fn import_fails_closed_on_a_value_that_does_not_decrypt() {
         "{e}"
     );
 }
+
+#[test]
+fn a_retried_put_whose_first_attempt_landed_is_not_a_second_version() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-retry-put");
+    create(ep, &path, "OTHER", b"x"); // the data key exists: only the version PutItem is left
+    let proxy = Proxy::start(ep);
+    // The PutItem reaches moto, then the connection is reset: the SDK retries a write that
+    // already happened. (Seed chosen so that the first attempt is reset and the retry not.)
+    proxy.set_faults(Faults {
+        reset: 0.5,
+        seed: 1, // draws 0.29 (reset), then 0.84 (forwarded)
+        only_op: Some("PutItem".into()),
+        ..Default::default()
+    });
+    let out = stdin_run(
+        ddb(&proxy.endpoint()).args([
+            "create",
+            "--path",
+            &path,
+            "--name",
+            "ONCE",
+            "--payload-stdin",
+        ]),
+        b"once",
+    );
+    assert!(
+        assert_ok(&out).contains(r#""serial":1"#),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(proxy.faults_injected(), 1, "{}", ops_summary(&proxy));
+    assert_eq!(proxy.count("PutItem"), 2, "{}", ops_summary(&proxy));
+    let l = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert_eq!(l.matches("\"ONCE\"").count(), 1, "one version: {l}");
+}
+
+#[test]
+fn throttling_is_retried_and_a_stalled_decrypt_fails_closed_at_the_deadline() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-faults");
+    create(ep, &path, "A", b"a");
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        throttle: 0.5,
+        seed: 11,
+        ..Default::default()
+    });
+    let s = assert_ok(&run(&mut show(
+        &proxy.endpoint(),
+        &["--path", &path],
+        &["A"],
+    )));
+    assert!(s.contains("A=a"), "{s}");
+    assert!(proxy.faults_injected() > 0, "{}", ops_summary(&proxy));
+
+    proxy.set_faults(Faults {
+        stall: 1.0,
+        only_op: Some("Decrypt".into()),
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    let dir = TempDir::new("marker");
+    let marker = dir.join("started");
+    let out = run(ddb(&proxy.endpoint())
+        .args(["exec", "--path", &path, "--timeout", "2", "--", "touch"])
+        .arg(&marker));
+    let e = assert_fail(&out);
+    assert!(!marker.exists());
+    assert!(t0.elapsed().as_secs() < 20, "bounded by --timeout");
+    assert!(e.contains(&path) && e.contains("--timeout"), "{e}");
+}
+
+#[test]
+fn rotate_creates_a_version_and_revokes_the_older_ones() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-rotate");
+    create(ep, &path, "PW", b"one");
+    create(ep, &path, "PW", b"two");
+    let out = assert_ok(&run(ddb(ep).args([
+        "rotate",
+        "--path",
+        &path,
+        "--name",
+        "PW",
+        "--generate",
+        "24",
+    ])));
+    assert_eq!(out.trim(), r#"{"name":"PW","serial":3,"revoked":[1,2]}"#);
+    let item = get_raw(ep, TABLE, &path, &version_sk("PW", 1)).unwrap();
+    assert!(!item.contains_key("ciphertext"));
+    let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["PW"])));
+    let v = s.trim().strip_prefix("PW=").unwrap();
+    assert_eq!(v.len(), 24, "{s}");
+}

@@ -19,7 +19,10 @@
 //!
 //! Concurrency:
 //! - create: the next serial is the newest one plus 1; PutItem is conditional on the item
-//!   not existing and moves on to the next serial when another writer took it.
+//!   not existing and moves on to the next serial when another writer took it. A "taken"
+//!   answer carrying our own nonce is our own retried request (the first attempt landed,
+//!   its answer was lost): done, not a second version. The write is then read back
+//!   (strongly consistent) before the serial is reported.
 //! - rotate-key first writes the new generation, then marks the older ones `retired`, then
 //!   re-seals what it finds, then deletes retired keys nothing references. A create checks,
 //!   after its write, that its generation was not retired meanwhile, and re-seals its own
@@ -247,6 +250,14 @@ impl Partition {
         }
         by_name.into_values().collect()
     }
+}
+
+/// The data key writers seal under: its generation, the plaintext, and the stored blob
+/// (to check later that the stored key is still the one used).
+struct PathKey {
+    generation: u64,
+    key: DataKey,
+    blob: Vec<u8>,
 }
 
 /// The result of a conditional PutItem of a new version.
@@ -511,7 +522,7 @@ impl DynamoStore {
     }
 
     /// The newest data key of the path, created (generation 1) when the path has none.
-    async fn current_key(&self, path: &str) -> Result<(u64, DataKey)> {
+    async fn current_key(&self, path: &str) -> Result<PathKey> {
         let what = format!(
             "reading the data key of {path} from DynamoDB table {}",
             self.table
@@ -534,11 +545,15 @@ impl DynamoStore {
                         )));
                     }
                     let key = self.decrypt_key(path, k.generation, &k.blob).await?;
-                    return Ok((k.generation, key));
+                    return Ok(PathKey {
+                        generation: k.generation,
+                        key,
+                        blob: k.blob,
+                    });
                 }
                 None => {
-                    if let Some(key) = self.new_key(path, 1).await? {
-                        return Ok((1, key));
+                    if let Some(pk) = self.new_key(path, 1).await? {
+                        return Ok(pk);
                     }
                     // Another writer created generation 1 first: use theirs.
                 }
@@ -550,7 +565,7 @@ impl DynamoStore {
     }
 
     /// Generate and store data key `generation`; `None` when that generation exists already.
-    async fn new_key(&self, path: &str, generation: u64) -> Result<Option<DataKey>> {
+    async fn new_key(&self, path: &str, generation: u64) -> Result<Option<PathKey>> {
         let mut resp = self
             .kms
             .generate_data_key()
@@ -593,7 +608,7 @@ impl DynamoStore {
             .item(A_SK, Av::S(key_sk(generation)))
             .item(A_KIND, Av::S(KIND_DATAKEY.into()))
             .item(A_GEN, Av::N(generation.to_string()))
-            .item(A_BLOB, Av::B(blob))
+            .item(A_BLOB, Av::B(blob.clone()))
             .item(
                 A_KMS_KEY,
                 Av::S(resp.key_id.unwrap_or_else(|| self.write_key().into())),
@@ -604,7 +619,11 @@ impl DynamoStore {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Some(key)),
+            Ok(_) => Ok(Some(PathKey {
+                generation,
+                key,
+                blob: blob.into_inner(),
+            })),
             Err(e) if is_conditional(&e) => Ok(None),
             Err(e) => Err(self.ddb_error(
                 format!("storing data key generation {generation} of {path}"),
@@ -693,7 +712,7 @@ impl DynamoStore {
 
     pub async fn create(&self, path: &str, name: &str, payload: &Payload) -> Result<u64> {
         Self::check_name(name)?;
-        let (generation, key) = self.current_key(path).await?;
+        let pk = self.current_key(path).await?;
         let mut serial = self.max_serial(path, name).await? + 1;
         let created = now_rfc3339();
         for attempt in 0..MAX_CREATE_ATTEMPTS {
@@ -701,46 +720,55 @@ impl DynamoStore {
                 path,
                 name,
                 serial,
-                generation,
+                generation: pk.generation,
             };
-            let sealed = crypto::seal(&key, &at, payload.as_bytes())
+            let sealed = crypto::seal(&pk.key, &at, payload.as_bytes())
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
-            match self
-                .put_version(path, name, serial, generation, &sealed, &created)
+            let kept = match self
+                .put_version(path, name, serial, pk.generation, &sealed, &created)
                 .await?
             {
                 Put::Done => {
-                    self.ensure_live_key(path, name, serial, generation, &sealed, payload)
-                        .await?;
-                    return Ok(serial);
+                    self.settle(path, name, serial, &pk, &sealed.nonce, payload)
+                        .await?
                 }
-                Put::Taken => {
-                    crate::log::debug(format_args!(
-                        "{path}/{name} serial {serial} was taken by a concurrent writer; trying {}",
-                        serial + 1
-                    ));
-                    serial += 1;
-                    jitter(5 + 5 * attempt.min(8)).await;
-                }
+                Put::Taken => false,
+            };
+            if kept {
+                return Ok(serial);
             }
+            crate::log::debug(format_args!(
+                "{path}/{name} serial {serial} was taken by a concurrent writer; trying {}",
+                serial + 1
+            ));
+            serial += 1;
+            jitter(5 + 5 * attempt.min(8)).await;
         }
         Err(Error::data(format!(
             "could not create {path}/{name}: {MAX_CREATE_ATTEMPTS} serials in a row were taken by concurrent writers; try again"
         )))
     }
 
-    /// After writing a version under `generation`: if a concurrent rotate-key retired (or
-    /// already deleted) that key, re-seal the version under the newest key, so it never
-    /// points at a deleted data key.
-    async fn ensure_live_key(
+    /// After a version was written: make sure it stays readable and is really ours.
+    /// 1. Its data key must still be the stored, live key of its generation. A concurrent
+    ///    rotate-key may have retired (or deleted) it: then the version is re-sealed under
+    ///    the newest key, so it never points at a deleted key.
+    /// 2. Read it back: the item must carry our nonce. DynamoDB's conditional writes are
+    ///    atomic, but not every DynamoDB-compatible store's (moto, which the tests run
+    ///    against, checks and writes without a lock); a replaced write means the serial
+    ///    went to another writer.
+    ///
+    /// Returns whether the serial is ours.
+    async fn settle(
         &self,
         path: &str,
         name: &str,
         serial: u64,
-        generation: u64,
-        sealed: &Sealed,
+        pk: &PathKey,
+        nonce: &[u8],
         payload: &Payload,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let generation = pk.generation;
         let resp = self
             .ddb
             .get_item()
@@ -748,8 +776,9 @@ impl DynamoStore {
             .key(A_PATH, Av::S(path.into()))
             .key(A_SK, Av::S(key_sk(generation)))
             .consistent_read(true)
-            .projection_expression("#r")
+            .projection_expression("#r, #b")
             .expression_attribute_names("#r", A_RETIRED)
+            .expression_attribute_names("#b", A_BLOB)
             .send()
             .await
             .map_err(|e| {
@@ -758,33 +787,50 @@ impl DynamoStore {
                     e,
                 )
             })?;
-        let live = resp
-            .item
-            .as_ref()
-            .is_some_and(|i| !flag(i, A_RETIRED).unwrap_or(false));
-        if live {
-            return Ok(());
+        let live = resp.item.as_ref().is_some_and(|i| {
+            !flag(i, A_RETIRED).unwrap_or(false) && b(i, A_BLOB) == Some(&pk.blob[..])
+        });
+        let mut nonce = nonce.to_vec();
+        if !live {
+            crate::log::debug(format_args!(
+                "{path}: data key generation {generation} changed during the write; re-sealing {path}/{name} serial {serial}"
+            ));
+            let newest = self.current_key(path).await?;
+            if let Some(n) = self
+                .reseal(path, name, serial, generation, &nonce, &newest, payload)
+                .await?
+            {
+                nonce = n.to_vec();
+            }
         }
-        crate::log::debug(format_args!(
-            "{path}: data key generation {generation} was retired during the write; re-sealing {path}/{name} serial {serial}"
-        ));
-        let (g2, key) = self.current_key(path).await?;
-        self.reseal(
-            path,
-            name,
-            serial,
-            generation,
-            &sealed.nonce,
-            g2,
-            &key,
-            payload,
-        )
-        .await
-        .map(|_| ())
+        let resp = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key(A_PATH, Av::S(path.into()))
+            .key(A_SK, Av::S(version_sk(name, serial)))
+            .consistent_read(true)
+            .projection_expression("#n, #a")
+            .expression_attribute_names("#n", A_NONCE)
+            .expression_attribute_names("#a", A_ACTIVE)
+            .send()
+            .await
+            .map_err(|e| {
+                self.ddb_error(format!("reading back {path}/{name} serial {serial}"), e)
+            })?;
+        Ok(match resp.item {
+            None => false,
+            Some(i) => match b(&i, A_NONCE) {
+                Some(n) => n == &nonce[..],
+                // Revoked already by someone: the serial was allocated, and it was ours.
+                None => !flag(&i, A_ACTIVE).unwrap_or(false),
+            },
+        })
     }
 
-    /// Re-seal one active version under generation `to`, unless it changed meanwhile (a
-    /// revoke, or another re-seal): returns whether it was re-sealed.
+    /// Re-seal one active version under the key `to`, unless it changed meanwhile (a
+    /// revoke, another re-seal, another writer's item): returns the new nonce when it was
+    /// re-sealed.
     #[allow(clippy::too_many_arguments)]
     async fn reseal(
         &self,
@@ -793,17 +839,16 @@ impl DynamoStore {
         serial: u64,
         from: u64,
         old_nonce: &[u8],
-        to: u64,
-        key: &DataKey,
+        to: &PathKey,
         payload: &Payload,
-    ) -> Result<bool> {
+    ) -> Result<Option<[u8; crypto::NONCE_LEN]>> {
         let at = Binding {
             path,
             name,
             serial,
-            generation: to,
+            generation: to.generation,
         };
-        let sealed = crypto::seal(key, &at, payload.as_bytes())
+        let sealed = crypto::seal(&to.key, &at, payload.as_bytes())
             .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
         let r = self
             .ddb
@@ -819,15 +864,15 @@ impl DynamoStore {
             .expression_attribute_names("#a", A_ACTIVE)
             .expression_attribute_values(":ct", Av::B(Blob::new(sealed.ciphertext.clone())))
             .expression_attribute_values(":nonce", Av::B(Blob::new(sealed.nonce.to_vec())))
-            .expression_attribute_values(":to", Av::N(to.to_string()))
+            .expression_attribute_values(":to", Av::N(to.generation.to_string()))
             .expression_attribute_values(":from", Av::N(from.to_string()))
             .expression_attribute_values(":t", Av::Bool(true))
             .expression_attribute_values(":old", Av::B(Blob::new(old_nonce.to_vec())))
             .send()
             .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional(&e) => Ok(false),
+            Ok(_) => Ok(Some(sealed.nonce)),
+            Err(e) if is_conditional(&e) => Ok(None),
             Err(e) => Err(self.ddb_error(format!("re-sealing {path}/{name} serial {serial}"), e)),
         }
     }
@@ -1028,10 +1073,9 @@ impl DynamoStore {
             let payload = self.open(path, v, &keys)?;
             let (_, nonce, from) = v.sealed.as_ref().expect("filtered on sealed");
             if self
-                .reseal(
-                    path, &v.name, v.serial, *from, nonce, generation, &new_key, &payload,
-                )
+                .reseal(path, &v.name, v.serial, *from, nonce, &new_key, &payload)
                 .await?
+                .is_some()
             {
                 resealed += 1;
             }
@@ -1134,7 +1178,7 @@ impl DynamoStore {
         if legacy.is_empty() {
             return Ok(Vec::new());
         }
-        let (generation, key) = self.current_key(path).await?;
+        let pk = self.current_key(path).await?;
         let created = now_rfc3339();
         let mut out = Vec::new();
         for (name, serial, payload) in &legacy {
@@ -1142,27 +1186,28 @@ impl DynamoStore {
                 path,
                 name,
                 serial: *serial,
-                generation,
+                generation: pk.generation,
             };
-            let sealed = crypto::seal(&key, &at, payload.as_bytes())
+            let sealed = crypto::seal(&pk.key, &at, payload.as_bytes())
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
-            match self
-                .put_version(path, name, *serial, generation, &sealed, &created)
+            let kept = match self
+                .put_version(path, name, *serial, pk.generation, &sealed, &created)
                 .await?
             {
                 Put::Done => {
-                    self.ensure_live_key(path, name, *serial, generation, &sealed, payload)
+                    self.settle(path, name, *serial, &pk, &sealed.nonce, payload)
                         .await?
                 }
-                Put::Taken => {
-                    return Err(Error::data(format!(
-                        "{path}/{name} serial {serial} was created by someone else during the import; imported so far: {}",
-                        out.iter()
-                            .map(|(n, s): &(String, u64)| format!("{n} serial {s}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
-                }
+                Put::Taken => false,
+            };
+            if !kept {
+                return Err(Error::data(format!(
+                    "{path}/{name} serial {serial} was created by someone else during the import; imported so far: {}",
+                    out.iter()
+                        .map(|(n, s): &(String, u64)| format!("{n} serial {s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
             }
             out.push((name.clone(), *serial));
         }
