@@ -1141,3 +1141,81 @@ fn rotate_creates_a_version_and_revokes_the_older_ones() {
     let v = s.trim().strip_prefix("PW=").unwrap();
     assert_eq!(v.len(), 24, "{s}");
 }
+
+#[test]
+fn request_costs_of_each_command() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-costs");
+    let proxy = Proxy::start(ep);
+    let pe = proxy.endpoint();
+    let short = |p: &Proxy| -> Vec<String> {
+        p.ops()
+            .iter()
+            .map(|o| o.rsplit('.').next().unwrap().to_string())
+            .collect()
+    };
+    let costs = |p: &Proxy, cmd: &[&str], want: &[&str]| {
+        p.reset();
+        let out = run(ddb(&pe).args(cmd));
+        assert!(out.status.code().is_some(), "{}", describe(&out));
+        assert_eq!(short(p), want, "{cmd:?}");
+        eprintln!("{cmd:?}: {} requests {:?}", want.len(), want);
+    };
+    let create = ["create", "--path", &path, "--name", "A", "--payload", "a"];
+    // The first create of a path makes its data key.
+    costs(
+        &proxy,
+        &create,
+        &[
+            "Query",
+            "GenerateDataKey",
+            "PutItem",
+            "Query",
+            "PutItem",
+            "GetItem",
+            "GetItem",
+        ],
+    );
+    costs(
+        &proxy,
+        &create,
+        &["Query", "Decrypt", "Query", "PutItem", "GetItem", "GetItem"],
+    );
+    costs(
+        &proxy,
+        &["fetch", "--path", &path, "--name", "A"],
+        &["Query", "GetItem", "Decrypt"],
+    );
+    costs(
+        &proxy,
+        &["fetch", "--path", &path, "--name", "A", "--serial", "1"],
+        &["GetItem", "GetItem", "Decrypt"],
+    );
+    costs(&proxy, &["list", "--path", &path], &["Query"]);
+    costs(
+        &proxy,
+        &["revoke", "--path", &path, "--name", "A", "--serial", "1"],
+        &["UpdateItem"],
+    );
+    costs(
+        &proxy,
+        &["exec", "--path", &path, "--", "true"],
+        &["Query", "Decrypt"],
+    );
+    // rotate-key with one active version under one older generation.
+    costs(
+        &proxy,
+        &["rotate-key", "--path", &path],
+        &[
+            "Query",
+            "GenerateDataKey",
+            "PutItem",
+            "UpdateItem",
+            "Query",
+            "Decrypt",
+            "UpdateItem",
+            "Query",
+            "DeleteItem",
+        ],
+    );
+}

@@ -397,6 +397,9 @@ async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<boo
                         .join(", ")
                 )));
             }
+            if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+                return Ok(false);
+            }
             false
         }
         Err(e)
