@@ -604,7 +604,6 @@ fn template(cfg: &StoreConfig, readers: &[Principal], writers: &[Principal]) -> 
                         {"AttributeName": A_SK, "KeyType": "RANGE"},
                     ],
                     "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
-                    "SSESpecification": {"SSEEnabled": true},
                 },
             }),
         );
