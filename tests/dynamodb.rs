@@ -1219,3 +1219,51 @@ fn request_costs_of_each_command() {
         ],
     );
 }
+
+#[test]
+fn a_create_whose_version_rotate_key_resealed_meanwhile_keeps_its_serial() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-race-reseal");
+    create(ep, &path, "A", b"a1");
+    // Hold the create's first check (a GetItem, right after its PutItem landed) while a
+    // whole rotate-key runs: the rotation re-seals the new version (its nonce and
+    // generation change) and deletes the old key.
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        latency_ms: 1500,
+        only_op: Some("GetItem".into()),
+        ..Default::default()
+    });
+    let mut c = ddb(&proxy.endpoint());
+    c.args(["create", "--path", &path, "--name", "B", "--payload", "b1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while proxy.count("GetItem") == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "no GetItem: {}",
+            ops_summary(&proxy)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = assert_ok(&run(ddb(ep).args(["rotate-key", "--path", &path])));
+    assert!(out.contains(r#""generation":2,"resealed":2"#), "{out}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        assert_ok(&out).contains(r#""serial":1"#),
+        "the serial stays the create's: {}",
+        describe(&out)
+    );
+    let l = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert_eq!(l.matches("\"B\"").count(), 1, "no duplicate version: {l}");
+    let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["A", "B"])));
+    assert!(s.contains("A=a1\nB=b1\n"), "{s}");
+}

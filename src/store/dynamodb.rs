@@ -2,8 +2,9 @@
 //!
 //! Layout (hash key `path`, range key `sk`, both strings):
 //! - a version: `sk = v#<name>#<serial, 20 digits>`, with `kind = "version"`, `name`,
-//!   `serial` (N), `active` (BOOL), `created` (RFC 3339 UTC), and while active `ciphertext`
-//!   (B), `nonce` (B) and `generation` (N, the data key it is sealed under). Names hold only
+//!   `serial` (N), `active` (BOOL), `created` (RFC 3339 UTC), `token` (B, random, from the
+//!   create that wrote it), and while active `ciphertext` (B), `nonce` (B) and `generation`
+//!   (N, the data key it is sealed under). Names hold only
 //!   `[A-Za-z0-9_.-/]`, so `#` separates unambiguously, and zero-padded serials sort.
 //! - a data key: `sk = k#<generation, 20 digits>`, with `kind = "datakey"`, `generation`,
 //!   `encrypted_key` (B, the KMS CiphertextBlob under encryption context
@@ -19,10 +20,11 @@
 //!
 //! Concurrency:
 //! - create: the next serial is the newest one plus 1; PutItem is conditional on the item
-//!   not existing and moves on to the next serial when another writer took it. A "taken"
-//!   answer carrying our own nonce is our own retried request (the first attempt landed,
-//!   its answer was lost): done, not a second version. The write is then read back
-//!   (strongly consistent) before the serial is reported.
+//!   not existing and moves on to the next serial when another writer took it. Each write
+//!   carries a random `token` that nothing changes afterwards (re-sealing changes the
+//!   nonce): a "taken" answer carrying our token is our own retried request (the first
+//!   attempt landed, its answer was lost), not a second version. The write is then read
+//!   back (strongly consistent) and must carry our token before the serial is reported.
 //! - rotate-key first writes the new generation, then marks the older ones `retired`, then
 //!   re-seals what it finds, then deletes retired keys nothing references. A create checks,
 //!   after its write, that its generation was not retired meanwhile, and re-seals its own
@@ -67,6 +69,7 @@ const A_GEN: &str = "generation";
 const A_BLOB: &str = "encrypted_key";
 const A_KMS_KEY: &str = "kms_key";
 const A_RETIRED: &str = "retired";
+const A_TOKEN: &str = "token";
 const KIND_VERSION: &str = "version";
 const KIND_DATAKEY: &str = "datakey";
 const VERSION_PREFIX: &str = "v#";
@@ -269,6 +272,16 @@ enum Put {
 fn is_conditional<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error()
         .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException"))
+}
+
+/// A random token that identifies one write of one version.
+fn write_token() -> Result<[u8; 16]> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut t = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut t)
+        .map_err(|_| Error::io("the system random number generator failed"))?;
+    Ok(t)
 }
 
 /// Up to `ceiling_ms` milliseconds, at random (spreads writers that collided).
@@ -657,7 +670,8 @@ impl DynamoStore {
     }
 
     /// PutItem of a new version, conditional on the key being free. A "taken" answer that
-    /// carries our own nonce is our own earlier attempt (a retried request): done.
+    /// carries our own token is our own earlier attempt (a retried request): done.
+    #[allow(clippy::too_many_arguments)]
     async fn put_version(
         &self,
         path: &str,
@@ -666,6 +680,7 @@ impl DynamoStore {
         generation: u64,
         sealed: &Sealed,
         created: &str,
+        token: &[u8],
     ) -> Result<Put> {
         let r = self
             .ddb
@@ -681,6 +696,7 @@ impl DynamoStore {
             .item(A_CT, Av::B(Blob::new(sealed.ciphertext.clone())))
             .item(A_NONCE, Av::B(Blob::new(sealed.nonce.to_vec())))
             .item(A_GEN, Av::N(generation.to_string()))
+            .item(A_TOKEN, Av::B(Blob::new(token.to_vec())))
             .condition_expression("attribute_not_exists(#sk)")
             .expression_attribute_names("#sk", A_SK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -695,7 +711,7 @@ impl DynamoStore {
                         aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item(),
                         _ => None,
                     })
-                    .is_some_and(|old| b(old, A_NONCE) == Some(&sealed.nonce[..]));
+                    .is_some_and(|old| b(old, A_TOKEN) == Some(token));
                 if ours {
                     Ok(Put::Done)
                 } else if is_conditional(&e) {
@@ -724,12 +740,13 @@ impl DynamoStore {
             };
             let sealed = crypto::seal(&pk.key, &at, payload.as_bytes())
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
+            let token = write_token()?;
             let kept = match self
-                .put_version(path, name, serial, pk.generation, &sealed, &created)
+                .put_version(path, name, serial, pk.generation, &sealed, &created, &token)
                 .await?
             {
                 Put::Done => {
-                    self.settle(path, name, serial, &pk, &sealed.nonce, payload)
+                    self.settle(path, name, serial, &pk, &sealed.nonce, &token, payload)
                         .await?
                 }
                 Put::Taken => false,
@@ -753,12 +770,13 @@ impl DynamoStore {
     /// 1. Its data key must still be the stored, live key of its generation. A concurrent
     ///    rotate-key may have retired (or deleted) it: then the version is re-sealed under
     ///    the newest key, so it never points at a deleted key.
-    /// 2. Read it back: the item must carry our nonce. DynamoDB's conditional writes are
+    /// 2. Read it back: the item must carry our token. DynamoDB's conditional writes are
     ///    atomic, but not every DynamoDB-compatible store's (moto, which the tests run
     ///    against, checks and writes without a lock); a replaced write means the serial
     ///    went to another writer.
     ///
     /// Returns whether the serial is ours.
+    #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
         path: &str,
@@ -766,6 +784,7 @@ impl DynamoStore {
         serial: u64,
         pk: &PathKey,
         nonce: &[u8],
+        token: &[u8],
         payload: &Payload,
     ) -> Result<bool> {
         let generation = pk.generation;
@@ -790,18 +809,15 @@ impl DynamoStore {
         let live = resp.item.as_ref().is_some_and(|i| {
             !flag(i, A_RETIRED).unwrap_or(false) && b(i, A_BLOB) == Some(&pk.blob[..])
         });
-        let mut nonce = nonce.to_vec();
         if !live {
             crate::log::debug(format_args!(
                 "{path}: data key generation {generation} changed during the write; re-sealing {path}/{name} serial {serial}"
             ));
+            // When this does not apply, the version changed meanwhile: re-sealed by the
+            // rotation itself, revoked, or replaced by another writer (the token tells).
             let newest = self.current_key(path).await?;
-            if let Some(n) = self
-                .reseal(path, name, serial, generation, &nonce, &newest, payload)
-                .await?
-            {
-                nonce = n.to_vec();
-            }
+            self.reseal(path, name, serial, generation, nonce, &newest, payload)
+                .await?;
         }
         let resp = self
             .ddb
@@ -810,22 +826,14 @@ impl DynamoStore {
             .key(A_PATH, Av::S(path.into()))
             .key(A_SK, Av::S(version_sk(name, serial)))
             .consistent_read(true)
-            .projection_expression("#n, #a")
-            .expression_attribute_names("#n", A_NONCE)
-            .expression_attribute_names("#a", A_ACTIVE)
+            .projection_expression("#t")
+            .expression_attribute_names("#t", A_TOKEN)
             .send()
             .await
             .map_err(|e| {
                 self.ddb_error(format!("reading back {path}/{name} serial {serial}"), e)
             })?;
-        Ok(match resp.item {
-            None => false,
-            Some(i) => match b(&i, A_NONCE) {
-                Some(n) => n == &nonce[..],
-                // Revoked already by someone: the serial was allocated, and it was ours.
-                None => !flag(&i, A_ACTIVE).unwrap_or(false),
-            },
-        })
+        Ok(resp.item.is_some_and(|i| b(&i, A_TOKEN) == Some(token)))
     }
 
     /// Re-seal one active version under the key `to`, unless it changed meanwhile (a
@@ -1190,12 +1198,21 @@ impl DynamoStore {
             };
             let sealed = crypto::seal(&pk.key, &at, payload.as_bytes())
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
+            let token = write_token()?;
             let kept = match self
-                .put_version(path, name, *serial, pk.generation, &sealed, &created)
+                .put_version(
+                    path,
+                    name,
+                    *serial,
+                    pk.generation,
+                    &sealed,
+                    &created,
+                    &token,
+                )
                 .await?
             {
                 Put::Done => {
-                    self.settle(path, name, *serial, &pk, &sealed.nonce, payload)
+                    self.settle(path, name, *serial, &pk, &sealed.nonce, &token, payload)
                         .await?
                 }
                 Put::Taken => false,
