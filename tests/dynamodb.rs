@@ -408,7 +408,12 @@ fn a_ciphertext_copied_to_another_path_fails_closed() {
     // Moving the data key along does not help: KMS binds it to its path.
     copy_attrs(ep, (&a, &key_sk(1)), (&b, &key_sk(1)), &["encrypted_key"]);
     let e = assert_not_started(ep, &b);
-    assert!(e.contains(&format!("data key generation 1 of {b}")), "{e}");
+    assert!(
+        e.contains(&format!("data key generation 1 of {b}"))
+            && e.contains(&format!("needed by {b}/TOKEN serial 1"))
+            && e.contains("InvalidCiphertextException"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1266,4 +1271,29 @@ fn a_create_whose_version_rotate_key_resealed_meanwhile_keeps_its_serial() {
     assert_eq!(l.matches("\"B\"").count(), 1, "no duplicate version: {l}");
     let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["A", "B"])));
     assert!(s.contains("A=a1\nB=b1\n"), "{s}");
+}
+
+#[test]
+fn rotate_key_survives_a_retried_put_of_its_new_data_key() {
+    let ep = moto_ready();
+    let path = unique_path("ddb-rotate-retry");
+    create(ep, &path, "A", b"a1");
+    let proxy = Proxy::start(ep);
+    // rotate-key's only PutItem is the new data key: its first attempt lands, then the
+    // connection is reset, and the retry meets the item it wrote itself.
+    proxy.set_faults(Faults {
+        reset: 0.5,
+        seed: 1, // draws 0.29 (reset), then 0.84 (forwarded)
+        only_op: Some("PutItem".into()),
+        ..Default::default()
+    });
+    let out = run(ddb(&proxy.endpoint()).args(["rotate-key", "--path", &path]));
+    assert!(
+        assert_ok(&out).contains(r#""generation":2,"resealed":1"#),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(proxy.faults_injected(), 1, "{}", ops_summary(&proxy));
+    let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["A"])));
+    assert!(s.contains("A=a1"), "{s}");
 }

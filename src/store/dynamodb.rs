@@ -35,6 +35,7 @@ use crate::crypto::{self, Binding, DataKey, Sealed};
 use crate::error::{AwsKind, Error, Result};
 use crate::inject::env::printable;
 use crate::secret::{Fetched, Payload, Secret, VersionInfo};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_kms::types::DataKeySpec;
@@ -274,6 +275,14 @@ fn is_conditional<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
         .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException"))
 }
 
+/// The item a conditional PutItem found in its way (asked for with ALL_OLD).
+fn conflicting_item<R>(e: &SdkError<PutItemError, R>) -> Option<&Item> {
+    match e.as_service_error()? {
+        PutItemError::ConditionalCheckFailedException(c) => c.item(),
+        _ => None,
+    }
+}
+
 /// A random token that identifies one write of one version.
 fn write_token() -> Result<[u8; 16]> {
     use ring::rand::{SecureRandom, SystemRandom};
@@ -484,7 +493,25 @@ impl DynamoStore {
                     self.table
                 )));
             };
-            keys.insert(g, self.decrypt_key(path, g, &k.blob).await?);
+            let key = self.decrypt_key(path, g, &k.blob).await.map_err(|e| {
+                let needed_by = format!("needed by {}", v.full_name(path));
+                match e {
+                    Error::Aws {
+                        kind,
+                        context,
+                        detail,
+                        hint,
+                    } => Error::Aws {
+                        kind,
+                        context: format!("{context} ({needed_by})"),
+                        detail,
+                        hint,
+                    },
+                    Error::Data(m) => Error::Data(format!("{m} ({needed_by})")),
+                    other => other,
+                }
+            })?;
+            keys.insert(g, key);
         }
         Ok(keys)
     }
@@ -629,20 +656,29 @@ impl DynamoStore {
             .item(A_CREATED, Av::S(now_rfc3339()))
             .condition_expression("attribute_not_exists(#sk)")
             .expression_attribute_names("#sk", A_SK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Some(PathKey {
-                generation,
-                key,
-                blob: blob.into_inner(),
-            })),
-            Err(e) if is_conditional(&e) => Ok(None),
-            Err(e) => Err(self.ddb_error(
-                format!("storing data key generation {generation} of {path}"),
-                e,
-            )),
+            Ok(_) => {}
+            // A "taken" answer holding our own blob is our own retried request.
+            Err(e) if is_conditional(&e) => {
+                if conflicting_item(&e).and_then(|old| b(old, A_BLOB)) != Some(blob.as_ref()) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                return Err(self.ddb_error(
+                    format!("storing data key generation {generation} of {path}"),
+                    e,
+                ))
+            }
         }
+        Ok(Some(PathKey {
+            generation,
+            key,
+            blob: blob.into_inner(),
+        }))
     }
 
     /// The highest serial of `name` (0 when none).
@@ -705,13 +741,7 @@ impl DynamoStore {
         match r {
             Ok(_) => Ok(Put::Done),
             Err(e) => {
-                let ours = e
-                    .as_service_error()
-                    .and_then(|s| match s {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item(),
-                        _ => None,
-                    })
-                    .is_some_and(|old| b(old, A_TOKEN) == Some(token));
+                let ours = conflicting_item(&e).and_then(|old| b(old, A_TOKEN)) == Some(token);
                 if ours {
                     Ok(Put::Done)
                 } else if is_conditional(&e) {
