@@ -62,6 +62,25 @@ fn aws_query(endpoint: &str, service: &str, params: &[(&str, &str)]) -> HttpResp
     .unwrap_or_else(|e| panic!("{service} {params:?}: {e}"))
 }
 
+/// IAM returns policy documents URL-encoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[test]
 fn dynamodb_setup_twice_changes_nothing_the_second_time_and_works() {
     let m = moto();
@@ -482,5 +501,95 @@ fn the_cloudformation_template_deploys_and_works() {
         proxy.ops().iter().all(|o| o.contains("Describe")),
         "{:?}",
         proxy.ops()
+    );
+}
+
+#[test]
+fn the_ssm_cloudformation_template_deploys_and_works() {
+    let m = moto();
+    let path = unique_path("setup-cfn-ssm");
+    let alias = format!("alias/{}", unique("cfnssm"));
+    let out = run(ecs(&m.endpoint).args([
+        "setup",
+        "--cloudformation",
+        "--path",
+        &path,
+        "--kms-key",
+        &alias,
+    ]));
+    let template = assert_ok(&out);
+    let t: Value = serde_json::from_str(&template).unwrap();
+    assert!(
+        t["Resources"].get("SecretsTable").is_none(),
+        "ssm needs no table"
+    );
+    let stack = unique("ssm-stack");
+    let r = aws_query(
+        &m.endpoint,
+        "cloudformation",
+        &[
+            ("Action", "CreateStack"),
+            ("Version", "2010-05-15"),
+            ("StackName", &stack),
+            ("TemplateBody", template.trim()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = aws_query(
+        &m.endpoint,
+        "cloudformation",
+        &[
+            ("Action", "DescribeStacks"),
+            ("Version", "2010-05-15"),
+            ("StackName", &stack),
+        ],
+    );
+    assert!(
+        r.text()
+            .contains("<StackStatus>CREATE_COMPLETE</StackStatus>"),
+        "{}",
+        r.text()
+    );
+    // The deployed fetch policy resolved the path into SSM parameter ARNs.
+    let text = r.text();
+    let arn = text
+        .split("<OutputKey>FetchPolicyArn</OutputKey>")
+        .nth(1)
+        .and_then(|rest| rest.split("<OutputValue>").nth(1))
+        .and_then(|rest| rest.split("</OutputValue>").next())
+        .unwrap_or_else(|| panic!("no FetchPolicyArn output: {text}"))
+        .to_string();
+    let r = aws_query(
+        &m.endpoint,
+        "iam",
+        &[
+            ("Action", "GetPolicyVersion"),
+            ("Version", "2010-05-08"),
+            ("PolicyArn", &arn),
+            ("VersionId", "v1"),
+        ],
+    );
+    let doc = percent_decode(&r.text());
+    for want in [
+        format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{path}/*"),
+        "ssm.us-east-1.amazonaws.com".to_string(),
+        "ssm:GetParametersByPath".to_string(),
+    ] {
+        assert!(doc.contains(&want), "{want} in {doc}");
+    }
+    assert_ok(&run(ecs(&m.endpoint).args([
+        "create",
+        "--path",
+        &path,
+        "--kms-key",
+        &alias,
+        "--name",
+        "S",
+        "--payload",
+        "via-cfn",
+    ])));
+    assert_eq!(
+        assert_ok(&run(&mut show(&m.endpoint, &["--path", &path], "S"))),
+        "via-cfn"
     );
 }
