@@ -327,10 +327,6 @@ impl DynamoStore {
         }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// The key new data keys are generated under.
     fn write_key(&self) -> &str {
         self.kms_key
