@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod error;
 pub mod exec;

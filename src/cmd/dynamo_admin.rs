@@ -1,12 +1,76 @@
-//! dynamodb-only administration: rotate-key and import. Not built yet.
+//! dynamodb-only administration: rotate-key and import.
 
-use crate::config::StoreConfig;
+use crate::config::{Backend, StoreConfig};
 use crate::error::{Error, ExitCode, Result};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::Store;
+use std::io::Write;
 
-pub fn rotate_key(_cfg: &StoreConfig) -> Result<ExitCode> {
-    Err(Error::usage("rotate-key is not available yet"))
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a str always serializes")
 }
 
-pub fn import(_cfg: &StoreConfig, _table: &str) -> Result<ExitCode> {
-    Err(Error::usage("import is not available yet"))
+/// Run `f` on the dynamodb store under the deadline; other backends are a usage error.
+fn with_dynamo<T>(
+    cfg: &StoreConfig,
+    command: &str,
+    what: &str,
+    f: impl AsyncFnOnce(&DynamoStore, usize) -> Result<T>,
+) -> Result<T> {
+    if cfg.backend != Backend::Dynamodb {
+        return Err(Error::usage(format!(
+            "{command} applies to the dynamodb backend only: pass --backend dynamodb (or set ECS_SECRETS_BACKEND=dynamodb)"
+        )));
+    }
+    let rt = super::runtime()?;
+    rt.block_on(crate::aws::with_deadline(cfg.timeout, what, async {
+        match super::connect(cfg).await {
+            Store::Dynamodb(d) => f(&d, crate::store::dynamodb::MAX_PAYLOAD).await,
+            Store::Ssm(_) => unreachable!("backend checked above"),
+        }
+    }))
+}
+
+fn print(lines: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(lines.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
+}
+
+pub fn rotate_key(cfg: &StoreConfig) -> Result<ExitCode> {
+    let path = cfg.path();
+    let what = format!("rotating the data key of {path}");
+    let (generation, resealed) = with_dynamo(cfg, "rotate-key", &what, async |d, _| {
+        d.rotate_key(path).await
+    })?;
+    print(&format!(
+        "{{\"path\":{},\"generation\":{generation},\"resealed\":{resealed}}}\n",
+        json_str(path)
+    ))?;
+    Ok(ExitCode::Success)
+}
+
+pub fn import(cfg: &StoreConfig, table: &str) -> Result<ExitCode> {
+    let path = cfg.path();
+    if table.is_empty() {
+        return Err(Error::usage(
+            "--from-ecs-secrets-table needs the original table's name",
+        ));
+    }
+    let what = format!("importing {table} into {path}");
+    let imported = with_dynamo(cfg, "import", &what, async |d, max| {
+        d.import_legacy(path, table, max).await
+    })?;
+    if imported.is_empty() {
+        crate::log::warn(format_args!(
+            "{table} has no active versions: nothing imported"
+        ));
+    }
+    let lines: String = imported
+        .iter()
+        .map(|(name, serial)| format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name)))
+        .collect();
+    print(&lines)?;
+    Ok(ExitCode::Success)
 }
