@@ -278,17 +278,12 @@ async fn provision(
     let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
         Error::usage("no AWS region configured: set AWS_REGION (or a profile with a region)")
     })?;
-    let mut k = aws_sdk_kms::config::Builder::from(&sdk);
-    if cfg.debug {
-        k = k.interceptor(crate::aws::DebugLog);
-    }
+    let attempts = || crate::aws::Attempts { debug: cfg.debug };
+    let k = aws_sdk_kms::config::Builder::from(&sdk).interceptor(attempts());
     let kms = aws_sdk_kms::Client::from_conf(k.build());
 
     if cfg.backend == Backend::Dynamodb {
-        let mut d = aws_sdk_dynamodb::config::Builder::from(&sdk);
-        if cfg.debug {
-            d = d.interceptor(crate::aws::DebugLog);
-        }
+        let d = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(attempts());
         let ddb = aws_sdk_dynamodb::Client::from_conf(d.build());
         let created = ensure_table(&ddb, &cfg.table).await?;
         note(format_args!(
