@@ -90,26 +90,7 @@ fn show(endpoint: &str, args: &[&str], vars: &[&str]) -> Command {
 /// error line, and that the command never started. Returns stderr.
 #[track_caller]
 fn assert_not_started(endpoint: &str, path: &str) -> String {
-    let dir = TempDir::new("marker");
-    let marker = dir.join("started");
-    let out = run(ddb(endpoint)
-        .args(["exec", "--path", path, "--", "touch"])
-        .arg(&marker));
-    let stderr = assert_fail(&out);
-    assert!(
-        !marker.exists(),
-        "the command must not start\n{}",
-        describe(&out)
-    );
-    assert_eq!(
-        stderr
-            .lines()
-            .filter(|l| l.starts_with("ecs-secrets: error:"))
-            .count(),
-        1,
-        "{stderr}"
-    );
-    stderr
+    assert_exec_not_started(ddb(endpoint), &["--path", path])
 }
 
 fn get_raw(endpoint: &str, table: &str, path: &str, sk: &str) -> Option<HashMap<String, Av>> {

@@ -194,27 +194,9 @@ fn assert_not_started_with(
     args: &[&str],
     adjust: impl FnOnce(&mut Command),
 ) -> String {
-    let dir = TempDir::new("marker");
-    let marker = dir.join("started");
     let mut c = ecs(endpoint);
-    c.arg("exec").args(args).arg("--").arg("touch").arg(&marker);
     adjust(&mut c);
-    let out = run(&mut c);
-    let stderr = assert_fail(&out);
-    assert!(
-        !marker.exists(),
-        "the command must not start\n{}",
-        describe(&out)
-    );
-    assert_eq!(
-        stderr
-            .lines()
-            .filter(|l| l.starts_with("ecs-secrets: error:"))
-            .count(),
-        1,
-        "{stderr}"
-    );
-    stderr
+    assert_exec_not_started(c, args)
 }
 
 #[test]

@@ -87,9 +87,17 @@ impl SsmStore {
         }
     }
 
-    pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
+    /// Every parameter under `path` (recursively when configured), page by page, handed to
+    /// `each` with its name relative to the path. A page may be short or even empty and still
+    /// carry a token: it is followed until absent. Returns the number of pages.
+    async fn by_path(
+        &self,
+        path: &str,
+        decrypt: bool,
+        what: &str,
+        mut each: impl FnMut(String, aws_sdk_ssm::types::Parameter),
+    ) -> Result<u32> {
         let prefix = format!("{path}/");
-        let mut out = Vec::new();
         let mut token: Option<String> = None;
         let mut pages = 0u32;
         loop {
@@ -98,38 +106,42 @@ impl SsmStore {
                 .get_parameters_by_path()
                 .path(path)
                 .recursive(self.recursive)
-                .with_decryption(true)
+                .with_decryption(decrypt)
                 .max_results(PAGE)
                 .set_next_token(token.take())
                 .send()
                 .await
                 .map_err(|e| {
-                    crate::aws::error(format!("reading {path} from SSM Parameter Store"), e)
+                    crate::aws::error(format!("{what} {path} in SSM Parameter Store"), e)
                 })?;
             pages += 1;
             for p in resp.parameters.unwrap_or_default() {
-                let (Some(name), Some(value)) = (p.name, p.value) else {
-                    continue;
-                };
-                let payload = Payload::from_string(value);
-                if payload.as_bytes() == TOMBSTONE.as_bytes() {
-                    continue;
+                if let Some(rel) = p.name.as_deref().and_then(|n| n.strip_prefix(&prefix)) {
+                    each(rel.to_string(), p);
                 }
-                let Some(rel) = name.strip_prefix(&prefix) else {
-                    continue;
-                };
-                out.push(Secret {
-                    name: rel.to_string(),
-                    serial: p.version.max(0) as u64,
-                    payload,
-                });
             }
-            // A page may be short or even empty and still carry a token: follow it until absent.
             match resp.next_token {
                 Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
+                _ => return Ok(pages),
             }
         }
+    }
+
+    pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
+        let mut out = Vec::new();
+        let pages = self
+            .by_path(path, true, "reading", |name, p| {
+                let Some(value) = p.value else { return };
+                let payload = Payload::from_string(value);
+                if payload.as_bytes() != TOMBSTONE.as_bytes() {
+                    out.push(Secret {
+                        name,
+                        serial: p.version.max(0) as u64,
+                        payload,
+                    });
+                }
+            })
+            .await?;
         crate::log::debug(format_args!(
             "{path}: {} secrets in {pages} GetParametersByPath page(s)",
             out.len()
@@ -367,33 +379,9 @@ impl SsmStore {
     }
 
     pub async fn list(&self, path: &str, all_versions: bool) -> Result<Vec<VersionInfo>> {
-        let prefix = format!("{path}/");
         let mut names = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .client
-                .get_parameters_by_path()
-                .path(path)
-                .recursive(self.recursive)
-                .with_decryption(false)
-                .max_results(PAGE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    crate::aws::error(format!("listing {path} in SSM Parameter Store"), e)
-                })?;
-            for p in resp.parameters.unwrap_or_default() {
-                if let Some(rel) = p.name.as_deref().and_then(|n| n.strip_prefix(&prefix)) {
-                    names.push(rel.to_string());
-                }
-            }
-            match resp.next_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
+        self.by_path(path, false, "listing", |name, _| names.push(name))
+            .await?;
         names.sort();
         let mut out = Vec::new();
         for name in names {

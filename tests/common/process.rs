@@ -170,3 +170,37 @@ pub fn assert_fail(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `cmd exec ARGS -- touch MARKER` and asserts that it failed closed: a non-zero exit,
+/// exactly one `ecs-secrets: error:` line, and the command never started (the marker's
+/// directory is world-writable, so a command wrongly started as another user would still
+/// leave it). Returns stderr.
+#[track_caller]
+pub fn assert_exec_not_started(mut cmd: Command, args: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("marker");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the marker dir");
+    let marker = dir.join("started");
+    cmd.arg("exec")
+        .args(args)
+        .arg("--")
+        .arg("touch")
+        .arg(&marker);
+    let out = run(&mut cmd);
+    let stderr = assert_fail(&out);
+    assert!(
+        !marker.exists(),
+        "the command must not start\n{}",
+        describe(&out)
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("ecs-secrets: error:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    stderr
+}
