@@ -1,8 +1,8 @@
 //! Adversarial input and leak checks: hostile names, hostile values (every ASCII byte,
 //! multi-byte UTF-8, shell and JSON metacharacters) byte-exact through `exec --files` on a
 //! tmpfs and through the daemon, 1,000 secrets in one path, and no secret value ever in
-//! stderr (even with --debug), in stdout where it is not the product, or in the argv of
-//! any process.
+//! stderr (even with --debug), in stdout where it is not the product, in a daemon's error
+//! bodies, or in the argv of any process.
 
 mod common;
 
@@ -11,6 +11,7 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A value that cannot appear anywhere by accident.
@@ -471,4 +472,152 @@ fn hostile_values_and_names_through_the_daemon() {
         let r = d.get(&format!("/latest/secrets/{bad}")).unwrap();
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
+}
+
+/// Reads every process's argv until stopped, asserting no marker.
+fn argv_watch<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    stop: &'s AtomicBool,
+) -> std::thread::ScopedJoinHandle<'s, usize> {
+    scope.spawn(move || {
+        let mut samples = 0;
+        while !stop.load(Ordering::Relaxed) {
+            for argv in all_argv() {
+                assert!(!argv.contains("LEAKMARK"), "a value is in an argv: {argv}");
+            }
+            samples += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    })
+}
+
+#[test]
+fn the_daemon_never_leaks_values() {
+    let m = moto();
+    let path = unique_path("daemon-leak");
+    let value = format!("{} it's $(x) \\ \n end", marker("d"));
+    put_secure(&m.endpoint, &format!("{path}/SECRET"), &value);
+    put_secure(
+        &m.endpoint,
+        &format!("{path}/SECRET"),
+        &format!("{value} v2"),
+    );
+    let proxy = Proxy::start(&m.endpoint);
+    let d = DaemonProcess::start(
+        &proxy.endpoint(),
+        &path,
+        &["--debug", "--cache-ttl", "0", "--timeout", "2"],
+    );
+    let posted = marker("posted");
+    let mut errors = Vec::new();
+    let stop = AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        let watch = argv_watch(s, &stop);
+        let req = |method: &str, route: &str, body: &str| {
+            let r = d
+                .request(method, route, &[], body.as_bytes())
+                .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+            (r.status, r.text())
+        };
+        let mut expect = |method: &str, route: &str, body: &str, status: u16| {
+            let (got, text) = req(method, route, body);
+            assert_eq!(got, status, "{method} {route}: {text}");
+            if status != 200 {
+                errors.push(format!("{method} {route} {status}: {text}"));
+            }
+            text
+        };
+        // The product: a read returns the value.
+        assert!(expect("GET", "/latest/secrets/SECRET", "", 200).contains(&marker("d")));
+        assert!(expect("GET", "/v1/secrets/SECRET/1", "", 200).contains(&marker("d")));
+        // Everything else never carries a value.
+        for (method, route, body, status) in [
+            ("GET", "/latest/secrets", "", 200),
+            (
+                "POST",
+                "/latest/secrets/NEW",
+                &*json!({ "payload": posted }).to_string(),
+                200,
+            ),
+            ("POST", "/latest/revoke/SECRET/1", "", 200),
+            ("GET", "/latest/secrets/SECRET/1", "", 410),
+            ("GET", "/latest/secrets/SECRET/9", "", 404),
+            ("GET", "/latest/secrets/MISSING", "", 404),
+            ("GET", "/latest/revoke/SECRET/2", "", 405),
+            (
+                "POST",
+                "/latest/secrets/SECRET/2",
+                &*json!({ "payload": posted }).to_string(),
+                405,
+            ),
+            ("GET", "/latest/secrets/1bad", "", 400),
+            ("GET", "/nope", "", 404),
+        ] {
+            let text = expect(method, route, body, status);
+            assert!(!text.contains("LEAKMARK"), "{method} {route}: {text}");
+        }
+        // Bodies that are not {"payload":"…"} but hold the value.
+        let long = format!(r#"{{"payload":"{posted}{}"}}"#, "x".repeat(5000));
+        for body in [
+            format!(r#"{{"payload":"{posted}","x":1}}"#),
+            format!(r#"{{"value":"{posted}"}}"#),
+            format!(r#"{{"payload":["{posted}"]}}"#),
+            format!(r#"{{"payload":"{posted}"#),
+            format!(r#"{{"payload":"{posted}\u0000"}}"#),
+            format!("payload={posted}"),
+            format!(r#"{{"payload":"{posted}\x"}}"#),
+            long,
+        ] {
+            expect("POST", "/latest/secrets/BAD", &body, 400);
+        }
+        // Upstream failures while reading and writing the values.
+        proxy.set_faults(Faults {
+            error500: 1.0,
+            ..Default::default()
+        });
+        let (status, text) = req("GET", "/latest/secrets/SECRET", "");
+        assert!(matches!(status, 502 | 504), "{status}");
+        errors.push(text);
+        let (status, text) = req(
+            "POST",
+            "/latest/secrets/NEW",
+            &json!({ "payload": posted }).to_string(),
+        );
+        assert!(matches!(status, 502 | 504), "{status}");
+        errors.push(text);
+        proxy.set_faults(Faults {
+            stall: 1.0,
+            ..Default::default()
+        });
+        let (status, text) = req("GET", "/latest/secrets/SECRET", "");
+        assert_eq!(status, 504, "{text}");
+        errors.push(text);
+        proxy.clear_faults();
+        stop.store(true, Ordering::Relaxed);
+        watch.join().unwrap()
+    });
+    assert!(samples > 10, "argv observed {samples} times");
+    for e in &errors {
+        assert!(!e.contains("LEAKMARK"), "an error body has a value: {e}");
+        assert!(e.contains("\"error\""), "{e}");
+    }
+    // The posted value did arrive (so it was there to leak).
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/NEW")).as_deref(),
+        Some(posted.as_str())
+    );
+    let stderr = d.stop();
+    assert!(
+        stderr.contains("ecs-secrets: debug:"),
+        "ran with --debug: {stderr}"
+    );
+    assert!(
+        stderr.contains("POST /latest/secrets/{name} 200"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("LEAKMARK"),
+        "a value is in the daemon's stderr:\n{stderr}"
+    );
 }
