@@ -86,7 +86,11 @@ fn check(path: &str) {
     assert!(prefix == "/latest" || prefix == "/v1", "{prefix}");
     assert!(path.starts_with(&format!("{prefix}/")));
     assert_eq!(names::validate_name(name).as_deref(), Ok(name.as_str()));
-    assert!(name.split('/').all(|p| !p.is_empty() && p != "." && p != ".."), "{name:?}");
+    assert!(
+        name.split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".."),
+        "{name:?}"
+    );
     assert!(serial.is_none_or(|s| s >= 1));
 
     for enc in [
@@ -95,7 +99,11 @@ fn check(path: &str) {
         escape_all(name, true),
     ] {
         let again = parse(&path_of(&route, prefix, &enc)).map(|(r, p)| (r, p.to_string()));
-        assert_eq!(again, Ok((route_clone(&route), prefix.to_string())), "{enc}");
+        assert_eq!(
+            again,
+            Ok((route_clone(&route), prefix.to_string())),
+            "{enc}"
+        );
     }
     // Plain slashes are the same route, except that in `/secrets/{name}` a nested name whose
     // last part is all digits reads as `{name}/{serial}`: such names need `%2F`.
