@@ -4,6 +4,7 @@
 
 use crate::cli::{self, HasShared, SharedArgs};
 use crate::error::{Error, Result};
+use crate::inject::names;
 use crate::secret::Payload;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -222,10 +223,6 @@ fn parse_timeout(t: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-}
-
 /// A path: `/seg[/seg…]`, segments of `[A-Za-z0-9_.-]`, not under SSM's reserved `/aws` or
 /// `/ssm`. A trailing `/` is dropped.
 pub fn validate_path(p: &str) -> Result<String> {
@@ -249,7 +246,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     }
     if let Some(s) = segments
         .iter()
-        .find(|s| !s.chars().all(is_name_char) || **s == "." || **s == "..")
+        .find(|s| !s.chars().all(names::is_name_char) || **s == "." || **s == "..")
     {
         return bad(&format!(
             "segment {:?} may hold only letters, digits, _ . -",
@@ -263,34 +260,9 @@ pub fn validate_path(p: &str) -> Result<String> {
     Ok(path.to_string())
 }
 
-/// A secret name: `[A-Za-z0-9_.-]`, optionally with inner `/` (nested, ssm), whose env
-/// name (after `.`/`-`/`/` → `_`) does not start with a digit.
+/// A secret name (see `inject::names::validate_name`); invalid is a usage error.
 pub fn validate_name(n: &str) -> Result<String> {
-    let bad = |why: &str| {
-        Err(Error::usage(format!(
-            "invalid secret name {:?}: {why}",
-            crate::inject::env::printable(n)
-        )))
-    };
-    if n.is_empty() {
-        return bad("it is empty");
-    }
-    if n.len() > 256 {
-        return bad("it is longer than 256 characters");
-    }
-    if n.starts_with('/') || n.ends_with('/') || n.contains("//") {
-        return bad("it may not start or end with / or contain //");
-    }
-    if !n.chars().all(|c| is_name_char(c) || c == '/') {
-        return bad("use only letters, digits and _ . - (and / between nested parts)");
-    }
-    if n.split('/').any(|s| s == "." || s == "..") {
-        return bad("it may not have . or .. parts");
-    }
-    if n.as_bytes()[0].is_ascii_digit() {
-        return bad("an environment variable name cannot start with a digit");
-    }
-    Ok(n.to_string())
+    names::validate_name(n).map_err(Error::usage)
 }
 
 fn validate_table(t: &str) -> Result<()> {
@@ -307,14 +279,9 @@ fn validate_table(t: &str) -> Result<()> {
     }
 }
 
+/// A serial (see `inject::names::parse_serial`); invalid is a usage error.
 pub fn parse_serial(s: &str) -> Result<u64> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(Error::usage(format!(
-            "invalid serial {:?}: serials are whole numbers from 1",
-            crate::inject::env::printable(s)
-        ))),
-    }
+    names::parse_serial(s).map_err(Error::usage)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,6 +508,17 @@ mod tests {
         for bad in ["", "1ABC", "A B", "A=B", "/A", "A/", "a//b", "A\0B", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+        // The wrappers keep the messages of `inject::names`, as usage errors.
+        let e = validate_name("1ABC").unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            names::validate_name("1ABC").unwrap_err(),
+            "{e}"
+        );
+        let e = parse_serial("0").unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        assert!(e.to_string().starts_with("invalid serial \"0\""), "{e}");
     }
 
     #[test]

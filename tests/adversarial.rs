@@ -1,10 +1,17 @@
-//! Adversarial input and leak checks: hostile names, 1,000 secrets in one path, and no
-//! secret value ever in stderr (even with --debug), in stdout where it is not the product,
-//! or in the argv of any process.
+//! Adversarial input and leak checks: hostile names, hostile values (every ASCII byte,
+//! multi-byte UTF-8, shell and JSON metacharacters) byte-exact through `exec --files` on a
+//! tmpfs and through the daemon, 1,000 secrets in one path, and no secret value ever in
+//! stderr (even with --debug), in stdout where it is not the product, in a daemon's error
+//! bodies, or in the argv of any process.
 
 mod common;
 
 use common::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A value that cannot appear anywhere by accident.
@@ -239,4 +246,378 @@ fn values_never_appear_in_any_argv() {
     }
     let out = child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&value));
+}
+
+/// Values SSM can hold (UTF-8, no NUL) that break naive quoting, escaping or decoding.
+fn hostile_values() -> Vec<(&'static str, String)> {
+    let ascii: String = (1u8..=127).map(char::from).collect();
+    let multi = "é ü ß € 中文 日本語 🔑🦀 e\u{301} \u{FEFF}bom \u{202E}rtl \u{2028}ls \u{10FFFF} \u{7FF}\u{800}\u{FFFF}\u{10000}";
+    // Exactly 4096 bytes (Parameter Store's limit), ASCII and multi-byte mixed.
+    let block = format!("{ascii}é中🔑");
+    let mut long = block.repeat(4096 / block.len());
+    long.push_str(&"~".repeat(4096 - long.len()));
+    assert_eq!(long.len(), 4096);
+    vec![
+        ("ASCII_ALL", ascii.clone()),
+        ("ASCII_REVERSED", ascii.chars().rev().collect()),
+        ("UTF8", multi.to_string()),
+        ("QUOTES", r#"'single' "double" '\'' "\"" it's"#.to_string()),
+        (
+            "SUBST",
+            "$(id) `id` ${HOME} $HOME $((1+1)) <(true) ;|&>".to_string(),
+        ),
+        (
+            "BACKSLASHES",
+            r"\ \\ \n \0 \x41 \u0041 \' C:\dir\".to_string(),
+        ),
+        ("NEWLINES", "\nfirst\n\nsecond\r\nthird\n\n".to_string()),
+        (
+            "JSONISH",
+            r#"{"payload":"x"} \u0000 </script> %00"#.to_string(),
+        ),
+        ("BLANKS", "  \t leading and trailing \t  ".to_string()),
+        ("DASHES", "--help".to_string()),
+        ("PRINTF", "%s%n%x %2F %%".to_string()),
+        ("LONG", long),
+        // Names with dots and dashes (their env and file names map to `_`).
+        ("db.password", format!("dotted {ascii}")),
+        ("api-key", format!("dashed {multi}")),
+        ("a.b-c_d", "'\"`$\\".to_string()),
+        ("x--y..z", "\n".to_string()),
+    ]
+}
+
+/// A tmpfs mounted under a temp dir for the duration of a test; unmounted on drop.
+struct Tmpfs {
+    mnt: PathBuf,
+    _dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(tag: &str) -> Tmpfs {
+        let dir = TempDir::new(tag);
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs: {}", describe(&out));
+        let t = Tmpfs { mnt, _dir: dir };
+        // SAFETY: statfs(2) on a NUL-terminated path into a zeroed struct.
+        let magic = unsafe {
+            let c = std::ffi::CString::new(t.mnt.as_os_str().to_str().unwrap()).unwrap();
+            let mut st: libc::statfs = std::mem::zeroed();
+            assert_eq!(libc::statfs(c.as_ptr(), &mut st), 0);
+            st.f_type
+        };
+        assert_eq!(magic as u64, 0x0102_1994, "not a tmpfs");
+        t
+    }
+
+    fn path(&self) -> &Path {
+        &self.mnt
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Before the temp dir is removed (fields drop after this). Lazy if still busy.
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+#[test]
+fn hostile_values_are_byte_exact_in_files_on_tmpfs() {
+    let m = moto();
+    let path = unique_path("hostile-files");
+    let values = hostile_values();
+    for (name, value) in &values {
+        put_secure(&m.endpoint, &format!("{path}/{name}"), value);
+    }
+    let fs = Tmpfs::mount("hostile-tmpfs");
+    let dir = fs.path().join("secrets");
+    let out = run(ecs(&m.endpoint)
+        .args(["exec", "--path", &path, "--files"])
+        .arg(&dir)
+        .args(["--no-env", "--", "true"]));
+    assert_ok(&out);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = values
+        .iter()
+        .map(|(n, _)| n.replace(['.', '-'], "_"))
+        .collect();
+    want.sort();
+    assert_eq!(files, want);
+    for (name, value) in &values {
+        let f = dir.join(name.replace(['.', '-'], "_"));
+        let got = std::fs::read(&f).unwrap();
+        assert!(
+            got == value.as_bytes(),
+            "{name}: the file differs\n got: {:?}\nwant: {:?}",
+            String::from_utf8_lossy(&got),
+            value
+        );
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "{name}");
+    }
+    // Nothing of it on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("leading and trailing"), "{stderr}");
+}
+
+#[test]
+fn hostile_values_and_names_through_the_daemon() {
+    let m = moto();
+    let path = unique_path("hostile-daemon");
+    let values = hostile_values();
+    for (name, value) in &values {
+        put_secure(&m.endpoint, &format!("{path}/{name}"), value);
+    }
+    // Nested names with dots and dashes (the daemon reads a name, not the whole path).
+    let nested = [
+        ("nested/db.pass-word", "n1 \n'\""),
+        ("a-b/c.d/e_f", "n2 $(x)"),
+    ];
+    for (name, value) in nested {
+        put_secure(&m.endpoint, &format!("{path}/{name}"), value);
+    }
+    let d = DaemonProcess::start(&m.endpoint, &path, &["--cache-ttl", "0"]);
+    let get = |route: &str| {
+        let r = d
+            .get(route)
+            .unwrap_or_else(|e| panic!("GET {route}: {e}\n{}", d.stderr()));
+        assert_eq!(r.status, 200, "GET {route}: {}", r.text());
+        r.json()
+    };
+    for (name, value) in &values {
+        let v = get(&format!("/latest/secrets/{name}"));
+        assert_eq!(
+            v,
+            json!({"name": name, "serial": 1, "payload": value, "active": true}),
+            "{name}"
+        );
+    }
+    for (name, value) in nested {
+        for route in [
+            format!("/latest/secrets/{name}"),
+            format!("/v1/secrets/{}", name.replace('/', "%2F")),
+            format!(
+                "/latest/secrets/{}/1",
+                name.replace('.', "%2E").replace('-', "%2d")
+            ),
+        ] {
+            let v = get(&route);
+            assert_eq!(
+                (&v["name"], &v["payload"]),
+                (&json!(name), &json!(value)),
+                "{route}"
+            );
+        }
+    }
+    // The list names them all, exactly.
+    let list = get("/latest/secrets");
+    let mut listed: Vec<&str> = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut want: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+    want.sort();
+    // Nested names are not direct children of the path: not in the (non-recursive) list.
+    assert_eq!(listed, want);
+    // Writes: the value JSON-escaped in the body arrives exactly, and reads back exactly.
+    for (name, value) in values
+        .iter()
+        .filter(|(n, _)| ["ASCII_ALL", "UTF8", "NEWLINES"].contains(n))
+    {
+        let body = json!({ "payload": value }).to_string();
+        let r = d.post(&format!("/latest/secrets/{name}"), &body).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json(), json!({"name": name, "serial": 2}));
+        assert_eq!(
+            get_plain(&m.endpoint, &format!("{path}/{name}")).as_deref(),
+            Some(value.as_str()),
+            "{name}"
+        );
+        assert_eq!(
+            get(&format!("/v1/secrets/{name}/2"))["payload"],
+            json!(value)
+        );
+    }
+    // Names a shell or a path would misread: refused before AWS is asked.
+    for bad in [
+        "..",
+        "a/..",
+        "%2E%2E",
+        "a%2F..%2Fb",
+        "$(id)",
+        "a%0Ab",
+        "a%20b",
+        "-%00",
+    ] {
+        let r = d.get(&format!("/latest/secrets/{bad}")).unwrap();
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+}
+
+/// Reads every process's argv until stopped, asserting no marker.
+fn argv_watch<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    stop: &'s AtomicBool,
+) -> std::thread::ScopedJoinHandle<'s, usize> {
+    scope.spawn(move || {
+        let mut samples = 0;
+        while !stop.load(Ordering::Relaxed) {
+            for argv in all_argv() {
+                assert!(!argv.contains("LEAKMARK"), "a value is in an argv: {argv}");
+            }
+            samples += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    })
+}
+
+#[test]
+fn the_daemon_never_leaks_values() {
+    let m = moto();
+    let path = unique_path("daemon-leak");
+    let value = format!("{} it's $(x) \\ \n end", marker("d"));
+    put_secure(&m.endpoint, &format!("{path}/SECRET"), &value);
+    put_secure(
+        &m.endpoint,
+        &format!("{path}/SECRET"),
+        &format!("{value} v2"),
+    );
+    let proxy = Proxy::start(&m.endpoint);
+    let d = DaemonProcess::start(
+        &proxy.endpoint(),
+        &path,
+        &["--debug", "--cache-ttl", "0", "--timeout", "2"],
+    );
+    let posted = marker("posted");
+    let mut errors = Vec::new();
+    let stop = AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        let watch = argv_watch(s, &stop);
+        let req = |method: &str, route: &str, body: &str| {
+            let r = d
+                .request(method, route, &[], body.as_bytes())
+                .unwrap_or_else(|e| panic!("{method} {route}: {e}"));
+            (r.status, r.text())
+        };
+        let mut expect = |method: &str, route: &str, body: &str, status: u16| {
+            let (got, text) = req(method, route, body);
+            assert_eq!(got, status, "{method} {route}: {text}");
+            if status != 200 {
+                errors.push(format!("{method} {route} {status}: {text}"));
+            }
+            text
+        };
+        // The product: a read returns the value.
+        assert!(expect("GET", "/latest/secrets/SECRET", "", 200).contains(&marker("d")));
+        assert!(expect("GET", "/v1/secrets/SECRET/1", "", 200).contains(&marker("d")));
+        // Everything else never carries a value.
+        for (method, route, body, status) in [
+            ("GET", "/latest/secrets", "", 200),
+            (
+                "POST",
+                "/latest/secrets/NEW",
+                &*json!({ "payload": posted }).to_string(),
+                200,
+            ),
+            ("POST", "/latest/revoke/SECRET/1", "", 200),
+            ("GET", "/latest/secrets/SECRET/1", "", 410),
+            ("GET", "/latest/secrets/SECRET/9", "", 404),
+            ("GET", "/latest/secrets/MISSING", "", 404),
+            ("GET", "/latest/revoke/SECRET/2", "", 405),
+            (
+                "POST",
+                "/latest/secrets/SECRET/2",
+                &*json!({ "payload": posted }).to_string(),
+                405,
+            ),
+            ("GET", "/latest/secrets/1bad", "", 400),
+            ("GET", "/nope", "", 404),
+        ] {
+            let text = expect(method, route, body, status);
+            assert!(!text.contains("LEAKMARK"), "{method} {route}: {text}");
+        }
+        // Bodies that are not {"payload":"…"} but hold the value.
+        let long = format!(r#"{{"payload":"{posted}{}"}}"#, "x".repeat(5000));
+        for body in [
+            format!(r#"{{"payload":"{posted}","x":1}}"#),
+            format!(r#"{{"value":"{posted}"}}"#),
+            format!(r#"{{"payload":["{posted}"]}}"#),
+            format!(r#"{{"payload":"{posted}"#),
+            format!(r#"{{"payload":"{posted}\u0000"}}"#),
+            format!("payload={posted}"),
+            format!(r#"{{"payload":"{posted}\x"}}"#),
+            long,
+        ] {
+            expect("POST", "/latest/secrets/BAD", &body, 400);
+        }
+        // Upstream failures while reading and writing the values.
+        proxy.set_faults(Faults {
+            error500: 1.0,
+            ..Default::default()
+        });
+        let (status, text) = req("GET", "/latest/secrets/SECRET", "");
+        assert!(matches!(status, 502 | 504), "{status}");
+        errors.push(text);
+        let (status, text) = req(
+            "POST",
+            "/latest/secrets/NEW",
+            &json!({ "payload": posted }).to_string(),
+        );
+        assert!(matches!(status, 502 | 504), "{status}");
+        errors.push(text);
+        proxy.set_faults(Faults {
+            stall: 1.0,
+            ..Default::default()
+        });
+        let (status, text) = req("GET", "/latest/secrets/SECRET", "");
+        assert_eq!(status, 504, "{text}");
+        errors.push(text);
+        proxy.clear_faults();
+        stop.store(true, Ordering::Relaxed);
+        watch.join().unwrap()
+    });
+    assert!(samples > 10, "argv observed {samples} times");
+    for e in &errors {
+        assert!(!e.contains("LEAKMARK"), "an error body has a value: {e}");
+        assert!(e.contains("\"error\""), "{e}");
+    }
+    // The posted value did arrive (so it was there to leak).
+    assert_eq!(
+        get_plain(&m.endpoint, &format!("{path}/NEW")).as_deref(),
+        Some(posted.as_str())
+    );
+    let stderr = d.stop();
+    assert!(
+        stderr.contains("ecs-secrets: debug:"),
+        "ran with --debug: {stderr}"
+    );
+    assert!(
+        stderr.contains("POST /latest/secrets/{name} 200"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("LEAKMARK"),
+        "a value is in the daemon's stderr:\n{stderr}"
+    );
 }

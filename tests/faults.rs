@@ -1,6 +1,8 @@
 //! Faults between the binary and AWS (a fault-injecting proxy in front of moto): a start
 //! either succeeds with every secret exactly right, or fails closed — the command is not
-//! started, `env` prints nothing partial — within `--timeout` + 1 s. Never a hang.
+//! started, `env` prints nothing partial — within `--timeout` + 1 s. Never a hang. The
+//! daemon, started before the faults, answers each read with the exact payload or a JSON
+//! 502/504 within `--timeout` + 1 s, and serves again once upstream recovers.
 //! The run writes a fault × outcome table to target/fault-report.md.
 
 mod common;
@@ -11,14 +13,66 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT_SECS: u64 = 4;
 const SECRETS: usize = 25; // three pages
+/// Concurrent reads of single secrets per daemon case.
+const DAEMON_GETS: usize = 4;
 
-/// Runs one command against an endpoint and checks its all-or-nothing result.
-type Runner = fn(&str, &str, &[(String, String)]) -> (Outcome, Duration, String);
+/// Runs one command through the proxy under `faults` (the runner sets them when it is
+/// ready) and checks its all-or-nothing result.
+type Runner = fn(&Proxy, &Faults, &str, &[(String, String)]) -> Run;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Outcome {
     Complete,
     FailedClosed,
+    /// The daemon: some reads exact, the others failed closed (502/504).
+    Mixed,
+}
+
+struct Run {
+    outcome: Outcome,
+    /// The table cell for the outcome.
+    cell: String,
+    /// exec/env: the whole run; daemon: the slowest answer.
+    took: Duration,
+    /// Requests the proxy received (daemon: the reads, not the start-up check) and how
+    /// many of them it disturbed.
+    requests: usize,
+    injected: usize,
+    /// The first error message, if any.
+    error: String,
+}
+
+impl Run {
+    fn one_shot(proxy: &Proxy, outcome: Outcome, took: Duration, stderr: &str) -> Run {
+        let cell = match outcome {
+            Outcome::Complete => "all secrets, exact",
+            _ => "failed closed",
+        };
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("ecs-secrets: error:"))
+            .unwrap_or_default();
+        Run {
+            outcome,
+            cell: cell.into(),
+            took,
+            requests: proxy.total(),
+            injected: proxy.faults_injected(),
+            error: error.into(),
+        }
+    }
+}
+
+/// The part of an error worth a table cell: the deadline and the last cause.
+fn cause_cell(msg: &str) -> String {
+    let l = msg.split_once("within").map(|(_, r)| r).unwrap_or(msg);
+    l.split("; check")
+        .next()
+        .unwrap_or(l)
+        .chars()
+        .take(110)
+        .collect::<String>()
+        .replace('|', "/")
 }
 
 struct Case {
@@ -116,14 +170,11 @@ fn cases() -> Vec<Case> {
 }
 
 /// `exec`: the command dumps the environment to a file only if it is started.
-fn run_exec(
-    endpoint: &str,
-    path: &str,
-    expected: &[(String, String)],
-) -> (Outcome, Duration, String) {
+fn run_exec(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+    proxy.set_faults(faults.clone());
     let dir = TempDir::new("fault-exec");
     let dump = dir.join("env");
-    let mut c = ecs(endpoint);
+    let mut c = ecs(&proxy.endpoint());
     c.args([
         "exec",
         "--path",
@@ -149,22 +200,19 @@ fn run_exec(
                 "exec started with a wrong or missing {var}\n{stderr}"
             );
         }
-        (Outcome::Complete, took, stderr)
+        Run::one_shot(proxy, Outcome::Complete, took, &stderr)
     } else {
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         assert!(!dump.exists(), "exec failed but the command was started");
         assert!(stderr.contains("ecs-secrets: error:"), "{stderr}");
-        (Outcome::FailedClosed, took, stderr)
+        Run::one_shot(proxy, Outcome::FailedClosed, took, &stderr)
     }
 }
 
 /// `env`: stdout is either every export, exactly, or only the failure line.
-fn run_env(
-    endpoint: &str,
-    path: &str,
-    expected: &[(String, String)],
-) -> (Outcome, Duration, String) {
-    let mut c = ecs(endpoint);
+fn run_env(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+    proxy.set_faults(faults.clone());
+    let mut c = ecs(&proxy.endpoint());
     c.args([
         "env",
         "--path",
@@ -186,7 +234,7 @@ fn run_env(
         want.sort();
         let got: Vec<String> = stdout.lines().map(String::from).collect();
         assert_eq!(got, want, "env printed something other than every secret");
-        (Outcome::Complete, took, stderr)
+        Run::one_shot(proxy, Outcome::Complete, took, &stderr)
     } else {
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         assert_eq!(stdout.lines().count(), 1, "partial output: {stdout}");
@@ -194,7 +242,101 @@ fn run_env(
             stdout.contains("exit 1") && !stdout.contains("export"),
             "{stdout}"
         );
-        (Outcome::FailedClosed, took, stderr)
+        Run::one_shot(proxy, Outcome::FailedClosed, took, &stderr)
+    }
+}
+
+/// `daemon`: started (and its start-up check passed) before the faults, then
+/// `DAEMON_GETS` concurrent reads of single secrets without a cache. Each answer is the
+/// exact payload or a JSON 502/504, within the deadline; afterwards, with the faults
+/// cleared, it serves again.
+fn run_daemon(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+    let timeout = TIMEOUT_SECS.to_string();
+    let d = DaemonProcess::start(
+        &proxy.endpoint(),
+        path,
+        &["--cache-ttl", "0", "--timeout", &timeout],
+    );
+    proxy.reset(); // count only the reads
+    proxy.set_faults(faults.clone());
+    let read = |(full, value): &(String, String)| {
+        let name = full.rsplit('/').next().unwrap();
+        let start = Instant::now();
+        let r = d
+            .get(&format!("/latest/secrets/{name}"))
+            .unwrap_or_else(|e| panic!("GET {name}: {e} (a hang?)\n{}", d.stderr()));
+        let took = start.elapsed();
+        assert!(
+            took <= Duration::from_secs(TIMEOUT_SECS + 1),
+            "GET {name} took {took:?} (deadline {TIMEOUT_SECS} s)\n{}",
+            d.stderr()
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v = r.json();
+        let error = match r.status {
+            200 => {
+                let want = serde_json::json!({
+                    "name": name, "serial": 1, "payload": value, "active": true
+                });
+                assert_eq!(v, want, "GET {name} answered 200 with something else");
+                None
+            }
+            502 | 504 => {
+                let msg = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+                assert_eq!(v.as_object().unwrap().len(), 1, "more than the error: {v}");
+                assert!(
+                    !msg.contains(value.as_str()),
+                    "the value is in the error: {v}"
+                );
+                Some(msg.to_string())
+            }
+            s => panic!("GET {name}: HTTP {s}, expected 200, 502 or 504: {v}"),
+        };
+        (r.status, took, error)
+    };
+    let picks: Vec<&(String, String)> = expected
+        .iter()
+        .step_by(expected.len() / DAEMON_GETS)
+        .take(DAEMON_GETS)
+        .collect();
+    let answers: Vec<(u16, Duration, Option<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = picks.iter().map(|p| s.spawn(|| read(p))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let exact = answers.iter().filter(|a| a.0 == 200).count();
+    let mut failed: Vec<u16> = answers.iter().map(|a| a.0).filter(|s| *s != 200).collect();
+    failed.sort();
+    failed.dedup();
+    let failed_n = answers.len() - exact;
+    let statuses = failed
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("/");
+    let (outcome, cell) = match (exact, failed_n) {
+        (_, 0) => (Outcome::Complete, format!("{exact} reads, all exact")),
+        (0, _) => (
+            Outcome::FailedClosed,
+            format!("{failed_n} reads, all failed closed ({statuses})"),
+        ),
+        _ => (
+            Outcome::Mixed,
+            format!("{exact} exact, {failed_n} failed closed ({statuses})"),
+        ),
+    };
+    let (requests, injected) = (proxy.total(), proxy.faults_injected());
+    // Upstream is back: so is the daemon (no poisoned connection or cache entry).
+    proxy.clear_faults();
+    let (status, _, _) = read(picks[0]);
+    assert_eq!(status, 200, "the daemon did not recover\n{}", d.stderr());
+    let error = answers.iter().find_map(|a| a.2.clone()).unwrap_or_default();
+    Run {
+        outcome,
+        cell,
+        took: answers.iter().map(|a| a.1).max().unwrap(),
+        requests,
+        injected,
+        error,
     }
 }
 
@@ -203,7 +345,7 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
     let m = moto();
     let path = unique_path("faults");
     let expected = put_many(&m.endpoint, &path, SECRETS);
-    let modes: [(&str, Runner); 2] = [("exec", run_exec), ("env", run_env)];
+    let modes: [(&str, Runner); 3] = [("exec", run_exec), ("env", run_env), ("daemon", run_daemon)];
     let mut table: BTreeMap<(usize, &str), String> = BTreeMap::new();
     for (mode, runner) in modes {
         // Cases run concurrently (each with its own proxy) to keep the wall time down.
@@ -215,59 +357,41 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
                     let (path, expected) = (&path, &expected);
                     s.spawn(move || {
                         let proxy = Proxy::start(&m.endpoint);
-                        proxy.set_faults(case.faults.clone());
-                        let (outcome, took, stderr) = runner(&proxy.endpoint(), path, expected);
+                        let run = runner(&proxy, &case.faults, path, expected);
+                        let what = format!("{mode} under {}", case.name);
                         assert!(
-                            took <= Duration::from_secs(TIMEOUT_SECS + 1),
-                            "{mode} under {}: took {took:?} (deadline {TIMEOUT_SECS} s)\n{stderr}",
-                            case.name
+                            run.took <= Duration::from_secs(TIMEOUT_SECS + 1),
+                            "{what}: took {:?} (deadline {TIMEOUT_SECS} s)\n{}",
+                            run.took,
+                            run.error
                         );
                         if case.name == "none"
                             || case.name.starts_with("latency")
                             || case.name == "throttle 30%"
                         {
                             assert_eq!(
-                                outcome,
+                                run.outcome,
                                 Outcome::Complete,
-                                "{mode} under {} must succeed\n{stderr}",
-                                case.name
+                                "{what} must succeed\n{}",
+                                run.error
                             );
                         }
                         if case.name.ends_with("100%") {
-                            assert_eq!(
-                                outcome,
-                                Outcome::FailedClosed,
-                                "{mode} under {}",
-                                case.name
-                            );
+                            assert_eq!(run.outcome, Outcome::FailedClosed, "{what}");
                         }
-                        let cause = stderr
-                            .lines()
-                            .find(|l| l.starts_with("ecs-secrets: error:"))
-                            .map(|l| {
-                                // The part worth a table cell: the deadline and the last cause.
-                                let l = l.split_once("within").map(|(_, r)| r).unwrap_or(l);
-                                l.split("; check")
-                                    .next()
-                                    .unwrap_or(l)
-                                    .chars()
-                                    .take(110)
-                                    .collect::<String>()
-                            })
-                            .unwrap_or_default();
+                        if mode != "daemon" {
+                            assert_ne!(run.outcome, Outcome::Mixed, "{what}");
+                        }
                         (
                             i,
                             format!(
                                 "| {} | {mode} | {} | {:.2} s | {} | {} | {} |",
                                 case.name,
-                                match outcome {
-                                    Outcome::Complete => "all secrets, exact",
-                                    Outcome::FailedClosed => "failed closed",
-                                },
-                                took.as_secs_f64(),
-                                proxy.total(),
-                                proxy.faults_injected(),
-                                cause.replace('|', "/"),
+                                run.cell,
+                                run.took.as_secs_f64(),
+                                run.requests,
+                                run.injected,
+                                cause_cell(&run.error),
                             ),
                         )
                     })
@@ -283,7 +407,10 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
         }
     }
     let mut report = format!(
-        "Fault × outcome, {SECRETS} secrets (3 pages), --timeout {TIMEOUT_SECS}\n\n\
+        "Fault × outcome, {SECRETS} secrets (3 pages), --timeout {TIMEOUT_SECS}. daemon: started \
+         before the faults, then {DAEMON_GETS} concurrent GET /latest/secrets/{{name}} with \
+         --cache-ttl 0; its time is the slowest answer, its requests exclude the start-up \
+         check.\n\n\
          | fault | command | outcome | time | requests | faults injected | error (if any) |\n\
          |---|---|---|---:|---:|---:|---|\n"
     );

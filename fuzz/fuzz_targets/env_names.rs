@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let env = names::env_name(name);
     // Only [A-Za-z0-9_], one character per input character, stable under re-mapping.
-    assert!(env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{env:?}");
+    assert!(
+        env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "{env:?}"
+    );
     assert_eq!(env.chars().count(), name.chars().count());
     assert_eq!(names::env_name(&env), env);
     // Anything that maps to a refused name is still refused after mapping.

@@ -23,6 +23,15 @@ fuzz_target!(|data: &[u8]| {
         .arg(std::ffi::OsStr::from_bytes(&script))
         .output()
         .expect("run sh");
-    assert!(out.status.success(), "sh failed on {:?}", String::from_utf8_lossy(&script));
-    assert_eq!(out.stdout, data, "round trip differs for {:?}", String::from_utf8_lossy(data));
+    assert!(
+        out.status.success(),
+        "sh failed on {:?}",
+        String::from_utf8_lossy(&script)
+    );
+    assert_eq!(
+        out.stdout,
+        data,
+        "round trip differs for {:?}",
+        String::from_utf8_lossy(data)
+    );
 });

@@ -1,4 +1,4 @@
-//! Requests → routes → handlers.
+//! Requests → routes (`route.rs`) → handlers.
 //!
 //! Every route of the original daemon exists under `/latest/` and `/v1/`; `/ping` is the
 //! only one without a prefix and without a token. Before any route is looked at, requests
@@ -9,8 +9,8 @@
 use super::auth::{self, Token};
 use super::cache::{Cache, Key};
 use super::reply::{json_str, Reply};
+use super::route::{parse, NoRoute, Route};
 use super::DaemonConfig;
-use crate::config::{parse_serial, validate_name};
 use crate::error::{Error, Result};
 use crate::secret::Payload;
 use crate::store::Store;
@@ -29,10 +29,6 @@ pub const MAX_BODY: usize = 128 * 1024;
 /// A request body must arrive within this long once the head is in: 408 otherwise.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const GET: &str = "GET, HEAD";
-const GET_POST: &str = "GET, HEAD, POST";
-const POST: &str = "POST";
-const NONE: &str = "";
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// What every request handler needs; shared by all connections.
@@ -63,126 +59,6 @@ impl State {
             version: Bytes::from(format!("{{\"version\":{}}}", json_str(crate::VERSION))),
         }
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Route {
-    Ping,
-    Version,
-    List,
-    Secret { name: String, serial: Option<u64> },
-    Revoke { name: String, serial: u64 },
-}
-
-impl Route {
-    /// The methods the route answers (read-only: without POST).
-    fn allow(&self, read_only: bool) -> &'static str {
-        match (self, read_only) {
-            (Route::Secret { serial: None, .. }, false) => GET_POST,
-            (Route::Revoke { .. }, false) => POST,
-            (Route::Revoke { .. }, true) => NONE,
-            _ => GET,
-        }
-    }
-
-    /// For `--debug`: the route without its names.
-    fn template(&self) -> &'static str {
-        match self {
-            Route::Ping => "/ping",
-            Route::Version => "/version",
-            Route::List => "/secrets",
-            Route::Secret { serial: None, .. } => "/secrets/{name}",
-            Route::Secret {
-                serial: Some(_), ..
-            } => "/secrets/{name}/{serial}",
-            Route::Revoke { .. } => "/revoke/{name}/{serial}",
-        }
-    }
-}
-
-/// Why a path is not a route.
-#[derive(Debug, PartialEq, Eq)]
-pub enum NoRoute {
-    /// 404: no such route.
-    Unknown,
-    /// 400: the route exists, its name or serial is invalid.
-    Bad(String),
-}
-
-/// One percent-encoded path segment → text (`%2F` lets a nested name's `/` through a
-/// single segment).
-fn decode(seg: &str) -> std::result::Result<String, NoRoute> {
-    let bad = || NoRoute::Bad("the path has an invalid percent-encoding".into());
-    let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
-}
-
-fn name_of(segs: &[&str]) -> std::result::Result<String, NoRoute> {
-    let parts = segs
-        .iter()
-        .map(|s| decode(s))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    validate_name(&parts.join("/")).map_err(|e| NoRoute::Bad(e.to_string()))
-}
-
-fn serial_of(seg: &str) -> std::result::Result<u64, NoRoute> {
-    parse_serial(seg).map_err(|e| NoRoute::Bad(e.to_string()))
-}
-
-fn is_serial(seg: &str) -> bool {
-    !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// A request path (no query) → its route. Names may be nested (`db/password`): in
-/// `/secrets/{name}/{serial}` a last segment made of digits is the serial.
-pub fn parse(path: &str) -> std::result::Result<(Route, &'static str), NoRoute> {
-    if path == "/ping" {
-        return Ok((Route::Ping, ""));
-    }
-    let (prefix, rest) = if let Some(r) = path.strip_prefix("/latest/") {
-        ("/latest", r)
-    } else if let Some(r) = path.strip_prefix("/v1/") {
-        ("/v1", r)
-    } else {
-        return Err(NoRoute::Unknown);
-    };
-    let segs: Vec<&str> = rest.split('/').collect();
-    let route = match segs.as_slice() {
-        ["version"] => Route::Version,
-        ["secrets"] => Route::List,
-        ["secrets", name @ .., last] if !name.is_empty() && is_serial(last) => Route::Secret {
-            name: name_of(name)?,
-            serial: Some(serial_of(last)?),
-        },
-        ["secrets", name @ ..] => Route::Secret {
-            name: name_of(name)?,
-            serial: None,
-        },
-        ["revoke", name @ .., last] if !name.is_empty() => Route::Revoke {
-            name: name_of(name)?,
-            serial: serial_of(last)?,
-        },
-        ["revoke", ..] => {
-            return Err(NoRoute::Bad(
-                "revoke needs a name and a serial: POST /latest/revoke/{name}/{serial}".into(),
-            ))
-        }
-        _ => return Err(NoRoute::Unknown),
-    };
-    Ok((route, prefix))
 }
 
 /// `Host` when no token guards the daemon: a loopback IP or `localhost` (with any port).
@@ -540,57 +416,6 @@ async fn revoke(state: &State, name: String, serial: u64) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secret(name: &str, serial: Option<u64>) -> Route {
-        Route::Secret {
-            name: name.into(),
-            serial,
-        }
-    }
-
-    #[test]
-    fn routes_under_both_prefixes() {
-        for p in ["/latest", "/v1"] {
-            let r = |s: &str| parse(&format!("{p}{s}")).map(|(r, _)| r);
-            assert_eq!(r("/version"), Ok(Route::Version));
-            assert_eq!(r("/secrets"), Ok(Route::List));
-            assert_eq!(r("/secrets/DB"), Ok(secret("DB", None)));
-            assert_eq!(r("/secrets/DB/3"), Ok(secret("DB", Some(3))));
-            assert_eq!(r("/secrets/db/password"), Ok(secret("db/password", None)));
-            assert_eq!(r("/secrets/db%2F2/7"), Ok(secret("db/2", Some(7))));
-            assert_eq!(
-                r("/revoke/DB/2"),
-                Ok(Route::Revoke {
-                    name: "DB".into(),
-                    serial: 2
-                })
-            );
-            assert!(matches!(r("/secrets/DB/0"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/secrets/1DB"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/secrets/"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/secrets/a%zz"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/secrets/a%00b"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/revoke/DB/x"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/revoke/DB"), Err(NoRoute::Bad(_))));
-            assert!(matches!(r("/secrets/%2E%2E/x"), Err(NoRoute::Bad(_))));
-            assert_eq!(r("/other"), Err(NoRoute::Unknown));
-        }
-        assert_eq!(parse("/ping").map(|(r, _)| r), Ok(Route::Ping));
-        assert_eq!(parse("/secrets/DB"), Err(NoRoute::Unknown));
-        assert_eq!(parse("/latest"), Err(NoRoute::Unknown));
-    }
-
-    #[test]
-    fn read_only_removes_posts() {
-        assert_eq!(secret("A", None).allow(false), GET_POST);
-        assert_eq!(secret("A", None).allow(true), GET);
-        let rv = Route::Revoke {
-            name: "A".into(),
-            serial: 1,
-        };
-        assert_eq!(rv.allow(false), POST);
-        assert_eq!(rv.allow(true), NONE);
-    }
 
     #[test]
     fn loopback_hosts() {

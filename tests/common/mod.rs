@@ -10,6 +10,7 @@
 //!   SDK clients for seeding and checking moto without the tool under test.
 //! * [`EcsCredsServer`]: imitation of the ECS container credentials endpoint.
 //! * [`http_request()`]: a tiny blocking HTTP client for loopback servers.
+//! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
 //!
 //! Only loopback addresses are ever contacted; helpers that take an address
@@ -23,6 +24,7 @@
 
 mod aws;
 mod creds;
+mod daemon;
 mod http;
 mod moto;
 mod process;
@@ -33,6 +35,7 @@ pub use aws::{
     put_secure, rt, ssm, ssm_config,
 };
 pub use creds::{rfc3339, EcsCredsServer};
+pub use daemon::DaemonProcess;
 pub use http::{http_request, HttpResponse};
 pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
 pub use process::{
