@@ -43,7 +43,10 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         .connect_timeout(attempt.min(Duration::from_secs(3)))
         .read_timeout(attempt)
         .operation_attempt_timeout(attempt)
-        .operation_timeout(cfg.timeout)
+        // A backstop only: every call runs under `with_deadline(--timeout)`, which fires
+        // first and can name the last attempt's cause; an SDK timeout on the same tick
+        // would win the race with a bare "timed out".
+        .operation_timeout(cfg.timeout + Duration::from_secs(1))
         .build();
     // Standard mode: exponential backoff with full jitter, which is what spreads out many
     // tasks starting at once and being throttled together. Short first backoff: a start-up
