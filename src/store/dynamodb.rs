@@ -415,6 +415,22 @@ impl DynamoStore {
             .expression_attribute_names("#c", A_CREATED)
     }
 
+    /// What a start-up read needs and nothing more (no path, kind, created time, write
+    /// token or key id): smaller responses, so more secrets fit one 1 MB page, and a
+    /// faster Query (moto answers 200 items in a quarter of the time).
+    fn for_reading(q: QueryFluentBuilder) -> QueryFluentBuilder {
+        q.projection_expression("#sk, #n, #s, #a, #ct, #no, #g, #b, #r")
+            .expression_attribute_names("#sk", A_SK)
+            .expression_attribute_names("#n", A_NAME)
+            .expression_attribute_names("#s", A_SERIAL)
+            .expression_attribute_names("#a", A_ACTIVE)
+            .expression_attribute_names("#ct", A_CT)
+            .expression_attribute_names("#no", A_NONCE)
+            .expression_attribute_names("#g", A_GEN)
+            .expression_attribute_names("#b", A_BLOB)
+            .expression_attribute_names("#r", A_RETIRED)
+    }
+
     /// Every page of a Query. Returns the items and the number of pages.
     async fn pages(&self, q: QueryFluentBuilder, what: &str) -> Result<(Vec<Item>, u32)> {
         let mut out = Vec::new();
@@ -538,7 +554,11 @@ impl DynamoStore {
     }
 
     pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
-        let (part, pages) = self.partition(path).await?;
+        let what = format!("reading {path} from DynamoDB table {}", self.table);
+        let (items, pages) = self
+            .pages(Self::for_reading(self.query(path, None)), &what)
+            .await?;
+        let part = Partition::parse(path, &items, true)?;
         let needed = part.newest_active();
         let keys = self.keys_for(path, &part, &needed).await?;
         let mut out = Vec::with_capacity(needed.len());
