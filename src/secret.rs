@@ -42,6 +42,9 @@ pub struct Secret {
     /// The name relative to the path it was read from (`DB_PASSWORD`, or `db/password` when
     /// read recursively).
     pub name: String,
+    /// Informational: on ssm this is the parameter's latest version, which after a
+    /// revocation is an internal copy's version rather than the serial it copies (`fetch`
+    /// and `list` resolve copies; start-up reads do not need to).
     pub serial: u64,
     pub payload: Payload,
 }
