@@ -6,87 +6,47 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::thread::JoinHandle;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "tok-0123456789abcdef-XYZ";
 
-/// A running `ecs-secrets daemon`, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
+/// The harness's daemon process, with requests that panic (showing the daemon's stderr)
+/// instead of returning I/O errors.
+struct Daemon(DaemonProcess);
+
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+    fn deref(&self) -> &DaemonProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut DaemonProcess {
+        &mut self.0
+    }
 }
 
 impl Daemon {
     /// `ecs-secrets daemon --path PATH --listen 127.0.0.1:0 ARGS…` against `endpoint`.
     fn start(endpoint: &str, path: &str, args: &[&str]) -> Daemon {
-        let mut cmd = ecs(endpoint);
-        cmd.args(["daemon", "--path", path, "--listen", "127.0.0.1:0"])
-            .args(args);
-        Daemon::spawn(cmd)
+        Daemon(DaemonProcess::start(endpoint, path, args))
     }
 
     /// Starts `cmd` and waits for its `listening on ADDR` line.
-    fn spawn(mut cmd: Command) -> Daemon {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: only prctl between fork and exec. The daemon dies with this test thread.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn ecs-secrets daemon");
-        let err = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let buf = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if let Some(a) = line.strip_prefix("ecs-secrets: listening on ") {
-                    let _ = tx.send(a.to_string());
-                }
-                let mut b = buf.lock().unwrap();
-                b.push_str(&line);
-                b.push('\n');
-            }
-        });
-        let mut d = Daemon {
-            child: Some(child),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            stderr,
-            reader: Some(reader),
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => d.addr = a.parse().expect("listening address"),
-            Err(_) => {
-                let status = d.kill();
-                panic!(
-                    "the daemon did not start ({status:?})\n--- stderr ---\n{}",
-                    d.stderr()
-                );
-            }
-        }
-        assert!(d.addr.ip().is_loopback(), "{}", d.addr);
-        d
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+    fn spawn(cmd: Command) -> Daemon {
+        Daemon(DaemonProcess::spawn(cmd))
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let r = http_request(method, &self.url(path), headers, body)
+        let r = self
+            .0
+            .request(method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.stderr()));
         Resp(r)
     }
@@ -97,55 +57,6 @@ impl Daemon {
 
     fn post(&self, path: &str, body: &str) -> Resp {
         self.request("POST", path, &[], body.as_bytes())
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
-    }
-
-    /// Waits up to `limit` for the daemon to exit.
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        let child = self.child.as_mut()?;
-        loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                if let Some(r) = self.reader.take() {
-                    let _ = r.join();
-                }
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn kill(&mut self) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let _ = child.kill();
-        let s = child.wait().ok();
-        self.child = None;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        s
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

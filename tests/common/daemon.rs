@@ -1,11 +1,10 @@
-//! A running `ecs-secrets daemon` for the test files that are not about the daemon's
-//! routes (faults, adversarial input): start it, talk HTTP to it, read its stderr, stop it.
-//! (`tests/daemon.rs` keeps its own richer helper.)
+//! A running `ecs-secrets daemon` for the tests: start it, talk HTTP to it, signal it, read
+//! its stderr, stop it.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,8 +25,13 @@ impl DaemonProcess {
     pub fn start(endpoint: &str, path: &str, args: &[&str]) -> DaemonProcess {
         let mut cmd = ecs(endpoint);
         cmd.args(["daemon", "--path", path, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
+            .args(args);
+        DaemonProcess::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `daemon` command line) and waits for its `listening on ADDR` line.
+    pub fn spawn(mut cmd: Command) -> DaemonProcess {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // SAFETY: only prctl between fork and exec. The daemon dies with this test thread.
@@ -62,8 +66,11 @@ impl DaemonProcess {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => d.addr = a.parse().expect("listening address"),
             Err(_) => {
-                d.kill();
-                panic!("the daemon did not start\n--- stderr ---\n{}", d.stderr());
+                let status = d.kill();
+                panic!(
+                    "the daemon did not start ({status:?})\n--- stderr ---\n{}",
+                    d.stderr()
+                );
             }
         }
         assert!(d.addr.ip().is_loopback(), "{}", d.addr);
@@ -119,14 +126,41 @@ impl DaemonProcess {
         self.stderr()
     }
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
+    }
+
+    /// Waits up to `limit` for the daemon to exit; its status, or `None` if it did not.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// SIGKILL (if still running) and reap; the exit status when there was a process.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let status = self.child.take().and_then(|mut child| {
+            let _ = child.kill();
+            child.wait().ok()
+        });
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+        status
     }
 }
 
