@@ -305,14 +305,7 @@ impl Tmpfs {
             .expect("run mount");
         assert!(out.status.success(), "mount tmpfs: {}", describe(&out));
         let t = Tmpfs { mnt, _dir: dir };
-        // SAFETY: statfs(2) on a NUL-terminated path into a zeroed struct.
-        let magic = unsafe {
-            let c = std::ffi::CString::new(t.mnt.as_os_str().to_str().unwrap()).unwrap();
-            let mut st: libc::statfs = std::mem::zeroed();
-            assert_eq!(libc::statfs(c.as_ptr(), &mut st), 0);
-            st.f_type
-        };
-        assert_eq!(magic as u64, 0x0102_1994, "not a tmpfs");
+        assert_eq!(fs_magic(&t.mnt), TMPFS_MAGIC, "not a tmpfs");
         t
     }
 

@@ -10,65 +10,19 @@
 mod common;
 
 use common::*;
-use std::ffi::{CString, OsStr};
 use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
 const BUSYBOX: &str = "/bin/busybox";
 /// The applets the test applications use.
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "printf", "id", "stat", "ls", "kill", "sleep", "test", "[", "true",
     "grep", "head", "wc", "readlink",
 ];
-
-fn fs_magic(p: &Path) -> i64 {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid path and a zeroed out-buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statfs {}", p.display());
-    st.f_type as i64
-}
-
-/// A directory made with mkdtemp(3) under `base`, mode 0755, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn under(base: &Path, tag: &str) -> Scratch {
-        std::fs::create_dir_all(base).unwrap();
-        let t = CString::new(
-            base.join(format!("ecs-secrets-{tag}-XXXXXX"))
-                .as_os_str()
-                .as_bytes(),
-        )
-        .unwrap();
-        let mut buf = t.into_bytes_with_nul();
-        // SAFETY: a writable NUL-terminated template ending in XXXXXX.
-        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
-        assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
-        buf.pop();
-        let path = PathBuf::from(OsStr::from_bytes(&buf));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// Hard-links `from` to `to` (the debug binary is large), copying across filesystems.
 fn link_or_copy(from: &Path, to: &Path) {

@@ -6,79 +6,9 @@
 mod common;
 
 use common::*;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
-fn fs_magic(p: &Path) -> i64 {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid path and a zeroed out-buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statfs {}", p.display());
-    st.f_type as i64
-}
-
-/// A scratch directory made with mkdtemp(3) under `base`, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn under(base: &Path, tag: &str) -> Scratch {
-        std::fs::create_dir_all(base).unwrap();
-        let t = CString::new(
-            base.join(format!("ecs-secrets-{tag}-XXXXXX"))
-                .as_os_str()
-                .as_bytes(),
-        )
-        .unwrap();
-        let mut buf = t.into_bytes_with_nul();
-        // SAFETY: a writable NUL-terminated template ending in XXXXXX.
-        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
-        assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
-        buf.pop();
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&buf));
-        // Traversable by the --user target.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Scratch(path)
-    }
-
-    /// On /dev/shm, which must be tmpfs (it is on Linux hosts and in containers).
-    fn shm(tag: &str) -> Scratch {
-        let shm = Path::new("/dev/shm");
-        assert_eq!(
-            fs_magic(shm),
-            TMPFS_MAGIC,
-            "these tests need /dev/shm to be a tmpfs"
-        );
-        Scratch::under(shm, tag)
-    }
-
-    /// Under the target dir, which must not be tmpfs.
-    fn disk(tag: &str) -> Scratch {
-        let s = Scratch::under(Path::new(env!("CARGO_TARGET_TMPDIR")), tag);
-        assert_ne!(
-            fs_magic(&s.0),
-            TMPFS_MAGIC,
-            "{} must be on disk for this test",
-            s.0.display()
-        );
-        s
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -29,6 +29,7 @@ mod http;
 mod moto;
 mod process;
 mod proxy;
+mod scratch;
 
 pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
@@ -43,6 +44,7 @@ pub use process::{
     stdin_run, BIN, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy};
+pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
