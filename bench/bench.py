@@ -151,7 +151,9 @@ def main():
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
+    args.out = os.path.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
+    os.chdir(args.out)  # credstash writes credstash.log into its working directory
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} missing: run bench/run.sh (it builds the release binary)")
 
