@@ -1,13 +1,14 @@
-//! Link options for the `ecs-secrets` executable (not for tests or the library).
+//! Link options for the `ecs-secrets` executable (not for the test harness binaries).
 //!
 //! Both only shrink the file; neither changes what the program does:
 //! - `-z pack-relative-relocs` stores the static-pie's relative relocations as DT_RELR (a bitmap,
 //!   ~7 KiB) instead of RELA entries (~480 KiB). glibc >= 2.36 applies them at start-up, before
 //!   `main`; the binary stays position independent (ASLR).
-//! - When panics abort (the release profile, `panic = "abort"` in Cargo.toml), nothing ever unwinds, so the `.eh_frame` unwind
-//!   tables (~0.8 MiB with their index) are dead weight: discard them. A panic still prints its
-//!   message and aborts; only a `RUST_BACKTRACE` stack listing comes out empty. Builds that unwind
-//!   (the dev/test profile, where the test harness catches panics) keep them.
+//! - When panics abort (the release profile: `panic = "abort"` in Cargo.toml), nothing ever
+//!   unwinds, so the `.eh_frame` unwind tables (~0.8 MiB with their index) are dead weight:
+//!   discard them. A panic still prints its message and aborts; only a `RUST_BACKTRACE` stack
+//!   listing comes out empty. Builds that unwind (the dev profile the tests use, where the test
+//!   harness catches panics) keep them.
 
 use std::{env, fs, path::PathBuf};
 
