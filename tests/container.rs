@@ -60,7 +60,7 @@ impl Jail {
     fn new(tag: &str) -> Jail {
         let root = Scratch::under(Path::new(env!("CARGO_TARGET_TMPDIR")), tag);
         let r = &root.0;
-        link_or_copy(Path::new(BIN), &r.join("ecs-secrets"));
+        link_or_copy(Path::new(bin()), &r.join("ecs-secrets"));
         std::fs::create_dir(r.join("bin")).unwrap();
         assert!(
             Path::new(BUSYBOX).exists(),
@@ -826,7 +826,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The `--flags` in the usage line of `ecs-secrets SUB --help`.
 fn flags_of(sub: &str) -> Vec<String> {
-    let out = run(Command::new(BIN).args([sub, "--help"]));
+    let out = run(Command::new(bin()).args([sub, "--help"]));
     let help = assert_ok(&out);
     let usage = help
         .lines()

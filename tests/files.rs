@@ -345,7 +345,7 @@ fn user_is_refused_when_not_running_as_root() {
     let marker = marker_dir.join("started");
     let mut c = Command::new("setpriv");
     scrub_env(&mut c, &proxy.endpoint());
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
         .args(["exec", "--path", &path, "--user", "65534:65534", "--"])
         .arg("touch")
         .arg(&marker);

@@ -496,8 +496,8 @@ fn rfc3339_known_dates() {
 #[test]
 fn ecs_command_has_a_scrubbed_environment() {
     let cmd = ecs("http://127.0.0.1:9");
-    assert_eq!(cmd.get_program(), BIN);
-    assert!(std::path::Path::new(BIN).is_file(), "{BIN} missing");
+    assert_eq!(cmd.get_program(), bin());
+    assert!(std::path::Path::new(bin()).is_file(), "{} missing", bin());
 
     // The same environment, observed through env(1).
     let out = run(scrub_env(

@@ -66,7 +66,7 @@ fn eval_restores_hostile_values_in_every_shell() {
         let mut c = Command::new(shell[0]);
         c.args(&shell[1..]).arg("-c").arg(&script);
         scrub_env(&mut c, &m.endpoint);
-        let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+        let bin_dir = std::path::Path::new(bin()).parent().unwrap();
         c.env(
             "PATH",
             format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
@@ -213,7 +213,7 @@ fn multi_call_names_select_the_mode() {
     let path = unique_path("links");
     put_secure(&m.endpoint, &format!("{path}/GREETING"), "hello there");
     let dir = TempDir::new("links");
-    let out = run(Command::new(BIN).arg("install-links").arg(dir.path()));
+    let out = run(Command::new(bin()).arg("install-links").arg(dir.path()));
     assert_ok(&out);
     let env_link = dir.join("ecs-secrets-env");
     let exec_link = dir.join("ecs-secrets-exec");
@@ -231,19 +231,21 @@ fn multi_call_names_select_the_mode() {
         .args(["--", "sh", "-c", "printf %s \"$GREETING\""]);
     assert_eq!(assert_ok(&run(&mut c)), "hello there");
     // Running install-links again replaces the links.
-    assert_ok(&run(Command::new(BIN).arg("install-links").arg(dir.path())));
+    assert_ok(&run(Command::new(bin())
+        .arg("install-links")
+        .arg(dir.path())));
 }
 
 #[test]
 fn help_and_version_touch_no_aws_and_usage_errors_exit_2() {
     // No endpoint at all: nothing may be contacted.
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.env_clear().arg("--help");
     let out = run(&mut c);
     assert!(assert_ok(&out).contains("exec"));
-    let out = run(Command::new(BIN).env_clear().arg("--version"));
+    let out = run(Command::new(bin()).env_clear().arg("--version"));
     assert!(assert_ok(&out).starts_with("ecs-secrets "));
-    let out = run(Command::new(BIN).env_clear().args(["exec", "--help"]));
+    let out = run(Command::new(bin()).env_clear().args(["exec", "--help"]));
     assert!(assert_ok(&out).contains("--allow-name"));
     for args in [
         vec!["exec", "--path", "/a/b"],
@@ -257,7 +259,7 @@ fn help_and_version_touch_no_aws_and_usage_errors_exit_2() {
         vec!["bogus"],
         vec!["exec", "--path", "/a/b", "--timeout", "-1", "--", "true"],
     ] {
-        let out = run(Command::new(BIN).env_clear().args(&args));
+        let out = run(Command::new(bin()).env_clear().args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", describe(&out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("ecs-secrets: error:"),

@@ -40,8 +40,8 @@ pub use daemon::DaemonProcess;
 pub use http::{http_request, HttpResponse};
 pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
 pub use process::{
-    assert_exec_not_started, assert_fail, assert_ok, describe, ecs, run, run_with, scrub_env,
-    stdin_run, BIN, DEFAULT_TIMEOUT,
+    assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
+    stdin_run, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy};
 pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};

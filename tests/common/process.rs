@@ -9,8 +9,20 @@ use std::time::{Duration, Instant};
 
 use super::TempDir;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_ecs-secrets");
+/// The binary under test: the one Cargo built with the tests, or the file named by
+/// `ECS_SECRETS_TEST_BIN` (to run the suite against another build, e.g. the release binary,
+/// whose link options differ).
+pub fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("ECS_SECRETS_TEST_BIN") {
+        Ok(path) if !path.is_empty() => {
+            let path = std::fs::canonicalize(&path)
+                .unwrap_or_else(|e| panic!("ECS_SECRETS_TEST_BIN={path}: {e}"));
+            path.to_str().expect("UTF-8 path").to_owned()
+        }
+        _ => env!("CARGO_BIN_EXE_ecs-secrets").to_owned(),
+    })
+}
 
 /// Limit for [`run`] and [`stdin_run`]; a hung binary fails the test instead
 /// of hanging the suite.
@@ -48,7 +60,7 @@ pub fn scrub_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
 /// A [`Command`] for the binary under test talking to `endpoint`
 /// (usually `moto().endpoint` or a `Proxy::endpoint()`).
 pub fn ecs(endpoint: &str) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     scrub_env(&mut cmd, endpoint);
     cmd
 }
