@@ -103,12 +103,17 @@ impl HttpClient for CertErrorsAreFinal {
         ))
     }
 
+    /// Not passed on: the hyper client's validation only builds a connector and throws it
+    /// away ("so native certs load at client initialization"), which re-parses all 118 trust
+    /// roots for every SDK client created (SSM, and STS inside the credential chain) — 57 % of
+    /// a zero-secret start-up's instructions. The connector is built once, when the first
+    /// request needs it; a certificate file that cannot be read is reported then.
     fn validate_base_client_config(
         &self,
-        components: &RuntimeComponentsBuilder,
-        cfg: &ConfigBag,
+        _components: &RuntimeComponentsBuilder,
+        _cfg: &ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.validate_base_client_config(components, cfg)
+        Ok(())
     }
 
     fn validate_final_config(
