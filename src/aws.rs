@@ -106,8 +106,8 @@ impl HttpClient for CertErrorsAreFinal {
     /// Not passed on: the hyper client's validation only builds a connector and throws it
     /// away ("so native certs load at client initialization"), which re-parses all 118 trust
     /// roots for every SDK client created (SSM, and STS inside the credential chain) — 57 % of
-    /// a zero-secret start-up's instructions. The connector is built once, when the first
-    /// request needs it; a certificate file that cannot be read is reported then.
+    /// a zero-secret start-up's instructions. Nothing is lost: it discards that connector's
+    /// result and always returns `Ok`. The connector is built once, for the first request.
     fn validate_base_client_config(
         &self,
         _components: &RuntimeComponentsBuilder,
