@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use common::*;
 use ecs_secrets::store::dynamodb::{key_sk, version_sk};
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 const TABLE: &str = "ecs-secrets";
@@ -130,6 +130,34 @@ fn copy_attrs(endpoint: &str, from: (&str, &str), to: (&str, &str), attrs: &[&st
 
 fn ops_summary(p: &Proxy) -> String {
     format!("{} requests: {:?}", p.total(), p.ops())
+}
+
+/// Starts `create --name B --payload b1` under `path` through a proxy that holds every `op`
+/// request for `latency_ms`, and returns once the first `op` has reached the proxy (so the
+/// create is parked inside it) with the proxy and the running create.
+fn create_held_at(ep: &str, path: &str, op: &str, latency_ms: u64) -> (Proxy, Child) {
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        latency_ms,
+        only_op: Some(op.into()),
+        ..Default::default()
+    });
+    let mut c = ddb(&proxy.endpoint());
+    c.args(["create", "--path", path, "--name", "B", "--payload", "b1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while proxy.count(op) == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "no {op}: {}",
+            ops_summary(&proxy)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (proxy, child)
 }
 
 #[test]
@@ -591,27 +619,7 @@ fn a_create_racing_rotate_key_reseals_itself_under_the_new_key() {
     // Hold the create's PutItem in the proxy while a rotation starts: a new generation is
     // written and the old one retired (what rotate-key does before it re-reads and
     // re-seals), so the rotation may not see the version the create is writing.
-    let proxy = Proxy::start(ep);
-    proxy.set_faults(Faults {
-        latency_ms: 2000,
-        only_op: Some("PutItem".into()),
-        ..Default::default()
-    });
-    let mut c = ddb(&proxy.endpoint());
-    c.args(["create", "--path", &path, "--name", "B", "--payload", "b1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let t0 = std::time::Instant::now();
-    while proxy.count("PutItem") == 0 {
-        assert!(
-            t0.elapsed().as_secs() < 30,
-            "no PutItem: {}",
-            ops_summary(&proxy)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (proxy, child) = create_held_at(ep, &path, "PutItem", 2000);
     let mut k1 = get_raw(ep, TABLE, &path, &key_sk(1)).unwrap();
     let mut k2 = k1.clone();
     k2.insert("sk".into(), Av::S(key_sk(2)));
@@ -1216,27 +1224,7 @@ fn a_create_whose_version_rotate_key_resealed_meanwhile_keeps_its_serial() {
     // Hold the create's first check (a GetItem, right after its PutItem landed) while a
     // whole rotate-key runs: the rotation re-seals the new version (its nonce and
     // generation change) and deletes the old key.
-    let proxy = Proxy::start(ep);
-    proxy.set_faults(Faults {
-        latency_ms: 1500,
-        only_op: Some("GetItem".into()),
-        ..Default::default()
-    });
-    let mut c = ddb(&proxy.endpoint());
-    c.args(["create", "--path", &path, "--name", "B", "--payload", "b1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let t0 = std::time::Instant::now();
-    while proxy.count("GetItem") == 0 {
-        assert!(
-            t0.elapsed().as_secs() < 30,
-            "no GetItem: {}",
-            ops_summary(&proxy)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let (_proxy, child) = create_held_at(ep, &path, "GetItem", 1500);
     let out = assert_ok(&run(ddb(ep).args(["rotate-key", "--path", &path])));
     assert!(out.contains(r#""generation":2,"resealed":2"#), "{out}");
     let out = child.wait_with_output().unwrap();
