@@ -63,6 +63,38 @@ fn aws_query(endpoint: &str, service: &str, params: &[(&str, &str)]) -> HttpResp
 }
 
 /// IAM returns policy documents URL-encoded.
+/// Deploys `template` into moto's CloudFormation as `stack`, asserts it reached
+/// CREATE_COMPLETE and returns the DescribeStacks answer (it carries the outputs).
+fn deploy_stack(endpoint: &str, stack: &str, template: &str) -> HttpResponse {
+    let r = aws_query(
+        endpoint,
+        "cloudformation",
+        &[
+            ("Action", "CreateStack"),
+            ("Version", "2010-05-15"),
+            ("StackName", stack),
+            ("TemplateBody", template.trim()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = aws_query(
+        endpoint,
+        "cloudformation",
+        &[
+            ("Action", "DescribeStacks"),
+            ("Version", "2010-05-15"),
+            ("StackName", stack),
+        ],
+    );
+    assert!(
+        r.text()
+            .contains("<StackStatus>CREATE_COMPLETE</StackStatus>"),
+        "{}",
+        r.text()
+    );
+    r
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -418,32 +450,7 @@ fn the_cloudformation_template_deploys_and_works() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     let stack = unique("stack");
-    let r = aws_query(
-        &m.endpoint,
-        "cloudformation",
-        &[
-            ("Action", "CreateStack"),
-            ("Version", "2010-05-15"),
-            ("StackName", &stack),
-            ("TemplateBody", template.trim()),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = aws_query(
-        &m.endpoint,
-        "cloudformation",
-        &[
-            ("Action", "DescribeStacks"),
-            ("Version", "2010-05-15"),
-            ("StackName", &stack),
-        ],
-    );
-    assert!(
-        r.text()
-            .contains("<StackStatus>CREATE_COMPLETE</StackStatus>"),
-        "{}",
-        r.text()
-    );
+    deploy_stack(&m.endpoint, &stack, &template);
     let r = aws_query(
         &m.endpoint,
         "iam",
@@ -524,32 +531,7 @@ fn the_ssm_cloudformation_template_deploys_and_works() {
         "ssm needs no table"
     );
     let stack = unique("ssm-stack");
-    let r = aws_query(
-        &m.endpoint,
-        "cloudformation",
-        &[
-            ("Action", "CreateStack"),
-            ("Version", "2010-05-15"),
-            ("StackName", &stack),
-            ("TemplateBody", template.trim()),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = aws_query(
-        &m.endpoint,
-        "cloudformation",
-        &[
-            ("Action", "DescribeStacks"),
-            ("Version", "2010-05-15"),
-            ("StackName", &stack),
-        ],
-    );
-    assert!(
-        r.text()
-            .contains("<StackStatus>CREATE_COMPLETE</StackStatus>"),
-        "{}",
-        r.text()
-    );
+    let r = deploy_stack(&m.endpoint, &stack, &template);
     // The deployed fetch policy resolved the path into SSM parameter ARNs.
     let text = r.text();
     let arn = text
