@@ -21,6 +21,19 @@ fn ssm_no_retry(endpoint: &str) -> aws_sdk_ssm::Client {
     )
 }
 
+/// PutParameter of a String "v" as `name` (one request), which must succeed.
+fn put_string(client: &aws_sdk_ssm::Client, name: &str) {
+    block_on(
+        client
+            .put_parameter()
+            .name(name)
+            .value("v")
+            .r#type(ParameterType::String)
+            .send(),
+    )
+    .unwrap();
+}
+
 /// A raw awsJson SSM request (no SDK) through `endpoint`.
 fn raw_ssm(endpoint: &str, op: &str, body: &str) -> std::io::Result<HttpResponse> {
     http_request(
@@ -217,15 +230,7 @@ fn proxy_error500_and_only_op() {
     let name = format!("{}/x", unique_path("e500"));
 
     // Not the faulted operation: passes through.
-    block_on(
-        client
-            .put_parameter()
-            .name(&name)
-            .value("v")
-            .r#type(ParameterType::String)
-            .send(),
-    )
-    .unwrap();
+    put_string(&client, &name);
     let err = block_on(client.get_parameter().name(&name).send()).unwrap_err();
     assert_eq!(
         err.raw_response().map(|r| r.status().as_u16()),
@@ -245,15 +250,7 @@ fn proxy_latency_is_applied() {
     let proxy = Proxy::start(&moto().endpoint);
     let client = ssm_no_retry(&proxy.endpoint());
     let name = format!("{}/x", unique_path("latency"));
-    block_on(
-        client
-            .put_parameter()
-            .name(&name)
-            .value("v")
-            .r#type(ParameterType::String)
-            .send(),
-    )
-    .unwrap();
+    put_string(&client, &name);
 
     proxy.set_faults(Faults {
         latency_ms: 300,
