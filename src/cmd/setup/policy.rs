@@ -1,0 +1,223 @@
+//! The least-privilege policy documents of each backend, for readers (`fetch`) and writers
+//! (`create`), over a [`Scope`] of plain ARNs or CloudFormation expressions.
+
+use crate::config::Backend;
+use crate::store::dynamodb::CONTEXT_KEY;
+use serde_json::{json, Value};
+
+/// What the policies refer to: plain strings when setup ran against AWS, or CloudFormation
+/// expressions in a template.
+pub(super) struct Scope {
+    pub path: Value,
+    pub table_arn: Value,
+    pub key_arn: Value,
+    /// `arn:…:parameter/<path>` and `arn:…:parameter/<path>/*`.
+    pub ssm_path_arn: Value,
+    pub ssm_children_arn: Value,
+    /// `ssm.<region>.amazonaws.com`.
+    pub ssm_service: Value,
+}
+
+fn statement(sid: &str, actions: &[&str], resource: Value, condition: Option<Value>) -> Value {
+    let mut s = json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": resource,
+    });
+    if let Some(c) = condition {
+        s["Condition"] = c;
+    }
+    s
+}
+
+fn document(statements: Vec<Value>) -> Value {
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn leading_keys(scope: &Scope) -> Value {
+    json!({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [scope.path.clone()]}})
+}
+
+fn path_context(scope: &Scope) -> Value {
+    json!({"StringEquals": {format!("kms:EncryptionContext:{CONTEXT_KEY}"): scope.path.clone()}})
+}
+
+fn via_ssm(scope: &Scope) -> Value {
+    json!({
+        "StringEquals": {"kms:ViaService": scope.ssm_service.clone()},
+        "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": scope.ssm_children_arn.clone()},
+    })
+}
+
+/// Readers: exec, env, daemon reads.
+pub(super) fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
+    match backend {
+        Backend::Dynamodb => document(vec![
+            statement(
+                "ReadSecretsOfPath",
+                &["dynamodb:GetItem", "dynamodb:Query"],
+                scope.table_arn.clone(),
+                Some(leading_keys(scope)),
+            ),
+            statement(
+                "DecryptDataKeysOfPath",
+                &["kms:Decrypt"],
+                scope.key_arn.clone(),
+                Some(path_context(scope)),
+            ),
+        ]),
+        Backend::Ssm => document(vec![
+            statement(
+                "ReadParametersOfPath",
+                &["ssm:GetParametersByPath"],
+                json!([scope.ssm_path_arn.clone(), scope.ssm_children_arn.clone()]),
+                None,
+            ),
+            statement(
+                "DecryptThroughSsm",
+                &["kms:Decrypt"],
+                scope.key_arn.clone(),
+                Some(via_ssm(scope)),
+            ),
+        ]),
+    }
+}
+
+/// Writers: create, rotate, revoke, fetch, list, rotate-key (DeleteItem: retired data keys).
+pub(super) fn create_policy(backend: Backend, scope: &Scope) -> Value {
+    match backend {
+        Backend::Dynamodb => document(vec![
+            statement(
+                "WriteSecretsOfPath",
+                &[
+                    "dynamodb:GetItem",
+                    "dynamodb:Query",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                scope.table_arn.clone(),
+                Some(leading_keys(scope)),
+            ),
+            statement(
+                "DataKeysOfPath",
+                &["kms:GenerateDataKey", "kms:Decrypt"],
+                scope.key_arn.clone(),
+                Some(path_context(scope)),
+            ),
+        ]),
+        Backend::Ssm => document(vec![
+            statement(
+                "WriteParametersOfPath",
+                &[
+                    "ssm:PutParameter",
+                    "ssm:GetParameter",
+                    "ssm:GetParameterHistory",
+                    "ssm:LabelParameterVersion",
+                    "ssm:GetParametersByPath",
+                ],
+                json!([scope.ssm_path_arn.clone(), scope.ssm_children_arn.clone()]),
+                None,
+            ),
+            statement(
+                "EncryptThroughSsm",
+                &["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                scope.key_arn.clone(),
+                Some(via_ssm(scope)),
+            ),
+        ]),
+    }
+}
+
+/// `ecs-secrets-fetch-prod-grafana` for `/prod/grafana` (IAM names: at most 128 chars).
+pub(super) fn policy_name(access: &str, path: Option<&str>) -> String {
+    let mut n = format!("ecs-secrets-{access}");
+    if let Some(p) = path {
+        n.push_str(&p.replace('/', "-"));
+    }
+    n.truncate(128);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            path: json!("/prod/app"),
+            table_arn: json!("arn:aws:dynamodb:eu-west-1:111122223333:table/ecs-secrets"),
+            key_arn: json!("arn:aws:kms:eu-west-1:111122223333:key/k"),
+            ssm_path_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app"),
+            ssm_children_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app/*"),
+            ssm_service: json!("ssm.eu-west-1.amazonaws.com"),
+        }
+    }
+
+    #[test]
+    fn dynamodb_readers_get_their_partition_and_their_path_context_only() {
+        let p = fetch_policy(Backend::Dynamodb, &scope());
+        let s = &p["Statement"];
+        assert_eq!(
+            s[0]["Action"],
+            json!(["dynamodb:GetItem", "dynamodb:Query"])
+        );
+        assert_eq!(
+            s[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
+            json!(["/prod/app"])
+        );
+        assert_eq!(s[1]["Action"], json!(["kms:Decrypt"]));
+        assert_eq!(
+            s[1]["Condition"]["StringEquals"]["kms:EncryptionContext:ecs-secrets:path"],
+            "/prod/app"
+        );
+        let text = p.to_string();
+        assert!(!text.contains("Scan") && !text.contains("\"*\""), "{text}");
+        let w = create_policy(Backend::Dynamodb, &scope());
+        assert!(w["Statement"][0]["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("dynamodb:PutItem")));
+        assert_eq!(
+            w["Statement"][1]["Action"],
+            json!(["kms:GenerateDataKey", "kms:Decrypt"])
+        );
+    }
+
+    #[test]
+    fn ssm_readers_get_the_path_through_ssm_only() {
+        let p = fetch_policy(Backend::Ssm, &scope());
+        let s = &p["Statement"];
+        assert_eq!(
+            s[0]["Resource"],
+            json!([
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app",
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app/*"
+            ])
+        );
+        assert_eq!(
+            s[1]["Condition"]["StringEquals"]["kms:ViaService"],
+            "ssm.eu-west-1.amazonaws.com"
+        );
+        let w = create_policy(Backend::Ssm, &scope());
+        let actions = w["Statement"][0]["Action"].as_array().unwrap();
+        for a in [
+            "ssm:PutParameter",
+            "ssm:GetParameterHistory",
+            "ssm:GetParameter",
+            "ssm:LabelParameterVersion",
+        ] {
+            assert!(actions.contains(&json!(a)), "{a}");
+        }
+    }
+
+    #[test]
+    fn policy_names_follow_the_path() {
+        assert_eq!(
+            policy_name("fetch", Some("/prod/grafana")),
+            "ecs-secrets-fetch-prod-grafana"
+        );
+        assert_eq!(policy_name("create", None), "ecs-secrets-create");
+    }
+}

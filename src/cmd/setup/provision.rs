@@ -1,0 +1,320 @@
+//! setup against AWS: the table (dynamodb) and the KMS key with its alias, created when
+//! missing and checked when present.
+//!
+//! The account and partition come from the key's ARN and the region from the SDK
+//! configuration, so no STS client is needed.
+
+use super::policy::{create_policy, fetch_policy, policy_name, Scope};
+use super::{is_alias, note, Principal, PrincipalKind};
+use crate::config::{Backend, StoreConfig};
+use crate::error::{Error, Result};
+use crate::store::dynamodb::{A_PATH, A_SK};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+};
+use serde_json::json;
+use std::time::Duration;
+
+/// Create (or find) the resources, then render the two policy lines.
+pub(super) async fn provision(
+    cfg: &StoreConfig,
+    path: &str,
+    key: &str,
+    readers: &[Principal],
+    writers: &[Principal],
+) -> Result<String> {
+    let sdk = crate::aws::load(cfg).await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        Error::usage("no AWS region configured: set AWS_REGION (or a profile with a region)")
+    })?;
+    let attempts = || crate::aws::Attempts { debug: cfg.debug };
+    let k = aws_sdk_kms::config::Builder::from(&sdk).interceptor(attempts());
+    let kms = aws_sdk_kms::Client::from_conf(k.build());
+
+    if cfg.backend == Backend::Dynamodb {
+        let d = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(attempts());
+        let ddb = aws_sdk_dynamodb::Client::from_conf(d.build());
+        let created = ensure_table(&ddb, &cfg.table).await?;
+        note(format_args!(
+            "DynamoDB table {}: {}",
+            cfg.table,
+            if created {
+                "created, ACTIVE"
+            } else {
+                "exists, ACTIVE"
+            }
+        ));
+    }
+    let (key_arn, created) = ensure_key(&kms, key).await?;
+    note(format_args!(
+        "KMS key {key_arn} ({key}): {}",
+        if created { "created" } else { "exists" }
+    ));
+    if cfg.backend == Backend::Ssm {
+        note(format_args!(
+            "create ssm secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply"
+        ));
+    }
+    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID
+    let parts: Vec<&str> = key_arn.splitn(6, ':').collect();
+    let (partition, account) = match parts.as_slice() {
+        ["arn", partition, "kms", _, account, _] => (*partition, *account),
+        _ => {
+            return Err(Error::data(format!(
+                "KMS returned an unexpected key ARN {key_arn:?}"
+            )))
+        }
+    };
+    let scope = Scope {
+        path: json!(path),
+        table_arn: json!(format!(
+            "arn:{partition}:dynamodb:{region}:{account}:table/{}",
+            cfg.table
+        )),
+        key_arn: json!(key_arn),
+        ssm_path_arn: json!(format!(
+            "arn:{partition}:ssm:{region}:{account}:parameter{path}"
+        )),
+        ssm_children_arn: json!(format!(
+            "arn:{partition}:ssm:{region}:{account}:parameter{path}/*"
+        )),
+        ssm_service: json!(format!("ssm.{region}.amazonaws.com")),
+    };
+    let mut out = String::new();
+    for (access, principals, policy) in [
+        ("fetch", readers, fetch_policy(cfg.backend, &scope)),
+        ("create", writers, create_policy(cfg.backend, &scope)),
+    ] {
+        let name = policy_name(access, Some(path));
+        for p in principals {
+            let (cmd, flag) = match p.kind {
+                PrincipalKind::Role => ("put-role-policy", "--role-name"),
+                PrincipalKind::User => ("put-user-policy", "--user-name"),
+                PrincipalKind::Group => ("put-group-policy", "--group-name"),
+            };
+            note(format_args!(
+                "attach the {access} policy to {}: aws iam {cmd} {flag} {} --policy-name {name} --policy-document <the \"policy\" object of the {access} line>",
+                p.arn, p.name
+            ));
+        }
+        let line = json!({
+            "access": access,
+            "principals": principals.iter().map(|p| p.arn.clone()).collect::<Vec<_>>(),
+            "policy_name": name,
+            "policy": policy,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The table, created when missing; an existing table must have our key schema. Returns
+/// whether it was created.
+async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<bool> {
+    let created = match ddb.describe_table().table_name(table).send().await {
+        Ok(out) => {
+            let schema: Vec<(String, String)> = out
+                .table
+                .as_ref()
+                .map(|t| t.key_schema())
+                .unwrap_or_default()
+                .iter()
+                .map(|k| {
+                    (
+                        k.attribute_name().to_string(),
+                        k.key_type().as_str().to_string(),
+                    )
+                })
+                .collect();
+            let want = vec![
+                (A_PATH.to_string(), "HASH".to_string()),
+                (A_SK.to_string(), "RANGE".to_string()),
+            ];
+            if schema != want {
+                return Err(Error::data(format!(
+                    "DynamoDB table {table} exists but is not an ecs-secrets table (its keys are {}; expected {A_PATH} HASH, {A_SK} RANGE): choose another --table",
+                    schema
+                        .iter()
+                        .map(|(n, t)| format!("{n} {t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+                return Ok(false);
+            }
+            false
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            let attr = |n: &str| {
+                AttributeDefinition::builder()
+                    .attribute_name(n)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("name and type are set")
+            };
+            let key = |n: &str, t| {
+                KeySchemaElement::builder()
+                    .attribute_name(n)
+                    .key_type(t)
+                    .build()
+                    .expect("name and type are set")
+            };
+            let r = ddb
+                .create_table()
+                .table_name(table)
+                .attribute_definitions(attr(A_PATH))
+                .attribute_definitions(attr(A_SK))
+                .key_schema(key(A_PATH, KeyType::Hash))
+                .key_schema(key(A_SK, KeyType::Range))
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await;
+            match r {
+                Ok(_) => true,
+                // Another setup created it meanwhile.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) =>
+                {
+                    false
+                }
+                Err(e) => {
+                    return Err(crate::aws::error(
+                        format!("creating DynamoDB table {table}"),
+                        e,
+                    ))
+                }
+            }
+        }
+        Err(e) => {
+            return Err(crate::aws::error(
+                format!("describing DynamoDB table {table}"),
+                e,
+            ))
+        }
+    };
+    // Until ACTIVE (the overall deadline bounds the wait).
+    loop {
+        let out = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| crate::aws::error(format!("describing DynamoDB table {table}"), e))?;
+        match out.table.and_then(|t| t.table_status) {
+            Some(TableStatus::Active) => return Ok(created),
+            Some(TableStatus::Creating) | Some(TableStatus::Updating) | None => {
+                tokio::time::sleep(Duration::from_secs(1)).await
+            }
+            Some(other) => {
+                return Err(Error::data(format!(
+                    "DynamoDB table {table} is {}: it cannot be used until it is ACTIVE",
+                    other.as_str()
+                )))
+            }
+        }
+    }
+}
+
+/// The KMS key: found, or created with its alias when `key` is an alias. Returns its ARN
+/// and whether it was created.
+async fn ensure_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<(String, bool)> {
+    let check = |m: &aws_sdk_kms::types::KeyMetadata| -> Result<String> {
+        use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
+        let usable = m.key_state() == Some(&KeyState::Enabled)
+            && m.key_usage()
+                .is_none_or(|u| u == &KeyUsageType::EncryptDecrypt)
+            && m.key_spec().is_none_or(|s| s == &KeySpec::SymmetricDefault);
+        if !usable {
+            return Err(Error::data(format!(
+                "KMS key {key} is not an enabled symmetric encryption key: choose another --kms-key"
+            )));
+        }
+        m.arn()
+            .map(String::from)
+            .ok_or_else(|| Error::data(format!("KMS did not return the ARN of {key}")))
+    };
+    match kms.describe_key().key_id(key).send().await {
+        Ok(out) => {
+            let m = out
+                .key_metadata
+                .ok_or_else(|| Error::data(format!("KMS described {key} without metadata")))?;
+            Ok((check(&m)?, false))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception()) =>
+        {
+            if !is_alias(key) {
+                return Err(Error::not_found(format!(
+                    "KMS key {key} does not exist: pass an existing key, or an alias (alias/NAME) for setup to create"
+                )));
+            }
+            let created = kms
+                .create_key()
+                .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+                .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+                .description(
+                    "ecs-secrets: envelope encryption of secrets (created by ecs-secrets setup)",
+                )
+                .tags(
+                    aws_sdk_kms::types::Tag::builder()
+                        .tag_key("created-by")
+                        .tag_value("ecs-secrets")
+                        .build()
+                        .expect("key and value are set"),
+                )
+                .send()
+                .await
+                .map_err(|e| crate::aws::error(format!("creating a KMS key for {key}"), e))?;
+            let m = created
+                .key_metadata
+                .ok_or_else(|| Error::data("KMS created a key without metadata"))?;
+            let alias = kms
+                .create_alias()
+                .alias_name(key)
+                .target_key_id(m.key_id())
+                .send()
+                .await;
+            match alias {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_already_exists_exception()) =>
+                {
+                    // A concurrent setup won: schedule ours for deletion, use theirs.
+                    let _ = kms
+                        .schedule_key_deletion()
+                        .key_id(m.key_id())
+                        .pending_window_in_days(7)
+                        .send()
+                        .await;
+                    return Box::pin(ensure_key(kms, key)).await;
+                }
+                Err(e) => {
+                    return Err(crate::aws::error(
+                        format!("creating KMS alias {key} for key {}", m.key_id()),
+                        e,
+                    ))
+                }
+            }
+            kms.enable_key_rotation()
+                .key_id(m.key_id())
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::aws::error(
+                        format!("enabling automatic rotation of KMS key {}", m.key_id()),
+                        e,
+                    )
+                })?;
+            Ok((check(&m)?, true))
+        }
+        Err(e) => Err(crate::aws::error(format!("describing KMS key {key}"), e)),
+    }
+}
