@@ -156,8 +156,8 @@ fn dynamodb_setup_twice_changes_nothing_the_second_time_and_works() {
     assert_eq!(
         proxy.ops(),
         [
-            "DynamoDB_20120810.DescribeTable",
-            "TrentService.DescribeKey"
+            "TrentService.DescribeKey",
+            "DynamoDB_20120810.DescribeTable"
         ],
         "only lookups the second time"
     );
@@ -574,4 +574,269 @@ fn the_ssm_cloudformation_template_deploys_and_works() {
         assert_ok(&run(&mut show(&m.endpoint, &["--path", &path], "S"))),
         "via-cfn"
     );
+}
+
+/// setup's exit and output for `args` (no AWS call needed for templates).
+fn setup(endpoint: &str, args: &[&str]) -> std::process::Output {
+    run(ecs(endpoint).arg("setup").args(args))
+}
+
+#[test]
+fn principals_of_another_account_or_partition_are_refused() {
+    let m = moto();
+    let path = unique_path("setup-account");
+    let alias = format!("alias/{}", unique("acct"));
+    // The issue's command: a stack would attach to same-named principals of whatever
+    // account deploys it.
+    let issue = [
+        "--cloudformation",
+        "--path",
+        &path,
+        "--fetch-role",
+        "arn:aws:iam::999999999999:role/app",
+        "--create-principal",
+        "arn:aws-us-gov:iam::111111111111:user/ops",
+    ];
+    let out = setup(&m.endpoint, &issue);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let e = assert_fail(&out);
+    assert!(
+        e.contains("999999999999") && e.contains("111111111111"),
+        "{e}"
+    );
+    assert!(out.stdout.is_empty(), "nothing partial: {}", describe(&out));
+    // Same account, different partitions: still two places.
+    let out = setup(
+        &m.endpoint,
+        &[
+            "--cloudformation",
+            "--fetch-role",
+            "arn:aws:iam::111111111111:role/app",
+            "--create-principal",
+            "arn:aws-cn:iam::111111111111:user/ops",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // One account: the template says which, and CloudFormation checks it.
+    let out = setup(
+        &m.endpoint,
+        &[
+            "--cloudformation",
+            "--fetch-role",
+            "arn:aws:iam::999999999999:role/app",
+            "--create-principal",
+            "arn:aws:iam::999999999999:user/ops",
+        ],
+    );
+    let t: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    let assertion = &t["Rules"]["PrincipalsAreInTheDeployingAccount"]["Assertions"][0];
+    assert_eq!(
+        assertion["Assert"]["Fn::And"],
+        serde_json::json!([
+            {"Fn::Equals": [{"Ref": "AWS::AccountId"}, "999999999999"]},
+            {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws"]},
+        ])
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("account 999999999999 (aws)"), "{e}");
+
+    // Against AWS: the account is the key's (moto's), refused before the table is created.
+    let table = unique("acct-tbl");
+    let proxy = Proxy::start(&m.endpoint);
+    for principal in [
+        "arn:aws:iam::999999999999:role/app".to_string(),
+        format!("arn:aws-us-gov:iam::{ACCOUNT}:role/app"),
+    ] {
+        let out = run(ecs(&proxy.endpoint()).args([
+            "setup",
+            "--backend",
+            "dynamodb",
+            "--path",
+            &path,
+            "--table",
+            &table,
+            "--kms-key",
+            &alias,
+            "--fetch-role",
+            &principal,
+        ]));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let e = assert_fail(&out);
+        assert!(e.contains(&principal) && e.contains(ACCOUNT), "{e}");
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+    }
+    assert_eq!(proxy.count("CreateTable"), 0, "{:?}", proxy.ops());
+}
+
+#[test]
+fn malformed_principal_arns_are_refused() {
+    let m = moto();
+    for bad in [
+        // The issue's three.
+        "arn:aws:iam:::role/app",
+        "arn:evil:iam::123456789012:role/app",
+        "arn::iam::123456789012:role/app",
+        "arn:aws:iam::1:role/app",
+        "arn:aws:iam:us-east-1:123456789012:role/app",
+        "arn:aws:iam::123456789012:role//app",
+        "arn:aws:iam::123456789012:policy/app",
+        "arn:aws:iam::123456789012:role/app name",
+    ] {
+        for flag in ["--fetch-role", "--create-principal"] {
+            let out = setup(&m.endpoint, &["--cloudformation", flag, bad]);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{flag} {bad}: {}",
+                describe(&out)
+            );
+            let e = assert_fail(&out);
+            assert!(e.contains(flag), "{e}");
+            assert!(out.stdout.is_empty(), "{}", describe(&out));
+        }
+    }
+    // A role name longer than IAM allows.
+    let long = format!("arn:aws:iam::{ACCOUNT}:role/{}", "r".repeat(65));
+    let out = setup(&m.endpoint, &["--cloudformation", "--fetch-role", &long]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn policy_names_of_different_paths_differ_and_attach_side_by_side() {
+    let m = moto();
+    let alias = format!("alias/{}", unique("names"));
+    let prefix = unique("names");
+    let long = format!("/{prefix}/{}", "x".repeat(150));
+    let role = unique("names-role");
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
+    let r = aws_query(
+        &m.endpoint,
+        "iam",
+        &[
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", &role),
+            (
+                "AssumeRolePolicyDocument",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Paths that read alike once / becomes -, and long paths that agree in their first 128
+    // characters.
+    let paths = [
+        format!("/{prefix}/a-b"),
+        format!("/{prefix}-a/b"),
+        format!("{long}/one"),
+        format!("{long}/two"),
+    ];
+    let mut names = Vec::new();
+    for path in &paths {
+        let out = setup(
+            &m.endpoint,
+            &["--path", path, "--kms-key", &alias, "--fetch-role", &arn],
+        );
+        let fetch = lines(&assert_ok(&out)).remove(0);
+        let name = fetch["policy_name"].as_str().unwrap().to_string();
+        assert!(name.len() <= 128, "{name}");
+        // Following the printed put-role-policy line.
+        let r = aws_query(
+            &m.endpoint,
+            "iam",
+            &[
+                ("Action", "PutRolePolicy"),
+                ("Version", "2010-05-08"),
+                ("RoleName", &role),
+                ("PolicyName", &name),
+                ("PolicyDocument", &fetch["policy"].to_string()),
+            ],
+        );
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        names.push(name);
+    }
+    let r = aws_query(
+        &m.endpoint,
+        "iam",
+        &[
+            ("Action", "ListRolePolicies"),
+            ("Version", "2010-05-08"),
+            ("RoleName", &role),
+        ],
+    );
+    let listed = r.text().matches("<member>").count();
+    assert_eq!(
+        listed,
+        paths.len(),
+        "none overwrote another: {names:?}\n{}",
+        r.text()
+    );
+}
+
+#[test]
+fn a_table_whose_keys_are_not_strings_is_refused() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let m = moto();
+    let path = unique_path("setup-types");
+    let alias = format!("alias/{}", unique("types"));
+    for (pk, sk) in [
+        (ScalarAttributeType::S, ScalarAttributeType::N),
+        (ScalarAttributeType::B, ScalarAttributeType::S),
+    ] {
+        // Our attribute names and key roles, but not our types.
+        let table = unique("types");
+        let attr = |n: &str, t: &ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(t.clone())
+                .build()
+                .unwrap()
+        };
+        let key = |n: &str, t| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
+        block_on(
+            dynamodb(&m.endpoint)
+                .create_table()
+                .table_name(&table)
+                .attribute_definitions(attr("path", &pk))
+                .attribute_definitions(attr("sk", &sk))
+                .key_schema(key("path", KeyType::Hash))
+                .key_schema(key("sk", KeyType::Range))
+                .billing_mode(BillingMode::PayPerRequest)
+                .send(),
+        )
+        .unwrap();
+        let out = setup(
+            &m.endpoint,
+            &[
+                "--backend",
+                "dynamodb",
+                "--path",
+                &path,
+                "--table",
+                &table,
+                "--kms-key",
+                &alias,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let e = assert_fail(&out);
+        assert!(
+            e.contains(&table) && e.contains("not an ecs-secrets table"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("path HASH {}", pk.as_str()))
+                && e.contains(&format!("sk RANGE {}", sk.as_str())),
+            "{e}"
+        );
+        assert!(out.stdout.is_empty(), "{}", describe(&out));
+    }
 }

@@ -17,7 +17,7 @@ mod template;
 
 use crate::config::{StoreConfig, DEFAULT_DYNAMODB_KEY};
 use crate::error::{Error, ExitCode, Result};
-use principal::{parse_principal, Principal, PrincipalKind};
+use principal::{one_account, parse_principals, Principal, PrincipalKind};
 use std::io::Write;
 use std::time::Duration;
 
@@ -41,14 +41,8 @@ pub fn run(
     create_principals: &[String],
     cloudformation: bool,
 ) -> Result<ExitCode> {
-    let readers = fetch_roles
-        .iter()
-        .map(|a| parse_principal("--fetch-role", a))
-        .collect::<Result<Vec<_>>>()?;
-    let writers = create_principals
-        .iter()
-        .map(|a| parse_principal("--create-principal", a))
-        .collect::<Result<Vec<_>>>()?;
+    let readers = parse_principals("--fetch-role", fetch_roles)?;
+    let writers = parse_principals("--create-principal", create_principals)?;
     let key = key_spec(cfg);
     if key.starts_with("alias/aws/") {
         return Err(Error::usage(format!(
@@ -56,7 +50,13 @@ pub fn run(
         )));
     }
     if cloudformation {
-        let t = template::template(cfg, &readers, &writers);
+        let account = one_account(readers.iter().chain(&writers))?;
+        if let Some((partition, account)) = &account {
+            note(format_args!(
+                "the template attaches its policies by name to principals of account {account} ({partition}); its rule PrincipalsAreInTheDeployingAccount makes CloudFormation refuse to deploy it into any other account"
+            ));
+        }
+        let t = template::template(cfg, &readers, &writers, account.as_ref());
         print(&format!("{t}\n"))?;
         return Ok(ExitCode::Success);
     }

@@ -130,14 +130,24 @@ pub(super) fn create_policy(backend: Backend, scope: &Scope) -> Value {
     }
 }
 
-/// `ecs-secrets-fetch-prod-grafana` for `/prod/grafana` (IAM names: at most 128 chars).
-pub(super) fn policy_name(access: &str, path: Option<&str>) -> String {
-    let mut n = format!("ecs-secrets-{access}");
-    if let Some(p) = path {
-        n.push_str(&p.replace('/', "-"));
-    }
-    n.truncate(128);
-    n
+/// IAM's limit on a policy name.
+const MAX_POLICY_NAME: usize = 128;
+
+/// `ecs-secrets-fetch-prod-grafana-<12 hex>` for `/prod/grafana`: the readable part (cut so
+/// that the whole fits IAM's 128 characters) names the path for people, the suffix — the
+/// first 48 bits of the path's SHA-256 — tells apart the paths that read the same
+/// (`/prod/a-b` and `/prod-a/b`, or two long paths cut alike), so that attaching the policy
+/// of one path never overwrites another's.
+pub(super) fn policy_name(access: &str, path: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, path.as_bytes());
+    let suffix: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Paths are ASCII (validate_path), so cutting at a byte is cutting at a character.
+    let mut n = format!("ecs-secrets-{access}{}", path.replace('/', "-"));
+    n.truncate(MAX_POLICY_NAME - 1 - suffix.len());
+    format!("{n}-{suffix}")
 }
 
 #[cfg(test)]
@@ -213,11 +223,25 @@ mod tests {
     }
 
     #[test]
-    fn policy_names_follow_the_path() {
-        assert_eq!(
-            policy_name("fetch", Some("/prod/grafana")),
-            "ecs-secrets-fetch-prod-grafana"
+    fn policy_names_follow_the_path_and_never_collide() {
+        let n = policy_name("fetch", "/prod/grafana");
+        assert!(n.starts_with("ecs-secrets-fetch-prod-grafana-"), "{n}");
+        assert_eq!(n.len(), "ecs-secrets-fetch-prod-grafana-".len() + 12);
+        assert_eq!(n, policy_name("fetch", "/prod/grafana"), "stable");
+        assert_ne!(
+            policy_name("fetch", "/prod/a-b"),
+            policy_name("fetch", "/prod-a/b")
         );
-        assert_eq!(policy_name("create", None), "ecs-secrets-create");
+        assert_ne!(n, policy_name("create", "/prod/grafana"));
+        // Long paths that agree in their first 128 characters.
+        let long = format!("/{}", "x".repeat(200));
+        let (a, b) = (
+            policy_name("fetch", &format!("{long}/a")),
+            policy_name("fetch", &format!("{long}/b")),
+        );
+        assert_ne!(a, b);
+        assert_eq!((a.len(), b.len()), (128, 128));
+        let ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        assert!(a.chars().all(ok), "{a}");
     }
 }

@@ -5,6 +5,7 @@
 //! configuration, so no STS client is needed.
 
 use super::policy::{create_policy, fetch_policy, policy_name, Scope};
+use super::principal::check_account;
 use super::{is_alias, note, Principal, PrincipalKind};
 use crate::config::{Backend, StoreConfig};
 use crate::error::{Error, Result};
@@ -31,6 +32,23 @@ pub(super) async fn provision(
     let k = aws_sdk_kms::config::Builder::from(&sdk).interceptor(attempts());
     let kms = aws_sdk_kms::Client::from_conf(k.build());
 
+    let (key_arn, created) = ensure_key(&kms, key).await?;
+    note(format_args!(
+        "KMS key {key_arn} ({key}): {}",
+        if created { "created" } else { "exists" }
+    ));
+    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID
+    let parts: Vec<&str> = key_arn.splitn(6, ':').collect();
+    let (partition, account) = match parts.as_slice() {
+        ["arn", partition, "kms", _, account, _] => (*partition, *account),
+        _ => {
+            return Err(Error::data(format!(
+                "KMS returned an unexpected key ARN {key_arn:?}"
+            )))
+        }
+    };
+    // Before anything else is created: the principals are in this account.
+    check_account(readers.iter().chain(writers), partition, account)?;
     if cfg.backend == Backend::Dynamodb {
         let d = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(attempts());
         let ddb = aws_sdk_dynamodb::Client::from_conf(d.build());
@@ -45,26 +63,11 @@ pub(super) async fn provision(
             }
         ));
     }
-    let (key_arn, created) = ensure_key(&kms, key).await?;
-    note(format_args!(
-        "KMS key {key_arn} ({key}): {}",
-        if created { "created" } else { "exists" }
-    ));
     if cfg.backend == Backend::Ssm {
         note(format_args!(
             "create ssm secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply"
         ));
     }
-    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID
-    let parts: Vec<&str> = key_arn.splitn(6, ':').collect();
-    let (partition, account) = match parts.as_slice() {
-        ["arn", partition, "kms", _, account, _] => (*partition, *account),
-        _ => {
-            return Err(Error::data(format!(
-                "KMS returned an unexpected key ARN {key_arn:?}"
-            )))
-        }
-    };
     let scope = Scope {
         path: json!(path),
         table_arn: json!(format!(
@@ -85,7 +88,7 @@ pub(super) async fn provision(
         ("fetch", readers, fetch_policy(cfg.backend, &scope)),
         ("create", writers, create_policy(cfg.backend, &scope)),
     ] {
-        let name = policy_name(access, Some(path));
+        let name = policy_name(access, path);
         for p in principals {
             let (cmd, flag) = match p.kind {
                 PrincipalKind::Role => ("put-role-policy", "--role-name"),
@@ -109,38 +112,40 @@ pub(super) async fn provision(
     Ok(out)
 }
 
+/// An existing table is ours only with our key schema and both key attributes strings:
+/// with another layout (or a sort key of type N) every write would fail and every read
+/// find nothing.
+fn check_schema(table: &str, t: Option<&aws_sdk_dynamodb::types::TableDescription>) -> Result<()> {
+    let defs = t.map(|t| t.attribute_definitions()).unwrap_or_default();
+    let schema: Vec<String> = t
+        .map(|t| t.key_schema())
+        .unwrap_or_default()
+        .iter()
+        .map(|k| {
+            let ty = defs
+                .iter()
+                .find(|d| d.attribute_name() == k.attribute_name())
+                .map_or("of no declared type", |d| d.attribute_type().as_str());
+            format!("{} {} {ty}", k.attribute_name(), k.key_type().as_str())
+        })
+        .collect();
+    let want = [format!("{A_PATH} HASH S"), format!("{A_SK} RANGE S")];
+    if schema != want {
+        return Err(Error::data(format!(
+            "DynamoDB table {table} exists but is not an ecs-secrets table (its keys are {}; expected {}): choose another --table",
+            if schema.is_empty() { "missing".to_string() } else { schema.join(", ") },
+            want.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// The table, created when missing; an existing table must have our key schema. Returns
 /// whether it was created.
 async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<bool> {
     let created = match ddb.describe_table().table_name(table).send().await {
         Ok(out) => {
-            let schema: Vec<(String, String)> = out
-                .table
-                .as_ref()
-                .map(|t| t.key_schema())
-                .unwrap_or_default()
-                .iter()
-                .map(|k| {
-                    (
-                        k.attribute_name().to_string(),
-                        k.key_type().as_str().to_string(),
-                    )
-                })
-                .collect();
-            let want = vec![
-                (A_PATH.to_string(), "HASH".to_string()),
-                (A_SK.to_string(), "RANGE".to_string()),
-            ];
-            if schema != want {
-                return Err(Error::data(format!(
-                    "DynamoDB table {table} exists but is not an ecs-secrets table (its keys are {}; expected {A_PATH} HASH, {A_SK} RANGE): choose another --table",
-                    schema
-                        .iter()
-                        .map(|(n, t)| format!("{n} {t}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
+            check_schema(table, out.table.as_ref())?;
             if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
                 return Ok(false);
             }
@@ -316,5 +321,57 @@ async fn ensure_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<(String, boo
             Ok((check(&m)?, true))
         }
         Err(e) => Err(crate::aws::error(format!("describing KMS key {key}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::TableDescription;
+
+    fn table(keys: &[(&str, KeyType, ScalarAttributeType)]) -> TableDescription {
+        let mut t = TableDescription::builder();
+        for (n, k, ty) in keys {
+            t = t
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(*n)
+                        .key_type(k.clone())
+                        .build()
+                        .unwrap(),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(*n)
+                        .attribute_type(ty.clone())
+                        .build()
+                        .unwrap(),
+                );
+        }
+        t.build()
+    }
+
+    #[test]
+    fn only_our_key_schema_with_string_keys_is_ours() {
+        use KeyType::{Hash, Range};
+        use ScalarAttributeType::{B, N, S};
+        let ok = table(&[(A_PATH, Hash, S), (A_SK, Range, S)]);
+        assert!(check_schema("t", Some(&ok)).is_ok());
+        for bad in [
+            table(&[(A_PATH, Hash, S), (A_SK, Range, N)]),
+            table(&[(A_PATH, Hash, B), (A_SK, Range, S)]),
+            table(&[(A_PATH, Hash, S)]),
+            table(&[(A_SK, Hash, S), (A_PATH, Range, S)]),
+            table(&[("Name", Hash, S), ("Serial", Range, N)]),
+        ] {
+            let e = check_schema("t", Some(&bad)).unwrap_err().to_string();
+            assert!(e.contains("not an ecs-secrets table"), "{e}");
+        }
+        let e = check_schema("t", None).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        let e = check_schema("t", Some(&table(&[(A_PATH, Hash, S), (A_SK, Range, N)])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{A_SK} RANGE N")), "{e}");
     }
 }

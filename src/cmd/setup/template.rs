@@ -10,7 +10,16 @@ use serde_json::{json, Value};
 /// names an existing key by id or ARN), and one managed policy each for readers and
 /// writers, attached to the given principals. The path is a parameter, defaulting to
 /// `--path` when given.
-pub(super) fn template(cfg: &StoreConfig, readers: &[Principal], writers: &[Principal]) -> Value {
+///
+/// With principals, `account` is the (partition, account) they are all in: managed policies
+/// attach by name in the account that deploys the stack, so a rule makes CloudFormation
+/// refuse to deploy the template anywhere else.
+pub(super) fn template(
+    cfg: &StoreConfig,
+    readers: &[Principal],
+    writers: &[Principal],
+    account: Option<&(String, String)>,
+) -> Value {
     let key = key_spec(cfg);
     let path = cfg.paths.first().map(String::as_str);
     let mut resources = serde_json::Map::new();
@@ -142,19 +151,35 @@ pub(super) fn template(cfg: &StoreConfig, readers: &[Principal], writers: &[Prin
     if let Some(p) = path {
         parameter["Default"] = json!(p);
     }
-    json!({
+    let mut t = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("ecs-secrets ({} backend): storage, KMS key and least-privilege policies", cfg.backend.as_str()),
         "Parameters": {"SecretsPath": parameter},
         "Resources": resources,
         "Outputs": outputs,
-    })
+    });
+    if let Some((partition, account)) = account {
+        t["Rules"] = json!({
+            "PrincipalsAreInTheDeployingAccount": {
+                "Assertions": [{
+                    "Assert": {"Fn::And": [
+                        {"Fn::Equals": [{"Ref": "AWS::AccountId"}, account]},
+                        {"Fn::Equals": [{"Ref": "AWS::Partition"}, partition]},
+                    ]},
+                    "AssertDescription": format!(
+                        "The policies attach by name to principals of account {account} ({partition}): deploy this stack in that account, or print a template for the principals of this one"
+                    ),
+                }],
+            },
+        });
+    }
+    t
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::setup::parse_principal;
+    use crate::cmd::setup::principal::parse_principal;
     use std::time::Duration;
 
     fn cfg(backend: Backend, path: Option<&str>, key: Option<&str>) -> StoreConfig {
@@ -171,9 +196,16 @@ mod tests {
 
     #[test]
     fn templates_hold_table_key_alias_and_attached_policies() {
-        let r = parse_principal("--fetch-role", "arn:aws:iam::1:role/task").unwrap();
-        let w = parse_principal("--create-principal", "arn:aws:iam::1:user/ops").unwrap();
-        let t = template(&cfg(Backend::Dynamodb, Some("/prod/app"), None), &[r], &[w]);
+        let r = parse_principal("--fetch-role", "arn:aws:iam::111122223333:role/task").unwrap();
+        let w =
+            parse_principal("--create-principal", "arn:aws:iam::111122223333:user/ops").unwrap();
+        let account = ("aws".to_string(), "111122223333".to_string());
+        let t = template(
+            &cfg(Backend::Dynamodb, Some("/prod/app"), None),
+            &[r],
+            &[w],
+            Some(&account),
+        );
         let res = &t["Resources"];
         assert_eq!(
             res["SecretsTable"]["Properties"]["BillingMode"],
@@ -186,12 +218,21 @@ mod tests {
         assert_eq!(res["FetchPolicy"]["Properties"]["Roles"], json!(["task"]));
         assert_eq!(res["CreatePolicy"]["Properties"]["Users"], json!(["ops"]));
         assert_eq!(t["Parameters"]["SecretsPath"]["Default"], "/prod/app");
+        let rule = &t["Rules"]["PrincipalsAreInTheDeployingAccount"]["Assertions"][0]["Assert"];
+        assert_eq!(
+            rule["Fn::And"],
+            json!([
+                {"Fn::Equals": [{"Ref": "AWS::AccountId"}, "111122223333"]},
+                {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws"]},
+            ])
+        );
 
         // ssm: no table; an existing key by id: no key resources.
-        let t = template(&cfg(Backend::Ssm, None, Some("1234abcd")), &[], &[]);
+        let t = template(&cfg(Backend::Ssm, None, Some("1234abcd")), &[], &[], None);
         let res = t["Resources"].as_object().unwrap();
         assert!(!res.contains_key("SecretsTable") && !res.contains_key("SecretsKey"));
         assert!(t["Parameters"]["SecretsPath"].get("Default").is_none());
+        assert!(t.get("Rules").is_none(), "no principals, nothing to attach");
         assert!(t.to_string().contains(":key/1234abcd"));
     }
 }
