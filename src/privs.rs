@@ -167,15 +167,64 @@ fn numeric(s: &str, what: &str, shown: &str) -> Result<Option<u32>> {
     }
 }
 
+/// The most of /etc/passwd or /etc/group read: far above any real file (a 100 000-user
+/// passwd is about 6 MiB), and a bound on what a forged image can make us read.
+const MAX_ETC_FILE: u64 = 16 << 20;
+
+/// The file's text, or `None` when it does not exist. Only a regular file (after following
+/// symlinks) of at most [`MAX_ETC_FILE`] bytes is read: a FIFO, a device or a link to
+/// `/proc/self/fd/0` could block for ever, before and outside `--timeout`. It is opened
+/// non-blocking (so opening a FIFO that changed places meanwhile cannot block either) and
+/// checked again through the open descriptor.
 fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!(
-            "cannot read {}: {e}; check its permissions, or give --user as numbers",
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::io(format!(
+            "cannot read {}: {e}; check it, or give --user as numbers",
             path.display()
-        ))),
+        ))
+    };
+    let not_regular = |t: std::fs::FileType| {
+        let kind = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        cannot(&format!("it is {kind}, not a regular file"))
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(not_regular(m.file_type())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(cannot(&e)),
     }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| cannot(&e))?;
+    let m = file.metadata().map_err(|e| cannot(&e))?;
+    if !m.is_file() {
+        return Err(not_regular(m.file_type()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ETC_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_ETC_FILE {
+        return Err(cannot(&format!(
+            "it is larger than {} MiB",
+            MAX_ETC_FILE >> 20
+        )));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn read_required(path: &Path, missing: impl FnOnce() -> String) -> Result<String> {
@@ -404,5 +453,59 @@ mod tests {
         for bad in ["4294967295", "99999999999", ":1", "1:"] {
             assert!(lookup(bad, &d).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_bounded_regular_files_are_read() {
+        let d = etc(None, Some(GROUP));
+        // A FIFO nobody writes to: refused at once, not waited on.
+        nix::unistd::mkfifo(
+            &d.join("passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        for spec in ["app", "1000"] {
+            let e = lookup(spec, &d).unwrap_err().to_string();
+            assert!(e.contains("a FIFO, not a regular file"), "{e}");
+        }
+        std::fs::remove_file(d.join("passwd")).unwrap();
+        // A directory, and a symlink to one.
+        std::fs::create_dir(d.join("passwd")).unwrap();
+        assert!(lookup("1000", &d).is_err());
+        std::fs::remove_dir(d.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.join("passwd")).unwrap();
+        let e = lookup("1000", &d).unwrap_err().to_string();
+        assert!(e.contains("a device"), "{e}");
+        std::fs::remove_file(d.join("passwd")).unwrap();
+        // A symlink to a regular file is followed; a dangling one is a missing file.
+        std::fs::write(d.join("real"), PASSWD).unwrap();
+        std::os::unix::fs::symlink("real", d.join("passwd")).unwrap();
+        assert_eq!(lookup("app", &d).unwrap().uid, 1000);
+        std::fs::remove_file(d.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("nowhere", d.join("passwd")).unwrap();
+        assert_eq!(lookup("4242", &d).unwrap().gid, 4242);
+        std::fs::remove_file(d.join("passwd")).unwrap();
+        // Larger than the bound (sparse: nothing is written to disk).
+        std::fs::write(d.join("passwd"), PASSWD).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("passwd"))
+            .unwrap();
+        f.set_len(MAX_ETC_FILE + 1).unwrap();
+        let e = lookup("app", &d).unwrap_err().to_string();
+        assert!(e.contains("larger than 16 MiB"), "{e}");
+        f.set_len(MAX_ETC_FILE).unwrap();
+        assert_eq!(lookup("app", &d).unwrap().uid, 1000);
+        // /etc/group too.
+        std::fs::remove_file(d.join("group")).unwrap();
+        nix::unistd::mkfifo(
+            &d.join("group"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let e = lookup("app", &d).unwrap_err().to_string();
+        assert!(e.contains("group") && e.contains("FIFO"), "{e}");
+        let e = lookup("1000:staff", &d).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
     }
 }

@@ -422,6 +422,93 @@ fn named_users_come_from_the_images_passwd_and_group() {
     assert!(!jail.path("run/secrets/x").exists());
 }
 
+/// `--user` reads /etc/passwd and /etc/group only as bounded regular files: a link to
+/// `/proc/self/fd/0` with a stdin that never closes, a FIFO nobody writes, or a huge file
+/// fail at once instead of hanging before and outside `--timeout`.
+#[test]
+fn user_never_hangs_on_an_etc_file_that_is_not_a_regular_file() {
+    let m = moto();
+    let path = unique_path("etc-fifo");
+    put_secure(&m.endpoint, &format!("{path}/A"), "a");
+    let jail = Jail::new("etc-fifo");
+    std::fs::create_dir(jail.path("etc")).unwrap();
+    let fifo = |rel: &str| {
+        let st = Command::new("mkfifo").arg(jail.path(rel)).status().unwrap();
+        assert!(st.success(), "mkfifo {rel}");
+    };
+    let reset = |rel: &str| {
+        let _ = std::fs::remove_file(jail.path(rel));
+    };
+    // Runs the binary with a stdin pipe the test keeps open; a hang is a failure.
+    let attempt = |user: &str| -> String {
+        let mut c = jail.command(
+            &m.endpoint,
+            Enter {
+                proc: true,
+                ..Default::default()
+            },
+            &exec_argv(&["--path", &path, "--user", user], "echo started"),
+        );
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let stdin = child.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hung = child.try_wait().unwrap().is_none();
+        // Closing stdin lets a hung binary go on (and end), so nothing is left behind.
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !hung,
+            "--user {user} hung reading an /etc file\n{}",
+            describe(&out)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("started"),
+            "{}",
+            describe(&out)
+        );
+        assert_fail(&out)
+    };
+    let cases: [(&str, &str, &str); 4] = [
+        ("etc/passwd", "app", "not a regular file"),
+        ("etc/passwd", "1000", "not a regular file"),
+        ("etc/group", "app", "not a regular file"),
+        ("etc/group", "1000:staff", "not a regular file"),
+    ];
+    for (rel, user, want) in cases {
+        reset("etc/passwd");
+        reset("etc/group");
+        jail.write("etc/passwd", "app:x:1000:1000::/home/app:/bin/sh\n");
+        jail.write("etc/group", "staff:x:50:app\n");
+        reset(rel);
+        std::os::unix::fs::symlink("/proc/self/fd/0", jail.path(rel)).unwrap();
+        let e = attempt(user);
+        assert!(
+            e.contains(want) && e.contains(&format!("/{rel}")),
+            "{rel} {user}: {e}"
+        );
+        reset(rel);
+        fifo(rel);
+        let e = attempt(user);
+        assert!(e.contains("a FIFO"), "{rel} {user}: {e}");
+    }
+    // Larger than the bound (a sparse file).
+    reset("etc/passwd");
+    jail.write("etc/passwd", "app:x:1000:1000::/home/app:/bin/sh\n");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(jail.path("etc/passwd"))
+        .unwrap();
+    f.set_len((16 << 20) + 1).unwrap();
+    let e = attempt("app");
+    assert!(e.contains("larger than"), "{e}");
+}
+
 #[test]
 fn a_directory_on_disk_is_refused_and_allow_disk_accepts_it() {
     let m = moto();
