@@ -10,6 +10,7 @@
 //!   SDK clients for seeding and checking moto without the tool under test.
 //! * [`EcsCredsServer`]: imitation of the ECS container credentials endpoint.
 //! * [`http_request()`]: a tiny blocking HTTP client for loopback servers.
+//! * [`aws_query()`], [`deploy_stack()`]: IAM and CloudFormation calls to moto.
 //! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
 //!
@@ -29,6 +30,7 @@ mod http;
 mod moto;
 mod process;
 mod proxy;
+mod query;
 mod scratch;
 
 pub use aws::{
@@ -44,6 +46,7 @@ pub use process::{
     stdin_run, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy};
+pub use query::{aws_query, deploy_stack, percent_decode};
 pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};
 
 use std::ffi::{CString, OsStr};
