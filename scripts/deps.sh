@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests and the quickstart need on a Debian machine, idempotently:
 # moto's server (the AWS emulator), python-dotenv and credstash (readers/peers the tests and
-# benchmarks compare against), the shells the eval round trip is checked in, and for the
+# benchmarks compare against), AWS's linters (cfn-lint, parliament; boto3 for botocore's
+# validation of the example task definitions), the shells the eval round trip is checked in, and for the
 # container tests busybox-static, util-linux (unshare, setpriv), mount and openssl.
 set -euo pipefail
 
@@ -24,6 +25,14 @@ if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, dotenv, fla
   echo "deps: installing moto[server] and python-dotenv with pip" >&2
   python3 -m pip install -q --disable-pip-version-check 'moto[server]' python-dotenv
 fi
+if ! command -v cfn-lint >/dev/null || ! command -v parliament >/dev/null \
+  || ! python3 -c 'import boto3' 2>/dev/null; then
+  echo "deps: installing cfn-lint, parliament and boto3 with pip" >&2
+  python3 -m pip install -q --disable-pip-version-check cfn-lint parliament boto3
+fi
 # pyenv keeps console scripts behind shims that need a rehash after an install.
 command -v pyenv >/dev/null && pyenv rehash || true
 command -v moto_server >/dev/null || { echo "deps: moto_server is still not on PATH" >&2; exit 1; }
+for tool in cfn-lint parliament; do
+  command -v "$tool" >/dev/null || { echo "deps: $tool is still not on PATH" >&2; exit 1; }
+done
