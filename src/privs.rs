@@ -181,8 +181,10 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let cannot = |e: &dyn std::fmt::Display| {
         Error::io(format!(
-            "cannot read {}: {e}; check it, or give --user as numbers",
-            path.display()
+            "cannot read {}: {e}; --user reads it only as a regular file of at most {} MiB (or \
+             goes without it when it does not exist)",
+            path.display(),
+            MAX_ETC_FILE >> 20
         ))
     };
     let not_regular = |t: std::fs::FileType| {

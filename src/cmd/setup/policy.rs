@@ -1,5 +1,10 @@
 //! The least-privilege policy documents of each backend, for readers (`fetch`) and writers
 //! (`create`), over a [`Scope`] of plain ARNs or CloudFormation expressions.
+//!
+//! Adding a backend: its arms in [`fetch_policy`] and [`create_policy`], the ARNs they need
+//! as [`Scope`] fields (filled in by provision.rs with plain strings and by template.rs with
+//! CloudFormation expressions), its resources in template.rs, and its name in the backend
+//! loops of tests/linters.rs, so that cfn-lint and parliament check it too.
 
 use crate::config::Backend;
 use crate::store::dynamodb::CONTEXT_KEY;
@@ -225,7 +230,8 @@ mod tests {
     #[test]
     fn policy_names_follow_the_path_and_never_collide() {
         let n = policy_name("fetch", "/prod/grafana");
-        assert!(n.starts_with("ecs-secrets-fetch-prod-grafana-"), "{n}");
+        // As the README shows it.
+        assert_eq!(n, "ecs-secrets-fetch-prod-grafana-ccd1c612b794");
         assert_eq!(n.len(), "ecs-secrets-fetch-prod-grafana-".len() + 12);
         assert_eq!(n, policy_name("fetch", "/prod/grafana"), "stable");
         assert_ne!(
