@@ -97,9 +97,14 @@ fn parliament(files: &[PathBuf]) -> Output {
 fn every_cloudformation_template_passes_cfn_lint() {
     let m = moto();
     let dir = TempDir::new("cfn-lint");
-    let principals: [&[&str]; 4] = [
+    let principals: [&[&str]; 5] = [
         &[],
         &["--fetch-role", "arn:aws:iam::123456789012:role/app-task"],
+        // Another partition: the template's rule names it.
+        &[
+            "--fetch-role",
+            "arn:aws-us-gov:iam::123456789012:role/app-task",
+        ],
         &["--create-principal", "arn:aws:iam::123456789012:user/ops"],
         &[
             "--fetch-role",
