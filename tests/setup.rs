@@ -689,11 +689,45 @@ fn policy_names_of_different_paths_differ_and_attach_side_by_side() {
     );
 }
 
+/// Creates `table` in moto with our attribute names and key roles but the given types.
+fn create_typed_table(
+    endpoint: &str,
+    table: &str,
+    pk: &aws_sdk_dynamodb::types::ScalarAttributeType,
+    sk: &aws_sdk_dynamodb::types::ScalarAttributeType,
+) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType};
+    let attr = |n: &str, t: &aws_sdk_dynamodb::types::ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t.clone())
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    block_on(
+        dynamodb(endpoint)
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr("path", pk))
+            .attribute_definitions(attr("sk", sk))
+            .key_schema(key("path", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_table_whose_keys_are_not_strings_is_refused() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::ScalarAttributeType;
     let m = moto();
     let path = unique_path("setup-types");
     let alias = format!("alias/{}", unique("types"));
@@ -703,32 +737,7 @@ fn a_table_whose_keys_are_not_strings_is_refused() {
     ] {
         // Our attribute names and key roles, but not our types.
         let table = unique("types");
-        let attr = |n: &str, t: &ScalarAttributeType| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(t.clone())
-                .build()
-                .unwrap()
-        };
-        let key = |n: &str, t| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-                .unwrap()
-        };
-        block_on(
-            dynamodb(&m.endpoint)
-                .create_table()
-                .table_name(&table)
-                .attribute_definitions(attr("path", &pk))
-                .attribute_definitions(attr("sk", &sk))
-                .key_schema(key("path", KeyType::Hash))
-                .key_schema(key("sk", KeyType::Range))
-                .billing_mode(BillingMode::PayPerRequest)
-                .send(),
-        )
-        .unwrap();
+        create_typed_table(&m.endpoint, &table, &pk, &sk);
         let out = setup(
             &m.endpoint,
             &[
@@ -755,4 +764,64 @@ fn a_table_whose_keys_are_not_strings_is_refused() {
         );
         assert!(out.stdout.is_empty(), "{}", describe(&out));
     }
+}
+
+/// Our CreateTable loses to another one (held at the proxy while a table of the wrong types
+/// is created under the same name): the winner's table is checked like any existing one.
+#[test]
+fn a_table_created_meanwhile_by_someone_else_is_checked_too() {
+    use aws_sdk_dynamodb::types::ScalarAttributeType;
+    let m = moto();
+    let path = unique_path("setup-race");
+    let alias = format!("alias/{}", unique("race"));
+    let table = unique("race");
+    let proxy = Proxy::start(&m.endpoint);
+    proxy.set_faults(Faults {
+        // Under an attempt's 10 s, and ample to create a table in moto meanwhile.
+        latency_ms: 4_000,
+        only_op: Some("CreateTable".into()),
+        ..Default::default()
+    });
+    let mut c = ecs(&proxy.endpoint());
+    c.args([
+        "setup",
+        "--backend",
+        "dynamodb",
+        "--path",
+        &path,
+        "--table",
+        &table,
+        "--kms-key",
+        &alias,
+        // Attempts of 10 s (a quarter, at most 10 s): longer than the hold.
+        "--timeout",
+        "120",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while proxy.count("CreateTable") == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "no CreateTable: {:?}",
+            proxy.ops()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    create_typed_table(
+        &m.endpoint,
+        &table,
+        &ScalarAttributeType::S,
+        &ScalarAttributeType::N,
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let e = assert_fail(&out);
+    assert!(
+        e.contains("not an ecs-secrets table") && e.contains("sk RANGE N"),
+        "{e}"
+    );
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
 }

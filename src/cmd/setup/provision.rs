@@ -203,7 +203,8 @@ async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<boo
             ))
         }
     };
-    // Until ACTIVE (the overall deadline bounds the wait).
+    // Until ACTIVE (the overall deadline bounds the wait). The schema is checked every time:
+    // when our CreateTable lost to another one, the winner's table may be anything.
     loop {
         let out = ddb
             .describe_table()
@@ -211,6 +212,7 @@ async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<boo
             .send()
             .await
             .map_err(|e| crate::aws::error(format!("describing DynamoDB table {table}"), e))?;
+        check_schema(table, out.table.as_ref())?;
         match out.table.and_then(|t| t.table_status) {
             Some(TableStatus::Active) => return Ok(created),
             Some(TableStatus::Creating) | Some(TableStatus::Updating) | None => {
