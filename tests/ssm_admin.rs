@@ -320,3 +320,135 @@ fn admin_errors_never_echo_payloads() {
         "{err}"
     );
 }
+
+/// A small deterministic generator (the seed is printed, so a failing round can be rerun).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// What `env --format json` injects for `name` (None: not injected).
+fn reader_value(e: &str, path: &str, name: &str) -> Option<String> {
+    let out = run(ecs(e).args(["env", "--path", path, "--format", "json"]));
+    let v: Value = serde_json::from_str(assert_ok(&out).trim())
+        .unwrap_or_else(|err| panic!("{err}: {}", describe(&out)));
+    v.get(name).map(|s| s.as_str().unwrap().to_string())
+}
+
+/// Issue 10 item 1: concurrent create / rotate / revoke on one name. Once every command has
+/// returned, readers get exactly the newest active version, `fetch` agrees, and no revoked
+/// payload is readable through the path.
+#[test]
+fn concurrent_admin_commands_on_one_name_converge() {
+    let m = moto();
+    let e = &m.endpoint;
+    let seed = std::env::var("RACE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("RACE_SEED={seed}");
+    let mut rng = Lcg(seed);
+    const SEEDED: u64 = 6;
+    for round in 0..12 {
+        let path = unique_path("race");
+        // serial → payload, of every version written in this round.
+        let mut payloads = std::collections::BTreeMap::new();
+        for i in 1..=SEEDED {
+            let p = format!("r{round}-seed{i}");
+            assert_ok(&run(ecs(e).args([
+                "create",
+                "--path",
+                &path,
+                "--name",
+                "K",
+                "--payload",
+                &p,
+            ])));
+            payloads.insert(i, p);
+        }
+        let commands: Vec<Vec<String>> = (0..20)
+            .map(|j| {
+                // Mostly revokes of the newest seeded serials (what readers see: the
+                // revokes that must write copies), some creates and rotates to race them;
+                // some rounds revoke everything.
+                let writes = [0, 2, 5][round % 3];
+                let mut args: Vec<String> = if rng.below(20) >= writes {
+                    let span = if rng.below(4) == 0 { SEEDED } else { 3 };
+                    let serial = SEEDED - rng.below(span);
+                    vec!["revoke".into(), "--serial".into(), serial.to_string()]
+                } else {
+                    let verb = if rng.below(2) == 0 {
+                        "create"
+                    } else {
+                        "rotate"
+                    };
+                    vec![verb.into(), "--payload".into(), format!("r{round}-c{j}")]
+                };
+                args.extend(["--path".into(), path.clone(), "--name".into(), "K".into()]);
+                args
+            })
+            .collect();
+        let outs: Vec<(Vec<String>, std::process::Output)> = std::thread::scope(|s| {
+            let handles: Vec<_> = commands
+                .iter()
+                .map(|args| s.spawn(move || (args.clone(), run(ecs(e).args(args)))))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (args, out) in &outs {
+            let v = json(out);
+            if args[0] != "revoke" {
+                payloads.insert(v["serial"].as_u64().unwrap(), args[2].clone());
+            }
+        }
+        let all = lines(&run(ecs(e).args([
+            "list",
+            "--path",
+            &path,
+            "--all-versions",
+        ])));
+        let newest = all
+            .iter()
+            .filter(|v| v["active"] == true)
+            .map(|v| v["serial"].as_u64().unwrap())
+            .max();
+        let revoked: Vec<&String> = all
+            .iter()
+            .filter(|v| v["active"] == false)
+            .map(|v| &payloads[&v["serial"].as_u64().unwrap()])
+            .collect();
+        let seen = reader_value(e, &path, "K");
+        let why = format!("seed {seed} round {round}: {commands:?}\nversions {all:?}");
+        if let Some(s) = &seen {
+            assert!(
+                !revoked.contains(&s),
+                "a revoked payload is read: {s}\n{why}"
+            );
+        }
+        let fetched = run(ecs(e).args(["fetch", "--path", &path, "--name", "K"]));
+        match newest {
+            Some(n) => {
+                let f = json(&fetched);
+                assert_eq!(f["serial"], n, "fetch disagrees with list\n{why}");
+                assert_eq!(f["payload"].as_str(), Some(payloads[&n].as_str()), "{why}");
+                assert_eq!(seen.as_deref(), Some(payloads[&n].as_str()), "{why}");
+            }
+            None => {
+                assert_eq!(fetched.status.code(), Some(1), "{}", describe(&fetched));
+                assert_eq!(seen, None, "every serial is revoked\n{why}");
+            }
+        }
+    }
+}

@@ -1,8 +1,102 @@
 //! Parameter Store, the write path: create and revoke (see the parent module for how
 //! revocation is recorded).
+//!
+//! Parameter Store has no conditional writes, so concurrent admin commands on one name
+//! cannot exclude each other. Instead every command ends by *converging*: it re-reads the
+//! history and, while the latest version does not resolve to the newest active serial (a
+//! copy of a since-revoked serial, a copy written after a newer create, a revoked version),
+//! writes the fix (a copy of the newest active serial, or a tombstone) and reads again.
+//!
+//! Why that converges: every write — a version, a copy, a label — is followed by a read by
+//! the command that made it. Take the write that lands last: its command's next read sees
+//! the final state; had that been wrong, the command would have written again, so it was
+//! right. Every command computes "right" the same way from the same history, so two
+//! repairers never fight over what the latest version should be, and once the last
+//! create or label has landed only fixes remain, each based on a read that already sees
+//! every create and label.
 
 use super::*;
-use aws_sdk_ssm::types::ParameterType;
+
+/// How many fixes one command writes before it gives up (each one answers a write of a
+/// concurrent command; a run of 20 concurrent commands needs a few).
+const MAX_REPAIRS: u32 = 64;
+
+/// What readers currently get through GetParametersByPath.
+#[derive(Debug, PartialEq)]
+enum Visible {
+    /// The payload of this active real serial (itself or a copy of it).
+    Active(u64),
+    /// Nothing: a tombstone, or no version at all.
+    Nothing,
+    /// A payload that has since been revoked (or is being revoked): must be replaced.
+    Stale,
+}
+
+/// What the latest version must become so that readers get the newest active serial.
+#[derive(Debug, PartialEq)]
+enum Fix {
+    Nothing,
+    Copy(u64),
+    Tombstone,
+}
+
+/// Whether `h` is revoked, counting `revoking` (a serial about to be labelled) as revoked.
+fn is_revoked(h: &Hist, revoking: Option<u64>) -> bool {
+    h.revoked || Some(h.version) == revoking
+}
+
+fn visible(hist: &[Hist], revoking: Option<u64>) -> Visible {
+    let Some(latest) = hist.last() else {
+        return Visible::Nothing;
+    };
+    let original = match latest.kind {
+        Kind::Real => latest,
+        Kind::Copy(k) => match hist.iter().find(|h| h.version == k && h.kind == Kind::Real) {
+            Some(o) => o,
+            None => return Visible::Stale,
+        },
+        Kind::Tombstone => return Visible::Nothing,
+    };
+    if is_revoked(original, revoking) {
+        Visible::Stale
+    } else {
+        Visible::Active(original.version)
+    }
+}
+
+/// The newest active real serial (what `fetch` answers), `revoking` counted as revoked.
+fn newest_active(hist: &[Hist], revoking: Option<u64>) -> Option<u64> {
+    hist.iter()
+        .filter(|h| h.kind == Kind::Real && !is_revoked(h, revoking))
+        .map(|h| h.version)
+        .max()
+}
+
+fn fix_for(hist: &[Hist], revoking: Option<u64>) -> Fix {
+    match (visible(hist, revoking), newest_active(hist, revoking)) {
+        (Visible::Active(v), Some(w)) if v == w => Fix::Nothing,
+        (Visible::Nothing, None) => Fix::Nothing,
+        (_, Some(w)) => Fix::Copy(w),
+        (_, None) => Fix::Tombstone,
+    }
+}
+
+/// ecs-secrets writes only SecureStrings, and Parameter Store cannot change a parameter's
+/// type: refuse, before writing, a name whose latest version is of another type.
+fn check_writable(full_name: &str, hist: &[Hist]) -> Result<()> {
+    let what = match hist.last().and_then(|h| h.ptype.as_ref()) {
+        None | Some(ParameterType::SecureString) => return Ok(()),
+        Some(ParameterType::String) => "a String parameter (stored unencrypted)",
+        Some(ParameterType::StringList) => "a StringList parameter",
+        Some(_) => "a parameter of an unknown type",
+    };
+    Err(Error::data(format!(
+        "{} is {what}, not written by ecs-secrets, which writes only SecureStrings (and \
+         Parameter Store cannot change a parameter's type): nothing was written; delete it \
+         (aws ssm delete-parameter) and create it again with ecs-secrets",
+        printable(full_name)
+    )))
+}
 
 impl SsmStore {
     async fn put(&self, full_name: &str, value: &str, description: &str) -> Result<u64> {
@@ -31,8 +125,53 @@ impl SsmStore {
         let value = payload
             .as_str()
             .expect("checked as UTF-8 by Store::check_payload");
-        self.put(&full(path, name), value, VERSION_DESCRIPTION)
-            .await
+        let full_name = full(path, name);
+        check_writable(&full_name, &self.history(path, name).await?)?;
+        let serial = self.put(&full_name, value, VERSION_DESCRIPTION).await?;
+        self.converge(path, name).await?;
+        Ok(serial)
+    }
+
+    /// Write what `fix` says the latest version must become.
+    async fn apply(&self, path: &str, name: &str, fix: Fix) -> Result<()> {
+        let full_name = full(path, name);
+        match fix {
+            Fix::Nothing => {}
+            Fix::Copy(k) => {
+                crate::log::debug(format_args!(
+                    "{full_name}: latest version set to serial {k}"
+                ));
+                let v = self.value_of(path, name, k).await?;
+                let value = v.as_str().unwrap_or_default();
+                self.put(&full_name, value, &format!("{COPY_PREFIX}{k}"))
+                    .await?;
+            }
+            Fix::Tombstone => {
+                crate::log::debug(format_args!("{full_name}: no active serial left"));
+                self.put(&full_name, TOMBSTONE, TOMBSTONE_DESCRIPTION)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-read and repair until the latest version resolves to the newest active serial
+    /// (or a tombstone when none is active), at most `MAX_REPAIRS` fixes.
+    async fn converge(&self, path: &str, name: &str) -> Result<()> {
+        let full_name = full(path, name);
+        for _ in 0..=MAX_REPAIRS {
+            let hist = self.history(path, name).await?;
+            check_writable(&full_name, &hist)?;
+            match fix_for(&hist, None) {
+                Fix::Nothing => return Ok(()),
+                fix => self.apply(path, name, fix).await?,
+            }
+        }
+        Err(Error::data(format!(
+            "{full_name} kept changing under concurrent admin commands: after {MAX_REPAIRS} \
+             repairs readers may still not see its newest active serial; once the other \
+             commands are done, revoke any revoked serial again (it repairs)"
+        )))
     }
 
     pub async fn revoke(&self, path: &str, name: &str, serial: u64) -> Result<()> {
@@ -50,52 +189,123 @@ impl SsmStore {
                 serial_list(&hist)
             )));
         };
-        let already = target.revoked;
-        // What readers must see once `serial` is revoked, and what they see now.
-        let wanted = hist
-            .iter()
-            .filter(|h| h.kind == Kind::Real && !h.revoked && h.version != serial)
-            .map(|h| h.version)
-            .max();
-        let current = visible(&hist);
-        let up_to_date = match (&current, wanted) {
-            (Visible::Active(v), Some(w)) => *v == w,
-            (Visible::Nothing, None) => true,
-            _ => false,
-        };
-        if !up_to_date {
-            match wanted {
-                Some(k) => {
-                    let v = self.value_of(path, name, k).await?;
-                    let value = v.as_str().unwrap_or_default();
-                    self.put(&full_name, value, &format!("{COPY_PREFIX}{k}"))
-                        .await?;
-                }
-                None => {
-                    self.put(&full_name, TOMBSTONE, TOMBSTONE_DESCRIPTION)
-                        .await?;
-                }
-            }
+        check_writable(&full_name, &hist)?;
+        if !target.revoked {
+            // Hide the payload before labelling it, so that a revoke stopped half-way never
+            // leaves it visible: one fix from this read, no loop (another command that does
+            // not know of this revocation yet could fight it; the loop below settles it).
+            self.apply(path, name, fix_for(&hist, Some(serial))).await?;
+            self.label_revoked(&full_name, serial).await?;
         }
-        if !already {
-            let resp = self
-                .client
-                .label_parameter_version()
-                .name(&full_name)
-                .parameter_version(serial as i64)
-                .labels(revoked_label(serial))
-                .send()
-                .await
-                .map_err(|e| {
-                    crate::aws::error(format!("labelling {full_name} serial {serial} revoked"), e)
-                })?;
-            if resp.invalid_labels.is_some_and(|l| !l.is_empty()) {
-                return Err(Error::data(format!(
-                    "SSM refused the revocation label on {full_name} serial {serial}; \
-                     a version holds at most 10 labels: remove one and revoke again"
-                )));
-            }
+        // Also when it was revoked already: a repeated revoke repairs what an interrupted
+        // one left.
+        self.converge(path, name).await
+    }
+
+    async fn label_revoked(&self, full_name: &str, serial: u64) -> Result<()> {
+        let resp = self
+            .client
+            .label_parameter_version()
+            .name(full_name)
+            .parameter_version(serial as i64)
+            .labels(revoked_label(serial))
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::error(format!("labelling {full_name} serial {serial} revoked"), e)
+            })?;
+        if resp.invalid_labels.is_some_and(|l| !l.is_empty()) {
+            return Err(Error::data(format!(
+                "SSM refused the revocation label on {full_name} serial {serial}; \
+                 a version holds at most 10 labels: remove one and revoke again"
+            )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(version: u64, kind: Kind, revoked: bool) -> Hist {
+        Hist {
+            version,
+            kind,
+            revoked,
+            created: String::new(),
+            ptype: Some(ParameterType::SecureString),
+        }
+    }
+
+    #[test]
+    fn visible_follows_copies_and_tombstones() {
+        assert_eq!(
+            visible(&[h(1, Kind::Real, false)], None),
+            Visible::Active(1)
+        );
+        assert_eq!(visible(&[h(1, Kind::Real, true)], None), Visible::Stale);
+        assert_eq!(visible(&[h(1, Kind::Real, false)], Some(1)), Visible::Stale);
+        assert_eq!(
+            visible(
+                &[
+                    h(1, Kind::Real, false),
+                    h(2, Kind::Real, true),
+                    h(3, Kind::Copy(1), false)
+                ],
+                None
+            ),
+            Visible::Active(1)
+        );
+        // The copy's original was revoked later: readers get a revoked payload until repaired.
+        assert_eq!(
+            visible(
+                &[
+                    h(1, Kind::Real, true),
+                    h(2, Kind::Real, true),
+                    h(3, Kind::Copy(1), false)
+                ],
+                None
+            ),
+            Visible::Stale
+        );
+        assert_eq!(
+            visible(
+                &[h(1, Kind::Real, true), h(2, Kind::Tombstone, false)],
+                None
+            ),
+            Visible::Nothing
+        );
+    }
+
+    #[test]
+    fn fixes_for_the_races_that_were_found() {
+        // revoke 3 and revoke 2 at once: 3's copy of 2 landed, then both labels.
+        let both = [
+            h(1, Kind::Real, false),
+            h(2, Kind::Real, true),
+            h(3, Kind::Real, true),
+            h(4, Kind::Copy(2), false),
+        ];
+        assert_eq!(fix_for(&both, None), Fix::Copy(1));
+        // A revoke's copy of 1 landed after a create of 4.
+        let late = [
+            h(1, Kind::Real, false),
+            h(2, Kind::Real, true),
+            h(3, Kind::Real, false),
+            h(4, Kind::Real, false),
+            h(5, Kind::Copy(1), false),
+        ];
+        assert_eq!(fix_for(&late, None), Fix::Copy(4));
+        // A tombstone written after a create.
+        let tomb = [h(1, Kind::Real, false), h(2, Kind::Tombstone, false)];
+        assert_eq!(fix_for(&tomb, None), Fix::Copy(1));
+        // Consistent states need nothing.
+        assert_eq!(fix_for(&[h(1, Kind::Real, false)], None), Fix::Nothing);
+        assert_eq!(fix_for(&[], None), Fix::Nothing);
+        let gone = [h(1, Kind::Real, true), h(2, Kind::Tombstone, false)];
+        assert_eq!(fix_for(&gone, None), Fix::Nothing);
+        // Revoking the only active serial: a tombstone.
+        assert_eq!(fix_for(&[h(1, Kind::Real, false)], Some(1)), Fix::Tombstone);
     }
 }
