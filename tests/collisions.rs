@@ -245,3 +245,20 @@ fn concurrent_colliding_creates_never_both_stay_active() {
         }
     }
 }
+
+/// A name that readers refuse without --allow-name is written (the flag exists for it), with
+/// a warning that every start needs that flag.
+#[test]
+fn a_name_readers_refuse_is_written_with_a_warning() {
+    let e = moto_ready();
+    let path = unique_path("collide-refused");
+    let out = run(&mut cli(
+        e,
+        "ssm",
+        &path,
+        &["create", "--name", "LD_PRELOAD", "--payload", "x.so"],
+    ));
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-name LD_PRELOAD"), "{err}");
+}

@@ -12,7 +12,7 @@
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::inject::names::{env_name, printable};
+use crate::inject::names::{env_name, is_refused, printable};
 
 fn refusal(path: &str, name: &str, other: &str) -> String {
     format!(
@@ -82,7 +82,19 @@ impl Store {
     }
 
     /// Refuse, before writing, a name that collides with an active secret of the path.
+    /// (A name that readers refuse without `--allow-name` is only warned about: that flag
+    /// exists for it.)
     pub(super) async fn check_collision(&self, path: &str, name: &str) -> Result<()> {
+        let env = env_name(name);
+        if is_refused(&env) {
+            crate::log::warn(format_args!(
+                "{path}/{} sets {}, which changes how programs load or start: every start of \
+                 {path} fails unless it passes --allow-name {}",
+                printable(name),
+                printable(&env),
+                printable(&env)
+            ));
+        }
         match self.collision(path, name).await? {
             Some(other) => Err(Error::usage(format!(
                 "nothing written: {}",
