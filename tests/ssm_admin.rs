@@ -479,3 +479,131 @@ fn concurrent_admin_commands_on_one_name_converge() {
         }
     }
 }
+
+/// Starts `revoke --serial S` of `K` through a proxy that holds every PutParameter for
+/// `hold_ms`, and returns once its first PutParameter (the copy that hides S) is parked.
+fn revoke_held_at_its_copy(
+    e: &str,
+    path: &str,
+    serial: u64,
+    hold_ms: u64,
+) -> (Proxy, std::process::Child) {
+    let proxy = Proxy::start(e);
+    proxy.set_faults(Faults {
+        latency_ms: hold_ms,
+        only_op: Some("PutParameter".into()),
+        ..Default::default()
+    });
+    let child = ecs(&proxy.endpoint())
+        .args([
+            "revoke",
+            "--path",
+            path,
+            "--name",
+            "K",
+            "--serial",
+            &serial.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while proxy.count("PutParameter") == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "no PutParameter: {:?}",
+            proxy.ops()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (proxy, child)
+}
+
+/// Seeds v1, v2, v3 of `K`, parks `revoke --serial 3` at its copy of serial 2, runs
+/// `other` to completion, releases the revoke; then readers and `fetch` must both give
+/// `(serial, payload)`.
+fn late_copy_after(tag: &str, other: &[&str], want: (u64, &str)) {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path(tag);
+    for p in ["v1", "v2", "v3"] {
+        assert_ok(&run(ecs(e).args([
+            "create",
+            "--path",
+            &path,
+            "--name",
+            "K",
+            "--payload",
+            p,
+        ])));
+    }
+    let (_proxy, child) = revoke_held_at_its_copy(e, &path, 3, 2000);
+    assert_ok(&run(ecs(e)
+        .args(&other[..1])
+        .args(["--path", &path, "--name", "K"])
+        .args(&other[1..])));
+    assert_ok(&child.wait_with_output().unwrap());
+    let f = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
+    assert_eq!(
+        (&f["serial"], &f["payload"]),
+        (&Value::from(want.0), &Value::from(want.1))
+    );
+    assert_eq!(
+        reader_value(e, &path, "K").as_deref(),
+        Some(want.1),
+        "readers agree with fetch"
+    );
+}
+
+/// Issue 10 item 1, forced: a revoke's copy lands after a create of a newer serial.
+#[test]
+fn a_revoke_copy_landing_after_a_create_is_repaired() {
+    late_copy_after(
+        "late-copy-create",
+        &["create", "--payload", "v4"],
+        (4, "v4"),
+    );
+}
+
+/// Issue 10 item 1, forced: revoke 3 and revoke 2 at once; 3's copy of 2 lands last.
+#[test]
+fn a_revoke_copy_of_a_serial_revoked_meanwhile_is_repaired() {
+    late_copy_after("late-copy-revoke", &["revoke", "--serial", "2"], (1, "v1"));
+}
+
+/// An interrupted revoke can leave a revoked payload as the latest version; revoking that
+/// serial again (already revoked) repairs it.
+#[test]
+fn revoking_a_revoked_serial_again_repairs_a_stale_latest_version() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("repair");
+    for p in ["v1", "v2"] {
+        assert_ok(&run(ecs(e).args([
+            "create",
+            "--path",
+            &path,
+            "--name",
+            "K",
+            "--payload",
+            p,
+        ])));
+    }
+    // What a revoke of 2 killed between its label and its copy leaves: 2 labelled, latest.
+    block_on(
+        ssm(e)
+            .label_parameter_version()
+            .name(format!("{path}/K"))
+            .parameter_version(2)
+            .labels("revoked-2")
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(reader_value(e, &path, "K").as_deref(), Some("v2"));
+    assert_ok(&run(ecs(e).args([
+        "revoke", "--path", &path, "--name", "K", "--serial", "2",
+    ])));
+    assert_eq!(reader_value(e, &path, "K").as_deref(), Some("v1"));
+}
