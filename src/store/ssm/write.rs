@@ -84,6 +84,20 @@ fn fix_for(hist: &[Hist], revoking: Option<u64>) -> Fix {
 /// ecs-secrets writes only SecureStrings, and Parameter Store cannot change a parameter's
 /// type: refuse, before writing, a name whose latest version is of another type.
 fn check_writable(full_name: &str, hist: &[Hist]) -> Result<()> {
+    check_type_of_latest(full_name, hist, "nothing was written")
+}
+
+/// The same, after this command wrote: another tool changed the type meanwhile.
+fn check_still_writable(full_name: &str, hist: &[Hist]) -> Result<()> {
+    check_type_of_latest(
+        full_name,
+        hist,
+        "another tool wrote it while this command ran, so readers may not get its newest \
+         active serial",
+    )
+}
+
+fn check_type_of_latest(full_name: &str, hist: &[Hist], outcome: &str) -> Result<()> {
     let what = match hist.last().and_then(|h| h.ptype.as_ref()) {
         None | Some(ParameterType::SecureString) => return Ok(()),
         Some(ParameterType::String) => "a String parameter (stored unencrypted)",
@@ -92,7 +106,7 @@ fn check_writable(full_name: &str, hist: &[Hist]) -> Result<()> {
     };
     Err(Error::data(format!(
         "{} is {what}, not written by ecs-secrets, which writes only SecureStrings (and \
-         Parameter Store cannot change a parameter's type): nothing was written; delete it \
+         Parameter Store cannot change a parameter's type): {outcome}; delete it \
          (aws ssm delete-parameter) and create it again with ecs-secrets",
         printable(full_name)
     )))
@@ -161,7 +175,7 @@ impl SsmStore {
         let full_name = full(path, name);
         for _ in 0..=MAX_REPAIRS {
             let hist = self.history(path, name).await?;
-            check_writable(&full_name, &hist)?;
+            check_still_writable(&full_name, &hist)?;
             match fix_for(&hist, None) {
                 Fix::Nothing => return Ok(()),
                 fix => self.apply(path, name, fix).await?,
