@@ -322,4 +322,106 @@ mod tests {
         // Revoking the only active serial: a tombstone.
         assert_eq!(fix_for(&[h(1, Kind::Real, false)], Some(1)), Fix::Tombstone);
     }
+
+    /// A model of the write path: actors run create / revoke as the code does (each read
+    /// and each write one atomic step, any other actor's steps in between), under random
+    /// schedules (2 to 20 actors). Once all have finished, the latest version resolves to the newest active
+    /// serial, and no actor needed more than `MAX_REPAIRS` fixes.
+    #[test]
+    fn every_schedule_of_the_model_converges() {
+        #[derive(Clone, Copy)]
+        enum Op {
+            Create,
+            Revoke(u64),
+        }
+        enum Pc {
+            Start,
+            Hide(Fix),
+            Label,
+            Read,
+            Write(Fix),
+            Done,
+        }
+        fn put(hist: &mut Vec<Hist>, kind: Kind) {
+            let version = hist.len() as u64 + 1;
+            hist.push(h(version, kind, false));
+        }
+        fn apply(hist: &mut Vec<Hist>, fix: Fix) {
+            match fix {
+                Fix::Nothing => {}
+                Fix::Copy(k) => put(hist, Kind::Copy(k)),
+                Fix::Tombstone => put(hist, Kind::Tombstone),
+            }
+        }
+        let mut seed = 0x5eed_u64;
+        let mut below = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..3000 {
+            let mut hist = Vec::new();
+            let seeded = 1 + below(4);
+            for _ in 0..seeded {
+                put(&mut hist, Kind::Real);
+            }
+            let n = 2 + below(19);
+            let mut actors: Vec<(Op, Pc, u32)> = (0..n)
+                .map(|_| {
+                    let op = if below(3) == 0 {
+                        Op::Create
+                    } else {
+                        Op::Revoke(1 + below(seeded))
+                    };
+                    (op, Pc::Start, 0)
+                })
+                .collect();
+            while let Some(i) = {
+                let live: Vec<usize> = (0..actors.len())
+                    .filter(|&i| !matches!(actors[i].1, Pc::Done))
+                    .collect();
+                (!live.is_empty()).then(|| live[below(live.len() as u64) as usize])
+            } {
+                let (op, pc, repairs) = &mut actors[i];
+                *pc = match (std::mem::replace(pc, Pc::Done), *op) {
+                    (Pc::Start, Op::Create) => {
+                        put(&mut hist, Kind::Real);
+                        Pc::Read
+                    }
+                    (Pc::Start, Op::Revoke(s)) => {
+                        if hist[s as usize - 1].revoked {
+                            Pc::Read
+                        } else {
+                            Pc::Hide(fix_for(&hist, Some(s)))
+                        }
+                    }
+                    (Pc::Hide(fix), _) => {
+                        apply(&mut hist, fix);
+                        Pc::Label
+                    }
+                    (Pc::Label, Op::Revoke(s)) => {
+                        hist[s as usize - 1].revoked = true;
+                        Pc::Read
+                    }
+                    (Pc::Read, _) => match fix_for(&hist, None) {
+                        Fix::Nothing => Pc::Done,
+                        fix => Pc::Write(fix),
+                    },
+                    (Pc::Write(fix), _) => {
+                        *repairs += 1;
+                        assert!(*repairs <= MAX_REPAIRS);
+                        apply(&mut hist, fix);
+                        Pc::Read
+                    }
+                    (Pc::Label, Op::Create) | (Pc::Done, _) => unreachable!(),
+                };
+            }
+            assert_eq!(fix_for(&hist, None), Fix::Nothing, "{hist:?}");
+            match newest_active(&hist, None) {
+                Some(w) => assert_eq!(visible(&hist, None), Visible::Active(w)),
+                None => assert_eq!(visible(&hist, None), Visible::Nothing),
+            }
+        }
+    }
 }
