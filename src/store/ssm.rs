@@ -93,7 +93,8 @@ fn check_type(full_name: &str, t: Option<&ParameterType>) -> Result<bool> {
             printable(full_name)
         ))),
         other => Err(Error::data(format!(
-            "{} is a parameter of type {}, which ecs-secrets does not read; move it out of the path",
+            "{} is a parameter of type {}, which ecs-secrets does not read; move it out of \
+             the path",
             printable(full_name),
             other.map_or("(none)", |t| t.as_str())
         ))),

@@ -323,10 +323,10 @@ mod tests {
         assert_eq!(fix_for(&[h(1, Kind::Real, false)], Some(1)), Fix::Tombstone);
     }
 
-    /// A model of the write path: actors run create / revoke as the code does (each read
-    /// and each write one atomic step, any other actor's steps in between), under random
-    /// schedules (2 to 20 actors). Once all have finished, the latest version resolves to the newest active
-    /// serial, and no actor needed more than `MAX_REPAIRS` fixes.
+    /// A model of the write path: 2 to 20 actors run create / revoke as the code does (each
+    /// read and each write one atomic step, any other actor's steps in between), under
+    /// random schedules. Once all have finished, the latest version resolves to the newest
+    /// active serial, and no actor needed more than `MAX_REPAIRS` fixes.
     #[test]
     fn every_schedule_of_the_model_converges() {
         #[derive(Clone, Copy)]
