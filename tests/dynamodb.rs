@@ -1158,11 +1158,13 @@ fn request_costs_of_each_command() {
         eprintln!("{cmd:?}: {} requests {:?}", want.len(), want);
     };
     let create = ["create", "--path", &path, "--name", "A", "--payload", "a"];
-    // The first create of a path makes its data key.
+    // The first create of a path makes its data key. Every create lists the path's names
+    // before and after its write (the environment-name collision check).
     costs(
         &proxy,
         &create,
         &[
+            "Query",
             "Query",
             "GenerateDataKey",
             "PutItem",
@@ -1170,12 +1172,15 @@ fn request_costs_of_each_command() {
             "PutItem",
             "GetItem",
             "GetItem",
+            "Query",
         ],
     );
     costs(
         &proxy,
         &create,
-        &["Query", "Decrypt", "Query", "PutItem", "GetItem", "GetItem"],
+        &[
+            "Query", "Query", "Decrypt", "Query", "PutItem", "GetItem", "GetItem", "Query",
+        ],
     );
     costs(
         &proxy,

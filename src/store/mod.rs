@@ -2,6 +2,7 @@
 //! need no boxing); each backend takes its AWS clients in `new()`, so tests can hand it
 //! clients pointed anywhere.
 
+pub mod collide;
 pub mod dynamodb;
 pub mod ssm;
 
@@ -53,13 +54,17 @@ impl Store {
         }
     }
 
-    /// Store a new version; returns its serial.
+    /// Store a new version; returns its serial. Refused, before writing, when the name's
+    /// environment name collides with another active secret of the path (see `collide`).
     pub async fn create(&self, path: &str, name: &str, payload: &Payload) -> Result<u64> {
         self.check_payload(payload)?;
-        match self {
+        self.check_collision(path, name).await?;
+        let serial = match self {
             Store::Ssm(s) => s.create(path, name, payload).await,
             Store::Dynamodb(d) => d.create(path, name, payload).await,
-        }
+        }?;
+        self.undo_if_collided(path, name, serial).await?;
+        Ok(serial)
     }
 
     /// Revoke one version. An unknown name or serial is `Error::NotFound` and changes nothing.

@@ -12,8 +12,17 @@
 //!   K`), or, when none remains, a tombstone whose value readers skip. Copies and tombstones
 //!   are internal: they are not serials, and `list`/`fetch` resolve a copy to its original.
 //! - So readers never need history; admin commands read GetParameterHistory.
+//! - Concurrent admin commands cannot coordinate (Parameter Store has no conditional
+//!   writes), so each one, after its last write, re-reads the history and repairs the latest
+//!   version until it resolves to the newest active serial (see `write.rs`).
+//!
+//! Parameter types: a SecureString is a secret; a String (written by other tools, stored
+//! unencrypted) is read as one too, with a warning; a StringList is a list, not one value,
+//! and every command refuses it, naming it. ecs-secrets writes only SecureStrings, and refuses
+//! to write over a parameter of another type.
 
 use crate::error::{Error, Result};
+use crate::inject::names::printable;
 use crate::secret::{Fetched, Payload, Secret, VersionInfo};
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::date_time::Format as DateFormat;
@@ -46,6 +55,8 @@ pub(crate) fn check_payload(p: &Payload) -> Result<()> {
     }
 }
 
+mod write;
+
 #[derive(Clone)]
 pub struct SsmStore {
     client: aws_sdk_ssm::Client,
@@ -60,6 +71,7 @@ struct Hist {
     kind: Kind,
     revoked: bool,
     created: String,
+    ptype: Option<ParameterType>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -67,6 +79,40 @@ enum Kind {
     Real,
     Copy(u64),
     Tombstone,
+}
+
+/// How a parameter of this type is treated: `Ok(true)` a String (read, with a warning),
+/// `Ok(false)` a SecureString, an error for a StringList or anything else.
+fn check_type(full_name: &str, t: Option<&ParameterType>) -> Result<bool> {
+    match t {
+        Some(ParameterType::SecureString) => Ok(false),
+        Some(ParameterType::String) => Ok(true),
+        Some(ParameterType::StringList) => Err(Error::data(format!(
+            "{} is a StringList parameter: a list is not one secret value, and ecs-secrets \
+             reads only SecureString (and String) parameters; move it out of the path",
+            printable(full_name)
+        ))),
+        other => Err(Error::data(format!(
+            "{} is a parameter of type {}, which ecs-secrets does not read; move it out of \
+             the path",
+            printable(full_name),
+            other.map_or("(none)", |t| t.as_str())
+        ))),
+    }
+}
+
+/// Say once per process that a String parameter is served: it is stored unencrypted.
+fn warn_plain(full_name: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.iter().any(|s| s == full_name) {
+        seen.push(full_name.to_string());
+        crate::log::warn(format_args!(
+            "{} is a String parameter, stored unencrypted; it is read as a secret, but should be \
+             a SecureString (delete it and create it again with ecs-secrets create)",
+            printable(full_name)
+        ));
+    }
 }
 
 fn full(path: &str, name: &str) -> String {
@@ -87,12 +133,13 @@ impl SsmStore {
         }
     }
 
-    /// Every parameter under `path` (recursively when configured), page by page, handed to
+    /// Every parameter under `path` (recursively when `recursive`), page by page, handed to
     /// `each` with its name relative to the path. A page may be short or even empty and still
     /// carry a token: it is followed until absent. Returns the number of pages.
     async fn by_path(
         &self,
         path: &str,
+        recursive: bool,
         decrypt: bool,
         what: &str,
         mut each: impl FnMut(String, aws_sdk_ssm::types::Parameter),
@@ -105,7 +152,7 @@ impl SsmStore {
                 .client
                 .get_parameters_by_path()
                 .path(path)
-                .recursive(self.recursive)
+                .recursive(recursive)
                 .with_decryption(decrypt)
                 .max_results(PAGE)
                 .set_next_token(token.take())
@@ -129,11 +176,22 @@ impl SsmStore {
 
     pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
         let mut out = Vec::new();
+        let mut refused: Option<Error> = None;
         let pages = self
-            .by_path(path, true, "reading", |name, p| {
+            .by_path(path, self.recursive, true, "reading", |name, p| {
+                let plain = match check_type(&full(path, &name), p.r#type.as_ref()) {
+                    Ok(plain) => plain,
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                        return;
+                    }
+                };
                 let Some(value) = p.value else { return };
                 let payload = Payload::from_string(value);
                 if payload.as_bytes() != TOMBSTONE.as_bytes() {
+                    if plain {
+                        warn_plain(&full(path, &name));
+                    }
                     out.push(Secret {
                         name,
                         serial: p.version.max(0) as u64,
@@ -142,6 +200,9 @@ impl SsmStore {
                 }
             })
             .await?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         crate::log::debug(format_args!(
             "{path}: {} secrets in {pages} GetParametersByPath page(s)",
             out.len()
@@ -197,6 +258,7 @@ impl SsmStore {
                     kind,
                     revoked: labels.contains(&revoked_label(version)),
                     created: date(h.last_modified_date.as_ref()),
+                    ptype: h.r#type,
                 });
             }
             match resp.next_token {
@@ -206,36 +268,6 @@ impl SsmStore {
         }
         out.sort_by_key(|h| h.version);
         Ok(out)
-    }
-
-    async fn put(&self, full_name: &str, value: &str, description: &str) -> Result<u64> {
-        let resp = self
-            .client
-            .put_parameter()
-            .name(full_name)
-            .value(value)
-            .r#type(ParameterType::SecureString)
-            .set_key_id(self.kms_key.clone())
-            .description(description)
-            .overwrite(true)
-            .send()
-            .await
-            .map_err(|e| {
-                crate::aws::error_redacted(
-                    format!("writing {full_name} to SSM Parameter Store"),
-                    e,
-                    Some(value.as_bytes()),
-                )
-            })?;
-        Ok(resp.version.max(0) as u64)
-    }
-
-    pub async fn create(&self, path: &str, name: &str, payload: &Payload) -> Result<u64> {
-        let value = payload
-            .as_str()
-            .expect("checked as UTF-8 by Store::check_payload");
-        self.put(&full(path, name), value, VERSION_DESCRIPTION)
-            .await
     }
 
     /// The value of one version, decrypted.
@@ -254,70 +286,6 @@ impl SsmStore {
             .and_then(|p| p.value)
             .ok_or_else(|| Error::data(format!("{selector} came back without a value")))?;
         Ok(Payload::from_string(value))
-    }
-
-    pub async fn revoke(&self, path: &str, name: &str, serial: u64) -> Result<()> {
-        let hist = self.history(path, name).await?;
-        let full_name = full(path, name);
-        if hist.is_empty() {
-            return Err(Error::not_found(format!("no secret {full_name}")));
-        }
-        let Some(target) = hist
-            .iter()
-            .find(|h| h.version == serial && h.kind == Kind::Real)
-        else {
-            return Err(Error::not_found(format!(
-                "{full_name} has no serial {serial} (serials: {})",
-                serial_list(&hist)
-            )));
-        };
-        let already = target.revoked;
-        // What readers must see once `serial` is revoked, and what they see now.
-        let wanted = hist
-            .iter()
-            .filter(|h| h.kind == Kind::Real && !h.revoked && h.version != serial)
-            .map(|h| h.version)
-            .max();
-        let current = visible(&hist);
-        let up_to_date = match (&current, wanted) {
-            (Visible::Active(v), Some(w)) => *v == w,
-            (Visible::Nothing, None) => true,
-            _ => false,
-        };
-        if !up_to_date {
-            match wanted {
-                Some(k) => {
-                    let v = self.value_of(path, name, k).await?;
-                    let value = v.as_str().unwrap_or_default();
-                    self.put(&full_name, value, &format!("{COPY_PREFIX}{k}"))
-                        .await?;
-                }
-                None => {
-                    self.put(&full_name, TOMBSTONE, TOMBSTONE_DESCRIPTION)
-                        .await?;
-                }
-            }
-        }
-        if !already {
-            let resp = self
-                .client
-                .label_parameter_version()
-                .name(&full_name)
-                .parameter_version(serial as i64)
-                .labels(revoked_label(serial))
-                .send()
-                .await
-                .map_err(|e| {
-                    crate::aws::error(format!("labelling {full_name} serial {serial} revoked"), e)
-                })?;
-            if resp.invalid_labels.is_some_and(|l| !l.is_empty()) {
-                return Err(Error::data(format!(
-                    "SSM refused the revocation label on {full_name} serial {serial}; \
-                     a version holds at most 10 labels: remove one and revoke again"
-                )));
-            }
-        }
-        Ok(())
     }
 
     pub async fn fetch(&self, path: &str, name: &str, serial: Option<u64>) -> Result<Fetched> {
@@ -346,6 +314,9 @@ impl SsmStore {
                     ))
                 })?,
         };
+        if check_type(&full_name, h.ptype.as_ref())? {
+            warn_plain(&full_name);
+        }
         if h.revoked {
             return Ok(Fetched {
                 name: name.to_string(),
@@ -380,8 +351,23 @@ impl SsmStore {
 
     pub async fn list(&self, path: &str, all_versions: bool) -> Result<Vec<VersionInfo>> {
         let mut names = Vec::new();
-        self.by_path(path, false, "listing", |name, _| names.push(name))
-            .await?;
+        let mut refused: Option<Error> = None;
+        self.by_path(
+            path,
+            self.recursive,
+            false,
+            "listing",
+            |name, p| match check_type(&full(path, &name), p.r#type.as_ref()) {
+                Ok(_) => names.push(name),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            },
+        )
+        .await?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         names.sort();
         let mut out = Vec::new();
         for name in names {
@@ -400,33 +386,14 @@ impl SsmStore {
     }
 }
 
-/// What readers currently get through GetParametersByPath.
-#[derive(Debug, PartialEq)]
-enum Visible {
-    /// The payload of this active real serial (itself or a copy of it).
-    Active(u64),
-    /// Nothing: a tombstone.
-    Nothing,
-    /// A payload that has since been revoked: must be replaced.
-    Stale,
-}
-
-fn visible(hist: &[Hist]) -> Visible {
-    let Some(latest) = hist.last() else {
-        return Visible::Nothing;
-    };
-    let original = match latest.kind {
-        Kind::Real => latest,
-        Kind::Copy(k) => match hist.iter().find(|h| h.version == k && h.kind == Kind::Real) {
-            Some(o) => o,
-            None => return Visible::Stale,
-        },
-        Kind::Tombstone => return Visible::Nothing,
-    };
-    if original.revoked {
-        Visible::Stale
-    } else {
-        Visible::Active(original.version)
+impl SsmStore {
+    /// Every name under `path`, nested ones included whatever `--recursive` says (for the
+    /// environment-name collision check: a recursive reader sees them).
+    pub async fn names(&self, path: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        self.by_path(path, true, false, "listing", |name, _| names.push(name))
+            .await?;
+        Ok(names)
     }
 }
 
@@ -440,46 +407,5 @@ fn serial_list(hist: &[Hist]) -> String {
         "none".into()
     } else {
         s.join(", ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(version: u64, kind: Kind, revoked: bool) -> Hist {
-        Hist {
-            version,
-            kind,
-            revoked,
-            created: String::new(),
-        }
-    }
-
-    #[test]
-    fn visible_follows_copies_and_tombstones() {
-        assert_eq!(visible(&[h(1, Kind::Real, false)]), Visible::Active(1));
-        assert_eq!(visible(&[h(1, Kind::Real, true)]), Visible::Stale);
-        assert_eq!(
-            visible(&[
-                h(1, Kind::Real, false),
-                h(2, Kind::Real, true),
-                h(3, Kind::Copy(1), false)
-            ]),
-            Visible::Active(1)
-        );
-        // The copy's original was revoked later: readers get a revoked payload until repaired.
-        assert_eq!(
-            visible(&[
-                h(1, Kind::Real, true),
-                h(2, Kind::Real, true),
-                h(3, Kind::Copy(1), false)
-            ]),
-            Visible::Stale
-        );
-        assert_eq!(
-            visible(&[h(1, Kind::Real, true), h(2, Kind::Tombstone, false)]),
-            Visible::Nothing
-        );
     }
 }
