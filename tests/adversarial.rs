@@ -614,3 +614,93 @@ fn the_daemon_never_leaks_values() {
         "a value is in the daemon's stderr:\n{stderr}"
     );
 }
+
+/// Issue 10, finding 7: `create --payload=VALUE` was refused with "Unrecognized argument:
+/// --payload=VALUE", and argh's other messages quote values too (a repeated option, a stray
+/// word). The `=` form now works, and no mistake on the command line — unknown flag, a
+/// switch given a value, a missing value, a repeated option, a stray word, a bad number —
+/// shows a value in its message.
+#[test]
+fn flag_equals_value_works_and_parse_errors_never_echo_values() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("argv");
+    let value = marker("argv");
+    let out = run(ecs(e).args([
+        "create",
+        &format!("--path={path}"),
+        "--name=DB",
+        &format!("--payload={value}=tail"),
+    ]));
+    assert!(
+        assert_ok(&out).contains("\"serial\":1"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(ecs(e).args(["fetch", "--path", &path, "--name", "DB"]));
+    let got: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    assert_eq!(got["payload"], json!(format!("{value}=tail")));
+
+    let p = format!("--path={path}");
+    let v = value.as_str();
+    let pv = format!("--payload={value}");
+    let lower = value.to_ascii_lowercase();
+    for args in [
+        vec!["create", &p, "--name", "X", "--payload-stdin=", v],
+        vec![
+            "create",
+            &p,
+            "--name",
+            "X",
+            &format!("--payload-stdin={value}"),
+        ],
+        vec!["create", &p, "--name", "X", &format!("--paylod={value}")],
+        vec!["create", &p, "--name", "X", &format!("--{lower}")],
+        vec!["create", &p, "--name", "X", &format!("-{value}")],
+        vec!["create", &p, "--name", "X", "--payload", v, "--payload", v],
+        vec!["create", &p, "--name", "X", &pv, &pv],
+        vec!["create", &p, "--name", "X", "--payload", "first", v],
+        vec!["create", &p, "--name", "X", v],
+        vec!["rotate", &p, "--name", "X", "--generate", v],
+        vec![
+            "create",
+            &p,
+            "--name",
+            "X",
+            "--timeout",
+            v,
+            "--payload",
+            "x",
+        ],
+        vec!["revoke", &p, "--name", "X", "--serial", v, "--serial", v],
+        vec!["env", &p, "--format", v],
+        vec!["exec", &p, "--user", &format!(":{value}"), "--", "true"],
+        vec![&format!("--{lower}=1")],
+        vec!["create", &p, "--name", "X", &pv, "--payload"],
+    ] {
+        let out = run(ecs(e).args(&args));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", describe(&out));
+        assert!(
+            !all.to_ascii_uppercase().contains("LEAKMARK"),
+            "{args:?} echoed a value:\n{all}"
+        );
+        assert!(all.contains("ecs-secrets: error:"), "{args:?}\n{all}");
+    }
+    // The messages still say what is wrong.
+    let out = run(ecs(e).args(["create", &p, "--name", "X", &pv, &pv]));
+    assert!(assert_fail(&out).contains("--payload was given more than once"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--payload"]));
+    assert!(assert_fail(&out).contains("--payload needs a value"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--payload-stdin=yes"]));
+    assert!(assert_fail(&out).contains("--payload-stdin is a switch"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--paylaod=zz"]));
+    assert!(assert_fail(&out).contains("unknown flag --paylaod"));
+    // Nothing was created by any of them.
+    let out = run(ecs(e).args(["list", "--path", &path]));
+    assert_eq!(assert_ok(&out).lines().count(), 1);
+}
