@@ -34,10 +34,21 @@ pub fn exec(cmd: &[OsString], env: &[EnvEntry], path_var: Option<&OsStr>) -> Exi
             return ExitCode::CannotExecute;
         }
     };
-    let envp: Vec<&CStr> = env
+    // Each entry ends in its one NUL; a NUL inside (never from a store, which refuses them)
+    // fails here without naming or showing the value.
+    let envp: Vec<&CStr> = match env
         .iter()
-        .map(|e| CStr::from_bytes_with_nul(e).expect("env entries are NUL-terminated once"))
-        .collect();
+        .map(|e| CStr::from_bytes_with_nul(e))
+        .collect::<Result<_, _>>()
+    {
+        Ok(v) => v,
+        Err(_) => {
+            crate::log::error(format_args!(
+                "an environment variable for the command contains a NUL byte"
+            ));
+            return ExitCode::CannotExecute;
+        }
+    };
     let program = cmd[0].as_bytes();
     let shown = crate::inject::env::printable(&cmd[0].to_string_lossy());
 

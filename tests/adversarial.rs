@@ -704,3 +704,139 @@ fn flag_equals_value_works_and_parse_errors_never_echo_values() {
     let out = run(ecs(e).args(["list", "--path", &path]));
     assert_eq!(assert_ok(&out).lines().count(), 1);
 }
+
+/// Rewrite version `serial` of `path/name` (dynamodb, generation 1) to hold `value`, sealed
+/// exactly as the tool seals: what another writer with the same KMS access could store.
+fn reseal_dynamodb_version(endpoint: &str, path: &str, name: &str, serial: u64, value: &[u8]) {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    use ecs_secrets::crypto::{seal, Binding, DataKey};
+    use ecs_secrets::store::dynamodb::{key_sk, version_sk, CONTEXT_KEY};
+    let ddb = dynamodb(endpoint);
+    let key_item = block_on(
+        ddb.get_item()
+            .table_name("ecs-secrets")
+            .key("path", Av::S(path.into()))
+            .key("sk", Av::S(key_sk(1)))
+            .consistent_read(true)
+            .send(),
+    )
+    .unwrap()
+    .item
+    .expect("generation 1 of the path's data key");
+    let blob = key_item["encrypted_key"].as_b().unwrap().clone();
+    let plain = block_on(
+        kms(endpoint)
+            .decrypt()
+            .ciphertext_blob(blob)
+            .encryption_context(CONTEXT_KEY, path)
+            .send(),
+    )
+    .unwrap();
+    let key = DataKey::from_slice(plain.plaintext().unwrap().as_ref()).unwrap();
+    let b = Binding {
+        path,
+        name,
+        serial,
+        generation: 1,
+    };
+    let sealed = seal(&key, &b, value).unwrap();
+    block_on(
+        ddb.update_item()
+            .table_name("ecs-secrets")
+            .key("path", Av::S(path.into()))
+            .key("sk", Av::S(version_sk(name, serial)))
+            .update_expression("SET ciphertext = :c, nonce = :n")
+            .expression_attribute_values(":c", Av::B(sealed.ciphertext.into()))
+            .expression_attribute_values(":n", Av::B(sealed.nonce.to_vec().into()))
+            .send(),
+    )
+    .unwrap();
+}
+
+/// Issue 10, finding 4: a value with a NUL byte written by another tool made `exec` panic
+/// with a backtrace and `env` print the raw NUL (shells then read `ab`, silently). Every
+/// read now fails with one line naming the secret, on both backends and for every consumer:
+/// exec (with and without --files), env in its three formats, fetch, and the daemon.
+#[test]
+fn a_nul_inside_a_stored_value_fails_every_read_naming_the_secret() {
+    let m = moto();
+    let e = &m.endpoint;
+    let ssm_path = unique_path("nul-ssm");
+    put_secure(e, &format!("{ssm_path}/FINE"), "fine");
+    put_secure(e, &format!("{ssm_path}/HAS_NUL"), "a\0b");
+    // dynamodb: the table and key made by `setup`, a version created by the tool, then
+    // re-sealed with a NUL inside, as another writer holding the same keys could.
+    let ddb_path = unique_path("nul-ddb");
+    let backend = [("ECS_SECRETS_BACKEND", "dynamodb")];
+    assert_ok(&run(ecs(e)
+        .args(["setup", "--path", &ddb_path])
+        .envs(backend)));
+    for (name, value) in [("FINE", "fine"), ("HAS_NUL", "a_b")] {
+        assert_ok(&run(ecs(e)
+            .args([
+                "create",
+                "--path",
+                &ddb_path,
+                "--name",
+                name,
+                "--payload",
+                value,
+            ])
+            .envs(backend)));
+    }
+    reseal_dynamodb_version(e, &ddb_path, "HAS_NUL", 1, b"a\0b");
+
+    let files = Scratch::shm("nul-files");
+    for (path, vars) in [(&ssm_path, &[][..]), (&ddb_path, &backend[..])] {
+        let named = format!("{path}/HAS_NUL");
+        let check = |args: &[&str]| {
+            let out = run(ecs(e).args(args).envs(vars.iter().copied()));
+            let stderr = assert_fail(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+            assert!(
+                stderr.contains(&named) && stderr.contains("NUL byte"),
+                "{args:?}\n{}",
+                describe(&out)
+            );
+            assert_eq!(stderr.lines().count(), 1, "{args:?}\n{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            out
+        };
+        let mut exec = ecs(e);
+        exec.envs(vars.iter().copied());
+        assert_exec_not_started(exec, &["--path", path]);
+        let dir = files.join(&format!("d{}", path.len() % 7));
+        let mut exec = ecs(e);
+        exec.envs(vars.iter().copied());
+        let d = dir.to_str().unwrap();
+        assert_exec_not_started(exec, &["--path", path, "--files", d, "--no-env"]);
+        assert!(!dir.exists(), "no file written");
+        let out = check(&["env", "--path", path]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "echo 'ecs-secrets: failed to load secrets, see the error above' >&2; exit 1\n"
+        );
+        for f in ["dotenv", "json"] {
+            let out = check(&["env", "--path", path, "--format", f]);
+            assert!(out.stdout.is_empty(), "{f}");
+        }
+        let out = check(&["fetch", "--path", path, "--name", "HAS_NUL"]);
+        assert!(out.stdout.is_empty());
+        // The other secret of the path still reads.
+        let out = run(ecs(e)
+            .args(["fetch", "--path", path, "--name", "FINE"])
+            .envs(vars.iter().copied()));
+        assert!(assert_ok(&out).contains("\"payload\":\"fine\""));
+        let mut c = ecs(e);
+        c.args(["daemon", "--path", path, "--listen", "127.0.0.1:0"])
+            .envs(vars.iter().copied());
+        let d = DaemonProcess::spawn(c);
+        let r = d.get("/latest/secrets/HAS_NUL").unwrap();
+        assert_eq!(r.status, 502, "{}", r.text());
+        let body = r.json();
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(&named) && msg.contains("NUL byte"), "{msg}");
+        assert!(!r.text().contains("a\\u0000b"), "{}", r.text());
+        d.stop();
+    }
+}
