@@ -840,3 +840,83 @@ fn a_nul_inside_a_stored_value_fails_every_read_naming_the_secret() {
         d.stop();
     }
 }
+
+/// Issue 10, finding 9: 40 secrets of 60 KiB (dynamodb) made execve fail with "Argument list
+/// too long", exit 126, after the files were written. The size is now checked first: exit 1,
+/// one line saying what is too large and what to do, nothing started; and what it suggests
+/// (`--files DIR --no-env`) works.
+#[test]
+fn an_environment_over_the_kernel_limit_fails_before_exec_saying_what_to_do() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("e2big");
+    let backend = [("ECS_SECRETS_BACKEND", "dynamodb")];
+    assert_ok(&run(ecs(e).args(["setup", "--path", &path]).envs(backend)));
+    let value = vec![b'v'; 60 * 1024];
+    for i in 0..40 {
+        let out = stdin_run(
+            ecs(e)
+                .args(["create", "--path", &path, "--payload-stdin", "--name"])
+                .arg(format!("BIG_{i:02}"))
+                .envs(backend),
+            &value,
+        );
+        assert_ok(&out);
+    }
+    // A fixed stack limit (8 MiB, the usual default) makes the kernel's limit 2 MiB.
+    let wrapped = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -s 8192 && exec \"$0\" \"$@\"")
+            .arg(bin())
+            .args(args);
+        scrub_env(&mut c, e).envs(backend);
+        c
+    };
+    let shm = Scratch::shm("e2big");
+    let marker = shm.join("started");
+    let m_s = marker.to_str().unwrap();
+    let out = run(&mut wrapped(&["exec", "--path", &path, "--", "touch", m_s]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!marker.exists(), "nothing started");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("over Linux's limit of 2097152 bytes")
+            && stderr.contains("40 secrets in the environment take")
+            && stderr.contains("--files DIR --no-env"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("vvvv"), "{stderr}");
+    // With --files, no file was written either.
+    let dir = shm.join("secrets");
+    let d = dir.to_str().unwrap();
+    let out = run(&mut wrapped(&[
+        "exec",
+        "--path",
+        &path,
+        "--files",
+        d,
+        "--file-env",
+        "--",
+        "touch",
+        m_s,
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!dir.exists() && !marker.exists());
+    // What the message suggests works.
+    let out = run(&mut wrapped(&[
+        "exec",
+        "--path",
+        &path,
+        "--files",
+        d,
+        "--no-env",
+        "--file-env",
+        "--",
+        "sh",
+        "-c",
+        "wc -c < \"$BIG_39_FILE\"",
+    ]));
+    assert_eq!(assert_ok(&out).trim(), "61440");
+}
