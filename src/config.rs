@@ -58,8 +58,8 @@ impl Env {
         match self.get(key)?.as_deref().map(str::trim) {
             None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
             Some("1") | Some("true") | Some("yes") => Ok(true),
-            Some(other) => Err(Error::usage(format!(
-                "{key}={other:?} is not a boolean: use 1 or 0"
+            Some(_) => Err(Error::usage(format!(
+                "{key} is not a boolean: use 1 or 0 (true/false, yes/no)"
             ))),
         }
     }
@@ -128,10 +128,10 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     {
         None | Some("") | Some("ssm") => Backend::Ssm,
         Some("dynamodb") => Backend::Dynamodb,
-        Some(other) => {
-            return Err(Error::usage(format!(
-                "unknown backend {other:?}: use --backend ssm or --backend dynamodb"
-            )))
+        Some(_) => {
+            return Err(Error::usage(
+                "unknown backend: use --backend ssm or --backend dynamodb",
+            ))
         }
     };
 

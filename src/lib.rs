@@ -34,6 +34,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     // makes that shell exit.
     let shell_line = cmd::env::wants_failure_line(&args);
     if shell_line {
+        cmd::env::install_signal_guard();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);

@@ -674,6 +674,7 @@ fn flag_equals_value_works_and_parse_errors_never_echo_values() {
         ],
         vec!["revoke", &p, "--name", "X", "--serial", v, "--serial", v],
         vec!["env", &p, "--format", v],
+        vec!["env", &p, "--backend", v],
         vec!["exec", &p, "--user", &format!(":{value}"), "--", "true"],
         vec![&format!("--{lower}=1")],
         vec!["create", &p, "--name", "X", &pv, "--payload"],
@@ -690,6 +691,22 @@ fn flag_equals_value_works_and_parse_errors_never_echo_values() {
             "{args:?} echoed a value:\n{all}"
         );
         assert!(all.contains("ecs-secrets: error:"), "{args:?}\n{all}");
+    }
+    // Nor the value of one of our variables.
+    for var in [
+        "ECS_SECRETS_DEBUG",
+        "ECS_SECRETS_RECURSIVE",
+        "ECS_SECRETS_TIMEOUT",
+        "ECS_SECRETS_BACKEND",
+    ] {
+        let out = run(ecs(e).args(["env", &p]).env(var, v));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}\n{}", describe(&out));
+        assert!(
+            stderr.contains(var) || stderr.contains("backend"),
+            "{var}: {stderr}"
+        );
+        assert!(!stderr.contains("LEAKMARK"), "{var}: {stderr}");
     }
     // The messages still say what is wrong.
     let out = run(ecs(e).args(["create", &p, "--name", "X", &pv, &pv]));

@@ -437,3 +437,50 @@ fn timeout_is_bounded_below_and_above() {
     let out = run(ecs(&endpoint).args(["env", "--path", "/a/b", "--timeout", "0.1"]));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
 }
+
+/// A sibling of finding 2: a signal that ends `env` while it fetches (a `timeout`, an
+/// orchestrator stopping the task) left stdout empty, so `eval` went on. The terminating
+/// signals that can be caught now leave the failure line too.
+#[test]
+fn a_signal_while_fetching_leaves_the_failure_line() {
+    use std::process::Stdio;
+    let m = moto();
+    let path = unique_path("env-signal");
+    put_secure(&m.endpoint, &format!("{path}/A"), "a");
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let proxy = Proxy::start(&m.endpoint);
+        proxy.set_faults(Faults {
+            stall: 1.0,
+            ..Default::default()
+        });
+        let mut c = ecs(&proxy.endpoint());
+        c.args(["env", "--path", &path, "--timeout", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while proxy.total() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the proxy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            FAILURE_LINE,
+            "signal {sig}\n{}",
+            describe(&out)
+        );
+        assert_eq!(out.status.code(), Some(128 + sig), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("stopped by a signal"),
+            "{}",
+            describe(&out)
+        );
+    }
+}

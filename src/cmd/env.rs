@@ -8,6 +8,9 @@ use std::io::Write;
 
 pub fn run(cfg: EnvConfig) -> Result<ExitCode> {
     let buf = render(&cfg)?;
+    // From here on a terminating signal must not cut the output short (a cut quote would
+    // swallow the failure line): they wait, blocked, until the process has exited.
+    block_signals();
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&buf)
@@ -48,6 +51,63 @@ pub fn wants_failure_line(args: &[OsString]) -> bool {
         .map(|(_, v)| v.as_str())
         .collect();
     !matches!(formats[..], ["dotenv"] | ["json"])
+}
+
+/// The signals whose default action ends the process and that a caller (a `timeout`, an
+/// orchestrator, a terminal) may send while secrets are being fetched. SIGKILL cannot be
+/// caught: a caller that uses it must check the exit status.
+const TERMINATING: [libc::c_int; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGALRM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// A signal ending `env` before its output is written leaves the failure line, not an
+/// empty stdout that `eval` would take as "nothing to do".
+pub fn install_signal_guard() {
+    extern "C" fn on_signal(sig: libc::c_int) {
+        const WHY: &[u8] =
+            b"ecs-secrets: error: stopped by a signal before the secrets were printed\n";
+        let line = output::SHELL_FAILURE.as_bytes();
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffers are static.
+        unsafe {
+            libc::write(2, WHY.as_ptr().cast(), WHY.len());
+            libc::write(1, line.as_ptr().cast(), line.len());
+            libc::_exit(128 + sig);
+        }
+    }
+    for sig in TERMINATING {
+        // SAFETY: installs a handler that only calls async-signal-safe functions. A signal
+        // the caller set to be ignored stays ignored.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn block_signals() {
+    // SAFETY: plain signal-mask calls on a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in TERMINATING {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Write the failure line to stdout (best effort: there is nothing else to do if stdout is
