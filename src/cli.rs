@@ -1,10 +1,10 @@
 //! The command line, as close to what the user typed as possible (argh structs only).
 //! Validation and environment variables are `config.rs`'s job.
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 /// ecs-secrets: fetch secrets from SSM Parameter Store or DynamoDB+KMS into containers.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 pub struct TopLevel {
     /// print the version and exit
     #[argh(switch)]
@@ -13,7 +13,7 @@ pub struct TopLevel {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub enum Command {
     Exec(ExecArgs),
@@ -50,7 +50,7 @@ pub trait HasShared {
 /// Declares a subcommand struct with the shared options prepended (argh has no flatten).
 macro_rules! command {
     ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
-        #[derive(FromArgs, Debug)]
+        #[derive(FromArgs, ArgsInfo, Debug)]
         $(#[$meta])*
         pub struct $name {
             /// where secrets are stored: ssm or dynamodb [env ECS_SECRETS_BACKEND; default ssm]
@@ -280,7 +280,7 @@ command! {
 }
 
 /// create the ecs-secrets-exec and ecs-secrets-env links in DIR
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "install-links")]
 pub struct InstallLinksArgs {
     /// the directory to create the links in

@@ -58,8 +58,8 @@ impl Env {
         match self.get(key)?.as_deref().map(str::trim) {
             None | Some("") | Some("0") | Some("false") | Some("no") => Ok(false),
             Some("1") | Some("true") | Some("yes") => Ok(true),
-            Some(other) => Err(Error::usage(format!(
-                "{key}={other:?} is not a boolean: use 1 or 0"
+            Some(_) => Err(Error::usage(format!(
+                "{key} is not a boolean: use 1 or 0 (true/false, yes/no)"
             ))),
         }
     }
@@ -128,10 +128,10 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     {
         None | Some("") | Some("ssm") => Backend::Ssm,
         Some("dynamodb") => Backend::Dynamodb,
-        Some(other) => {
-            return Err(Error::usage(format!(
-                "unknown backend {other:?}: use --backend ssm or --backend dynamodb"
-            )))
+        Some(_) => {
+            return Err(Error::usage(
+                "unknown backend: use --backend ssm or --backend dynamodb",
+            ))
         }
     };
 
@@ -185,9 +185,10 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
         .or(env.get("ECS_SECRETS_KMS_KEY")?)
         .filter(|k| !k.is_empty());
 
-    let timeout = match shared.timeout.clone().or(env.get("ECS_SECRETS_TIMEOUT")?) {
-        None => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
-        Some(t) => parse_timeout(&t)?,
+    let timeout = match (&shared.timeout, env.get("ECS_SECRETS_TIMEOUT")?) {
+        (Some(t), _) => parse_timeout(t, "--timeout")?,
+        (None, Some(t)) => parse_timeout(&t, "ECS_SECRETS_TIMEOUT")?,
+        (None, None) => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     };
     let debug = shared.debug || env.flag("ECS_SECRETS_DEBUG")?;
 
@@ -210,15 +211,20 @@ fn split_paths(v: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_timeout(t: &str) -> Result<Duration> {
+/// The bounds of `--timeout`: below a tenth of a second no AWS request can complete (and a
+/// value like 1e-300 would be a zero deadline); above an hour a start is stuck, not slow.
+pub const MIN_TIMEOUT_SECS: f64 = 0.1;
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+fn parse_timeout(t: &str, source: &str) -> Result<Duration> {
+    let range = format!("use from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} seconds");
     let secs: f64 = t
         .trim()
         .parse()
-        .map_err(|_| Error::usage(format!("--timeout {t:?} is not a number of seconds")))?;
-    if !(secs > 0.0 && secs <= 3600.0) {
-        return Err(Error::usage(format!(
-            "--timeout {t} is out of range: use more than 0 and at most 3600 seconds"
-        )));
+        .map_err(|_| Error::usage(format!("{source} is not a number of seconds: {range}")))?;
+    // Written so that NaN fails too.
+    if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
+        return Err(Error::usage(format!("{source} is out of range: {range}")));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -279,9 +285,11 @@ fn validate_table(t: &str) -> Result<()> {
     }
 }
 
-/// A serial (see `inject::names::parse_serial`); invalid is a usage error.
+/// `--serial` (see `inject::names::parse_serial`); invalid is a usage error that, like every
+/// error about a flag's value, does not repeat the value.
 pub fn parse_serial(s: &str) -> Result<u64> {
-    names::parse_serial(s).map_err(Error::usage)
+    names::parse_serial(s)
+        .map_err(|_| Error::usage("invalid --serial: serials are whole numbers from 1"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,10 +349,9 @@ pub fn exec_config_with_cmd(
     };
     if let Some(u) = &a.user {
         if u.is_empty() || u.starts_with(':') || u.ends_with(':') || u.matches(':').count() > 1 {
-            return Err(Error::usage(format!(
-                "invalid --user {:?}: use USER or USER:GROUP (names or numbers)",
-                crate::inject::env::printable(u)
-            )));
+            return Err(Error::usage(
+                "invalid --user: use USER or USER:GROUP (names or numbers)",
+            ));
         }
     }
     Ok(ExecConfig {
@@ -376,12 +383,7 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         None | Some("shell") => Format::Shell,
         Some("dotenv") => Format::Dotenv,
         Some("json") => Format::Json,
-        Some(other) => {
-            return Err(Error::usage(format!(
-                "unknown --format {:?}: use shell, dotenv or json",
-                crate::inject::env::printable(other)
-            )))
-        }
+        Some(_) => return Err(Error::usage("unknown --format: use shell, dotenv or json")),
     };
     Ok(EnvConfig {
         store,
@@ -428,8 +430,7 @@ pub fn payload_source(
         return match g.trim().parse::<usize>() {
             Ok(n) if (1..=MAX_GENERATE).contains(&n) => Ok(PayloadSource::Generate(n)),
             _ => Err(Error::usage(format!(
-                "--generate {:?}: give a length from 1 to {MAX_GENERATE}",
-                crate::inject::env::printable(g)
+                "invalid --generate: give a length from 1 to {MAX_GENERATE}"
             ))),
         };
     }
@@ -480,9 +481,18 @@ mod tests {
         assert_eq!(c.backend, Backend::Dynamodb);
         assert!(c.debug);
         assert_eq!(c.table, "ecs-secrets");
-        for bad in ["0", "-1", "abc", "4000"] {
+        for bad in [
+            "0", "-1", "abc", "4000", "1e-300", "0.09", "NaN", "inf", "-0", "1e400",
+        ] {
             let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", bad)]);
             assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
+        }
+        for good in ["0.1", "3600", " 2 ", "1e1"] {
+            let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", good)]);
+            assert!(
+                store_config(&shared(&["/a/b"]), &env, PathArity::One).is_ok(),
+                "{good}"
+            );
         }
         let env = Env::from_pairs([("ECS_SECRETS_RECURSIVE", "maybe")]);
         assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
@@ -518,7 +528,10 @@ mod tests {
         );
         let e = parse_serial("0").unwrap_err();
         assert!(matches!(e, Error::Usage(_)), "{e:?}");
-        assert!(e.to_string().starts_with("invalid serial \"0\""), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "invalid --serial: serials are whole numbers from 1"
+        );
     }
 
     #[test]

@@ -351,6 +351,8 @@ fn hostile_values_are_byte_exact_in_files_on_tmpfs() {
         .iter()
         .map(|(n, _)| n.replace(['.', '-'], "_"))
         .collect();
+    // Beside the secrets, only the record of what ecs-secrets wrote.
+    want.push(".ecs-secrets-files".to_string());
     want.sort();
     assert_eq!(files, want);
     for (name, value) in &values {
@@ -613,4 +615,327 @@ fn the_daemon_never_leaks_values() {
         !stderr.contains("LEAKMARK"),
         "a value is in the daemon's stderr:\n{stderr}"
     );
+}
+
+/// Issue 10, finding 7: `create --payload=VALUE` was refused with "Unrecognized argument:
+/// --payload=VALUE", and argh's other messages quote values too (a repeated option, a stray
+/// word). The `=` form now works, and no mistake on the command line — unknown flag, a
+/// switch given a value, a missing value, a repeated option, a stray word, a bad number —
+/// shows a value in its message.
+#[test]
+fn flag_equals_value_works_and_parse_errors_never_echo_values() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("argv");
+    let value = marker("argv");
+    let out = run(ecs(e).args([
+        "create",
+        &format!("--path={path}"),
+        "--name=DB",
+        &format!("--payload={value}=tail"),
+    ]));
+    assert!(
+        assert_ok(&out).contains("\"serial\":1"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(ecs(e).args(["fetch", "--path", &path, "--name", "DB"]));
+    let got: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    assert_eq!(got["payload"], json!(format!("{value}=tail")));
+
+    let p = format!("--path={path}");
+    let v = value.as_str();
+    let pv = format!("--payload={value}");
+    let lower = value.to_ascii_lowercase();
+    for args in [
+        vec!["create", &p, "--name", "X", "--payload-stdin=", v],
+        vec![
+            "create",
+            &p,
+            "--name",
+            "X",
+            &format!("--payload-stdin={value}"),
+        ],
+        vec!["create", &p, "--name", "X", &format!("--paylod={value}")],
+        vec!["create", &p, "--name", "X", &format!("--{lower}")],
+        vec!["create", &p, "--name", "X", &format!("-{value}")],
+        vec!["create", &p, "--name", "X", "--payload", v, "--payload", v],
+        vec!["create", &p, "--name", "X", &pv, &pv],
+        vec!["create", &p, "--name", "X", "--payload", "first", v],
+        vec!["create", &p, "--name", "X", v],
+        vec!["rotate", &p, "--name", "X", "--generate", v],
+        vec![
+            "create",
+            &p,
+            "--name",
+            "X",
+            "--timeout",
+            v,
+            "--payload",
+            "x",
+        ],
+        vec!["revoke", &p, "--name", "X", "--serial", v, "--serial", v],
+        vec!["env", &p, "--format", v],
+        vec!["env", &p, "--backend", v],
+        vec!["exec", &p, "--user", &format!(":{value}"), "--", "true"],
+        vec![&format!("--{lower}=1")],
+        vec!["create", &p, "--name", "X", &pv, "--payload"],
+    ] {
+        let out = run(ecs(e).args(&args));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", describe(&out));
+        assert!(
+            !all.to_ascii_uppercase().contains("LEAKMARK"),
+            "{args:?} echoed a value:\n{all}"
+        );
+        assert!(all.contains("ecs-secrets: error:"), "{args:?}\n{all}");
+    }
+    // Nor the value of one of our variables.
+    for var in [
+        "ECS_SECRETS_DEBUG",
+        "ECS_SECRETS_RECURSIVE",
+        "ECS_SECRETS_TIMEOUT",
+        "ECS_SECRETS_BACKEND",
+    ] {
+        let out = run(ecs(e).args(["env", &p]).env(var, v));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}\n{}", describe(&out));
+        assert!(
+            stderr.contains(var) || stderr.contains("backend"),
+            "{var}: {stderr}"
+        );
+        assert!(!stderr.contains("LEAKMARK"), "{var}: {stderr}");
+    }
+    // The messages still say what is wrong.
+    let out = run(ecs(e).args(["create", &p, "--name", "X", &pv, &pv]));
+    assert!(assert_fail(&out).contains("--payload was given more than once"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--payload"]));
+    assert!(assert_fail(&out).contains("--payload needs a value"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--payload-stdin=yes"]));
+    assert!(assert_fail(&out).contains("--payload-stdin is a switch"));
+    let out = run(ecs(e).args(["create", &p, "--name", "X", "--paylaod=zz"]));
+    assert!(assert_fail(&out).contains("unknown flag --paylaod"));
+    // Nothing was created by any of them.
+    let out = run(ecs(e).args(["list", "--path", &path]));
+    assert_eq!(assert_ok(&out).lines().count(), 1);
+}
+
+/// Rewrite version `serial` of `path/name` (dynamodb, generation 1) to hold `value`, sealed
+/// exactly as the tool seals: what another writer with the same KMS access could store.
+fn reseal_dynamodb_version(endpoint: &str, path: &str, name: &str, serial: u64, value: &[u8]) {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    use ecs_secrets::crypto::{seal, Binding, DataKey};
+    use ecs_secrets::store::dynamodb::{key_sk, version_sk, CONTEXT_KEY};
+    let ddb = dynamodb(endpoint);
+    let key_item = block_on(
+        ddb.get_item()
+            .table_name("ecs-secrets")
+            .key("path", Av::S(path.into()))
+            .key("sk", Av::S(key_sk(1)))
+            .consistent_read(true)
+            .send(),
+    )
+    .unwrap()
+    .item
+    .expect("generation 1 of the path's data key");
+    let blob = key_item["encrypted_key"].as_b().unwrap().clone();
+    let plain = block_on(
+        kms(endpoint)
+            .decrypt()
+            .ciphertext_blob(blob)
+            .encryption_context(CONTEXT_KEY, path)
+            .send(),
+    )
+    .unwrap();
+    let key = DataKey::from_slice(plain.plaintext().unwrap().as_ref()).unwrap();
+    let b = Binding {
+        path,
+        name,
+        serial,
+        generation: 1,
+    };
+    let sealed = seal(&key, &b, value).unwrap();
+    block_on(
+        ddb.update_item()
+            .table_name("ecs-secrets")
+            .key("path", Av::S(path.into()))
+            .key("sk", Av::S(version_sk(name, serial)))
+            .update_expression("SET ciphertext = :c, nonce = :n")
+            .expression_attribute_values(":c", Av::B(sealed.ciphertext.into()))
+            .expression_attribute_values(":n", Av::B(sealed.nonce.to_vec().into()))
+            .send(),
+    )
+    .unwrap();
+}
+
+/// Issue 10, finding 4: a value with a NUL byte written by another tool made `exec` panic
+/// with a backtrace and `env` print the raw NUL (shells then read `ab`, silently). Every
+/// read now fails with one line naming the secret, on both backends and for every consumer:
+/// exec (with and without --files), env in its three formats, fetch, and the daemon.
+#[test]
+fn a_nul_inside_a_stored_value_fails_every_read_naming_the_secret() {
+    let m = moto();
+    let e = &m.endpoint;
+    let ssm_path = unique_path("nul-ssm");
+    put_secure(e, &format!("{ssm_path}/FINE"), "fine");
+    put_secure(e, &format!("{ssm_path}/HAS_NUL"), "a\0b");
+    // dynamodb: the table and key made by `setup`, a version created by the tool, then
+    // re-sealed with a NUL inside, as another writer holding the same keys could.
+    let ddb_path = unique_path("nul-ddb");
+    let backend = [("ECS_SECRETS_BACKEND", "dynamodb")];
+    assert_ok(&run(ecs(e)
+        .args(["setup", "--path", &ddb_path])
+        .envs(backend)));
+    for (name, value) in [("FINE", "fine"), ("HAS_NUL", "a_b")] {
+        assert_ok(&run(ecs(e)
+            .args([
+                "create",
+                "--path",
+                &ddb_path,
+                "--name",
+                name,
+                "--payload",
+                value,
+            ])
+            .envs(backend)));
+    }
+    reseal_dynamodb_version(e, &ddb_path, "HAS_NUL", 1, b"a\0b");
+
+    let files = Scratch::shm("nul-files");
+    for (path, vars) in [(&ssm_path, &[][..]), (&ddb_path, &backend[..])] {
+        let named = format!("{path}/HAS_NUL");
+        let check = |args: &[&str]| {
+            let out = run(ecs(e).args(args).envs(vars.iter().copied()));
+            let stderr = assert_fail(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", describe(&out));
+            assert!(
+                stderr.contains(&named) && stderr.contains("NUL byte"),
+                "{args:?}\n{}",
+                describe(&out)
+            );
+            assert_eq!(stderr.lines().count(), 1, "{args:?}\n{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            out
+        };
+        let mut exec = ecs(e);
+        exec.envs(vars.iter().copied());
+        assert_exec_not_started(exec, &["--path", path]);
+        let dir = files.join(&format!("d{}", path.len() % 7));
+        let mut exec = ecs(e);
+        exec.envs(vars.iter().copied());
+        let d = dir.to_str().unwrap();
+        assert_exec_not_started(exec, &["--path", path, "--files", d, "--no-env"]);
+        assert!(!dir.exists(), "no file written");
+        let out = check(&["env", "--path", path]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "echo 'ecs-secrets: failed to load secrets, see the error above' >&2; exit 1\n"
+        );
+        for f in ["dotenv", "json"] {
+            let out = check(&["env", "--path", path, "--format", f]);
+            assert!(out.stdout.is_empty(), "{f}");
+        }
+        let out = check(&["fetch", "--path", path, "--name", "HAS_NUL"]);
+        assert!(out.stdout.is_empty());
+        // The other secret of the path still reads.
+        let out = run(ecs(e)
+            .args(["fetch", "--path", path, "--name", "FINE"])
+            .envs(vars.iter().copied()));
+        assert!(assert_ok(&out).contains("\"payload\":\"fine\""));
+        let mut c = ecs(e);
+        c.args(["daemon", "--path", path, "--listen", "127.0.0.1:0"])
+            .envs(vars.iter().copied());
+        let d = DaemonProcess::spawn(c);
+        let r = d.get("/latest/secrets/HAS_NUL").unwrap();
+        assert_eq!(r.status, 502, "{}", r.text());
+        let body = r.json();
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(&named) && msg.contains("NUL byte"), "{msg}");
+        assert!(!r.text().contains("a\\u0000b"), "{}", r.text());
+        d.stop();
+    }
+}
+
+/// Issue 10, finding 9: 40 secrets of 60 KiB (dynamodb) made execve fail with "Argument list
+/// too long", exit 126, after the files were written. The size is now checked first: exit 1,
+/// one line saying what is too large and what to do, nothing started; and what it suggests
+/// (`--files DIR --no-env`) works.
+#[test]
+fn an_environment_over_the_kernel_limit_fails_before_exec_saying_what_to_do() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("e2big");
+    let backend = [("ECS_SECRETS_BACKEND", "dynamodb")];
+    assert_ok(&run(ecs(e).args(["setup", "--path", &path]).envs(backend)));
+    let value = vec![b'v'; 60 * 1024];
+    for i in 0..40 {
+        let out = stdin_run(
+            ecs(e)
+                .args(["create", "--path", &path, "--payload-stdin", "--name"])
+                .arg(format!("BIG_{i:02}"))
+                .envs(backend),
+            &value,
+        );
+        assert_ok(&out);
+    }
+    // A fixed stack limit (8 MiB, the usual default) makes the kernel's limit 2 MiB.
+    let wrapped = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -s 8192 && exec \"$0\" \"$@\"")
+            .arg(bin())
+            .args(args);
+        scrub_env(&mut c, e).envs(backend);
+        c
+    };
+    let shm = Scratch::shm("e2big");
+    let marker = shm.join("started");
+    let m_s = marker.to_str().unwrap();
+    let out = run(&mut wrapped(&["exec", "--path", &path, "--", "touch", m_s]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!marker.exists(), "nothing started");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("over Linux's limit of 2097152 bytes")
+            && stderr.contains("40 secrets in the environment take")
+            && stderr.contains("--files DIR --no-env"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("vvvv"), "{stderr}");
+    // With --files, no file was written either.
+    let dir = shm.join("secrets");
+    let d = dir.to_str().unwrap();
+    let out = run(&mut wrapped(&[
+        "exec",
+        "--path",
+        &path,
+        "--files",
+        d,
+        "--file-env",
+        "--",
+        "touch",
+        m_s,
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!dir.exists() && !marker.exists());
+    // What the message suggests works.
+    let out = run(&mut wrapped(&[
+        "exec",
+        "--path",
+        &path,
+        "--files",
+        d,
+        "--no-env",
+        "--file-env",
+        "--",
+        "sh",
+        "-c",
+        "wc -c < \"$BIG_39_FILE\"",
+    ]));
+    assert_eq!(assert_ok(&out).trim(), "61440");
 }

@@ -72,7 +72,11 @@ fn each_secret_is_a_0400_file_and_file_env_points_at_it() {
 
     // DIR was created 0700; each file holds the exact bytes, mode 0400, nothing else left.
     assert_eq!(mode(&dir), 0o700);
-    assert_eq!(entries(&dir), ["DB_PASSWORD", "db_user"]);
+    // (and the manifest of what ecs-secrets wrote, see below).
+    assert_eq!(
+        entries(&dir),
+        [".ecs-secrets-files", "DB_PASSWORD", "db_user"]
+    );
     assert_eq!(
         std::fs::read(dir.join("DB_PASSWORD")).unwrap(),
         pw.as_bytes()
@@ -96,7 +100,11 @@ fn each_secret_is_a_0400_file_and_file_env_points_at_it() {
     )));
     assert_eq!(s, "grafana-2|<unset>\n");
     assert_eq!(std::fs::read(dir.join("db_user")).unwrap(), b"grafana-2");
-    assert_eq!(entries(&dir), ["DB_PASSWORD", "db_user"]);
+    // (and the manifest of what ecs-secrets wrote, see below).
+    assert_eq!(
+        entries(&dir),
+        [".ecs-secrets-files", "DB_PASSWORD", "db_user"]
+    );
 }
 
 #[test]
@@ -171,7 +179,7 @@ fn a_planted_symlink_is_replaced_and_its_target_left_untouched() {
         assert_eq!(std::fs::read_to_string(dir.join(f)).unwrap(), v);
         assert_eq!(mode(&dir.join(f)), 0o400);
     }
-    assert_eq!(entries(&dir), ["A", "B"]);
+    assert_eq!(entries(&dir), [".ecs-secrets-files", "A", "B"]);
 }
 
 #[test]
@@ -370,4 +378,185 @@ fn a_relative_directory_still_gives_absolute_file_variables() {
     );
     let s = assert_ok(&run(c.current_dir(&shm.0)));
     assert_eq!(s, format!("{}/s/K\nv", shm.0.display()));
+}
+
+/// Issue 10, finding 6: a secret revoked between two runs over the same DIR (a tmpfs volume
+/// that outlives a container restart) kept its file, revoked value and all. Now a run removes
+/// the files an earlier run wrote for secrets that are gone — and only those: a file someone
+/// else put in DIR, one replaced since, a symlink at a gone secret's name, and its target
+/// are never touched.
+#[test]
+fn files_of_secrets_that_are_gone_are_removed_and_nothing_else() {
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("files-gone");
+    for n in ["KEEP", "REVOKED", "REPLACED", "LINKED", "LATER"] {
+        put_secure(e, &format!("{path}/{n}"), &format!("{n}-value-1"));
+    }
+    let shm = Scratch::shm("files-gone");
+    let dir = shm.join("secrets");
+    let d = dir.to_str().unwrap();
+    let args = ["--path", &path, "--files", d, "--no-env"];
+    assert_ok(&run(&mut exec_sh(e, &args, "true")));
+    let visible = |dir: &Path| -> Vec<String> {
+        entries(dir)
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    assert_eq!(
+        visible(&dir),
+        ["KEEP", "LATER", "LINKED", "REPLACED", "REVOKED"]
+    );
+    // Someone else's files in DIR, one of them named like a secret.
+    std::fs::write(dir.join("THEIRS"), "theirs").unwrap();
+    std::fs::write(dir.join("NOT_A_SECRET"), "theirs too").unwrap();
+    let target = shm.join("target");
+    std::fs::write(&target, "link target").unwrap();
+    // REPLACED: someone put their own file at its name; LINKED: a symlink now.
+    std::fs::remove_file(dir.join("REPLACED")).unwrap();
+    std::fs::write(dir.join("REPLACED"), "their replacement").unwrap();
+    std::fs::remove_file(dir.join("LINKED")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("LINKED")).unwrap();
+    for n in ["REVOKED", "REPLACED", "LINKED"] {
+        let out = run(ecs(e).args(["revoke", "--path", &path, "--name", n, "--serial", "1"]));
+        assert_ok(&out);
+    }
+    // LATER changes value: still one file, the new value.
+    put_secure(e, &format!("{path}/LATER"), "LATER-value-2");
+
+    let out = run(&mut exec_sh(
+        e,
+        &args,
+        &format!("cat '{d}/KEEP' '{d}/LATER'"),
+    ));
+    let out_text = assert_ok(&out);
+    assert_eq!(out_text, "KEEP-value-1LATER-value-2");
+    assert_eq!(
+        visible(&dir),
+        [
+            "KEEP",
+            "LATER",
+            "LINKED",
+            "NOT_A_SECRET",
+            "REPLACED",
+            "THEIRS"
+        ],
+        "REVOKED removed; the rest is not ours"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("THEIRS")).unwrap(),
+        "theirs"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("REPLACED")).unwrap(),
+        "their replacement"
+    );
+    assert!(std::fs::symlink_metadata(dir.join("LINKED"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "link target");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("REPLACED was written by an earlier run") && stderr.contains("LINKED"),
+        "{stderr}"
+    );
+    // No revoked value is left in any file ecs-secrets wrote.
+    for f in entries(&dir) {
+        let p = dir.join(&f);
+        if std::fs::symlink_metadata(&p).unwrap().file_type().is_file() {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            assert!(!text.contains("REVOKED-value"), "{f}: {text}");
+        }
+    }
+    // A path emptied entirely: every file of ours goes, the others stay.
+    assert_ok(&run(ecs(e).args([
+        "revoke", "--path", &path, "--name", "KEEP", "--serial", "1",
+    ])));
+    for serial in ["1", "2"] {
+        let out = run(ecs(e).args([
+            "revoke", "--path", &path, "--name", "LATER", "--serial", serial,
+        ]));
+        assert_ok(&out);
+    }
+    assert_ok(&run(&mut exec_sh(e, &args, "true")));
+    assert_eq!(
+        entries(&dir),
+        [
+            ".ecs-secrets-files",
+            "LINKED",
+            "NOT_A_SECRET",
+            "REPLACED",
+            "THEIRS"
+        ],
+        "only the manifest (now empty) and what is not ours"
+    );
+}
+
+/// The manifest itself cannot be used against DIR: one planted by another user, a symlink
+/// or a FIFO at its name is refused (the start fails, nothing is written, nothing removed).
+#[test]
+fn a_planted_manifest_is_refused_and_nothing_is_touched() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = moto();
+    let e = &m.endpoint;
+    let path = unique_path("files-manifest");
+    put_secure(e, &format!("{path}/A"), "a");
+    let shm = Scratch::shm("files-manifest");
+    let dir = shm.join("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    std::fs::write(dir.join("VICTIM"), "victim").unwrap();
+    let manifest = dir.join(".ecs-secrets-files");
+    let victim_ino = std::fs::metadata(dir.join("VICTIM")).unwrap().ino();
+    let forged = format!("ecs-secrets files v1\nVICTIM {victim_ino} 6\n");
+    std::fs::write(&manifest, &forged).unwrap();
+    std::fs::set_permissions(dir.join("VICTIM"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    type Plant<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "not written by this user",
+            Box::new(|| {
+                std::fs::write(&manifest, &forged).unwrap();
+                std::os::unix::fs::chown(&manifest, Some(65534), Some(65534)).unwrap();
+            }),
+        ),
+        (
+            "writable by others",
+            Box::new(|| {
+                std::fs::write(&manifest, &forged).unwrap();
+                std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o666))
+                    .unwrap();
+            }),
+        ),
+        (
+            "symbolic link",
+            Box::new(|| {
+                std::os::unix::fs::symlink(dir.join("VICTIM"), &manifest).unwrap();
+            }),
+        ),
+        (
+            "not a regular file",
+            Box::new(|| {
+                let c = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
+                // SAFETY: a NUL-terminated path we own.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }),
+        ),
+    ];
+    for (why, plant) in cases {
+        let _ = std::fs::remove_file(&manifest);
+        plant();
+        let stderr = assert_not_started(e, &["--path", &path, "--files", d, "--no-env"], |_| {});
+        assert!(
+            stderr.contains(".ecs-secrets-files") && stderr.contains(why),
+            "{why}: {stderr}"
+        );
+        assert_eq!(entries(&dir), [".ecs-secrets-files", "VICTIM"], "{why}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("VICTIM")).unwrap(),
+            "victim"
+        );
+    }
 }

@@ -267,3 +267,220 @@ fn help_and_version_touch_no_aws_and_usage_errors_exit_2() {
         );
     }
 }
+
+const FAILURE_LINE: &str =
+    "echo 'ecs-secrets: failed to load secrets, see the error above' >&2; exit 1\n";
+
+/// Issue 10, finding 2: usage and configuration errors of `env` used to leave stdout empty,
+/// so `eval "$(ecs-secrets env)"; next` went on to `next`. Every failure — of the arguments,
+/// of the environment variables, under the `ecs-secrets-env` name, with a format that could
+/// not be read — now leaves exactly the line that makes the evaluating shell exit.
+#[test]
+fn every_env_failure_fails_closed_under_eval() {
+    use std::os::unix::ffi::OsStrExt;
+    let m = moto();
+    let path = unique_path("env-usage");
+    put_secure(&m.endpoint, &format!("{path}/FINE"), "fine-value");
+    let dir = TempDir::new("env-usage");
+    let link = dir.join("ecs-secrets-env");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let non_utf8 = std::ffi::OsStr::from_bytes(b"/a/\xff").to_os_string();
+    // (program, arguments, environment)
+    type Case<'a> = (
+        &'a std::path::Path,
+        Vec<std::ffi::OsString>,
+        Vec<(&'a str, &'a str)>,
+    );
+    let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+    let b = std::path::Path::new(bin());
+    let p = path.as_str();
+    let cases: Vec<Case> = vec![
+        (b, os(&["env"]), vec![("ECS_SECRETS_PATH", "")]),
+        (b, os(&["env", "--path", p, "--bogus"]), vec![]),
+        (b, os(&["env", "--path", p, "--format", "yaml"]), vec![]),
+        (b, os(&["env", "--path", p, "--format"]), vec![]),
+        (
+            b,
+            os(&["env", "--path", p, "--format=json", "--format=json"]),
+            vec![],
+        ),
+        (
+            b,
+            os(&["env", "--require", "--format", "json", "--path", p]),
+            vec![],
+        ),
+        (b, os(&["env", "--path", p, "--timeout", "abc"]), vec![]),
+        (b, os(&["env", "--path", p, "--timeout=1e-300"]), vec![]),
+        (b, os(&["env", "--path", p, "--debug=1"]), vec![]),
+        (b, os(&["env", "--path", p, "stray"]), vec![]),
+        (b, os(&["env", "--path", "relative"]), vec![]),
+        (
+            b,
+            os(&["env"]),
+            vec![("ECS_SECRETS_PATH", p), ("ECS_SECRETS_DEBUG", "maybe")],
+        ),
+        (
+            b,
+            os(&["env"]),
+            vec![("ECS_SECRETS_PATH", p), ("ECS_SECRETS_BACKEND", "vault")],
+        ),
+        (
+            b,
+            os(&["env"]),
+            vec![("ECS_SECRETS_PATH", p), ("ECS_SECRETS_TIMEOUT", "0")],
+        ),
+        (b, os(&["env", "--path", p, "--table", "x"]), vec![]),
+        (
+            b,
+            vec!["env".into(), "--path".into(), non_utf8.clone()],
+            vec![],
+        ),
+        (&link, os(&[]), vec![]),
+        (&link, os(&["--path", p, "--format", "toml"]), vec![]),
+        (
+            &link,
+            os(&["--path", p]),
+            vec![("ECS_SECRETS_RECURSIVE", "maybe")],
+        ),
+        (&link, vec!["--path".into(), non_utf8], vec![]),
+    ];
+    for (program, args, vars) in &cases {
+        let mut c = Command::new(program);
+        scrub_env(&mut c, &m.endpoint)
+            .args(args)
+            .envs(vars.iter().copied());
+        let out = run(&mut c);
+        let what = format!("{program:?} {args:?} {vars:?}");
+        assert_eq!(out.status.code(), Some(2), "{what}\n{}", describe(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            FAILURE_LINE,
+            "{what}\n{}",
+            describe(&out)
+        );
+        // The reported pattern: the exit status is ignored, the eval must stop the script.
+        let mut sh = Command::new("dash");
+        sh.arg("-c")
+            .arg("eval \"$(\"$@\")\"; echo CONTINUED")
+            .arg("sh")
+            .arg(program)
+            .args(args);
+        scrub_env(&mut sh, &m.endpoint).envs(vars.iter().copied());
+        let out = run(&mut sh);
+        assert_ne!(out.status.code(), Some(0), "{what}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("CONTINUED"),
+            "{what}\n{}",
+            describe(&out)
+        );
+    }
+    // A format read as dotenv or json prints nothing at all on failure (no reader of those
+    // would make sense of a shell line).
+    for f in ["--format=json", "--format=dotenv"] {
+        let out = run(ecs(&m.endpoint).args(["env", f, "--path", "relative"]));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(out.stdout.is_empty(), "{f}: {}", describe(&out));
+    }
+    // --help and --version are unchanged.
+    let out = run(ecs(&m.endpoint).args(["env", "--help"]));
+    assert!(assert_ok(&out).starts_with("Usage: ecs-secrets env"));
+    let out = run(Command::new(&link).env_clear().arg("--help"));
+    assert!(assert_ok(&out).starts_with("Usage: ecs-secrets env"));
+    let out = run(ecs(&m.endpoint).args(["--version"]));
+    assert!(assert_ok(&out).starts_with("ecs-secrets "));
+    // And the flags spelled with `=` work.
+    let out = run(ecs(&m.endpoint).args(["env", &format!("--path={path}"), "--format=json"]));
+    assert_eq!(assert_ok(&out), "{\"FINE\":\"fine-value\"}\n");
+}
+
+/// Issue 16, finding 12: `--timeout 1e-300` was accepted and reported a "0s deadline". The
+/// timeout is bounded below as well as above, from the flag and the variable alike, as a
+/// usage error before anything is contacted.
+#[test]
+fn timeout_is_bounded_below_and_above() {
+    // Nothing listens here: a start that got past the check would fail with exit 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for t in [
+        "1e-300", "0.0001", "0.09", "0", "-0", "NaN", "inf", "3601", "1e400",
+    ] {
+        for cmd in [
+            vec!["env", "--path", "/a/b", "--timeout", t],
+            vec!["exec", "--path", "/a/b", "--timeout", t, "--", "true"],
+            vec!["list", "--path", "/a/b", &format!("--timeout={t}")],
+        ] {
+            let out = run(ecs(&endpoint).args(&cmd));
+            assert_eq!(out.status.code(), Some(2), "{cmd:?}\n{}", describe(&out));
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                e.contains("--timeout is out of range: use from 0.1 to 3600 seconds")
+                    || e.contains("--timeout is not a number of seconds"),
+                "{cmd:?}: {e}"
+            );
+            assert!(!e.contains("deadline"), "{e}");
+        }
+        let out = run(ecs(&endpoint)
+            .args(["env", "--path", "/a/b"])
+            .env("ECS_SECRETS_TIMEOUT", t));
+        assert_eq!(out.status.code(), Some(2), "{t}\n{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("ECS_SECRETS_TIMEOUT is"),
+            "{}",
+            describe(&out)
+        );
+    }
+    // The smallest accepted value is a real deadline.
+    let out = run(ecs(&endpoint).args(["env", "--path", "/a/b", "--timeout", "0.1"]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+/// A sibling of finding 2: a signal that ends `env` while it fetches (a `timeout`, an
+/// orchestrator stopping the task) left stdout empty, so `eval` went on. The terminating
+/// signals that can be caught now leave the failure line too.
+#[test]
+fn a_signal_while_fetching_leaves_the_failure_line() {
+    use std::process::Stdio;
+    let m = moto();
+    let path = unique_path("env-signal");
+    put_secure(&m.endpoint, &format!("{path}/A"), "a");
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let proxy = Proxy::start(&m.endpoint);
+        proxy.set_faults(Faults {
+            stall: 1.0,
+            ..Default::default()
+        });
+        let mut c = ecs(&proxy.endpoint());
+        c.args(["env", "--path", &path, "--timeout", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while proxy.total() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the proxy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            FAILURE_LINE,
+            "signal {sig}\n{}",
+            describe(&out)
+        );
+        assert_eq!(out.status.code(), Some(128 + sig), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("stopped by a signal"),
+            "{}",
+            describe(&out)
+        );
+    }
+}

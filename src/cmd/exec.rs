@@ -33,8 +33,9 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         if cfg.file_env && !cfg.no_env {
             files::check_file_env_names(&secrets)?;
         }
-        let owner = target.as_ref().map(|t| (t.uid, t.gid));
-        extras = files::write_all(dir, &secrets, owner, cfg.allow_disk, cfg.file_env)?;
+        if cfg.file_env {
+            extras = files::file_env_vars(dir, &secrets)?;
+        }
     }
     let forced: Vec<ExtraVar> = target
         .iter()
@@ -54,6 +55,12 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         cfg.no_override,
         &mut warn,
     );
+    // What execve would refuse (E2BIG) is refused now, before a file is written.
+    crate::exec::check_size(&cfg.cmd, &envp, env.get_os("PATH"), &secrets)?;
+    if let Some(dir) = &cfg.files {
+        let owner = target.as_ref().map(|t| (t.uid, t.gid));
+        files::write_all(dir, &secrets, owner, cfg.allow_disk)?;
+    }
     // The plaintext now lives only in `envp`; wipe the fetched copies.
     drop(secrets);
 

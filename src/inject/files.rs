@@ -1,6 +1,6 @@
 //! `--files DIR`: each secret written to DIR/<NAME>, mode 0400, owned by the `--user`
 //! target, on tmpfs/ramfs only (unless `--allow-disk`), without following symlinks, replaced
-//! atomically.
+//! atomically; files an earlier run wrote for secrets that are gone are removed.
 //!
 //! DIR is opened once (`O_DIRECTORY|O_NOFOLLOW`, relative to its parent) and every write is
 //! made relative to that descriptor, so swapping a path component for a symlink half-way
@@ -8,8 +8,14 @@
 //! O_NOFOLLOW`, mode 0400 from the start, chowned before a byte is written), is fsync'd, and
 //! only when every secret is safely in its temporary file are they renamed into place. Any
 //! failure removes everything this run wrote (and DIR, if this run created it).
+//!
+//! Which files are ours is recorded in DIR's manifest (`manifest.rs`), before the first
+//! rename (so a run killed at any point leaves nothing unrecorded) and again, exact, at the
+//! end. The files of secrets that are gone are removed after the new ones are in place, and
+//! only when they are still exactly what was written.
 
 use super::env::{printable, ExtraVar, Injection};
+use super::manifest::{self, Entry, Removal};
 use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
@@ -25,9 +31,13 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 /// Check DIR before anything is fetched: it (or, when missing, its parent) must be a real
-/// directory on tmpfs or ramfs unless `allow_disk`. Creates nothing; `write_all` checks again.
+/// directory on tmpfs or ramfs unless `allow_disk`, and a record of earlier files in it must
+/// be one we can trust. Creates nothing; `write_all` checks again.
 pub fn check_dir(dir: &Path, allow_disk: bool) -> Result<()> {
-    open_dir(dir, None, allow_disk, false).map(drop)
+    match open_dir(dir, None, allow_disk, false)? {
+        Some(opened) => manifest::read(&opened.fd, &shown(dir)).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// `--file-env` adds `<NAME>_FILE` beside each secret `NAME`; a secret already called that
@@ -48,27 +58,10 @@ pub fn check_file_env_names(secrets: &[Injection]) -> Result<()> {
     Ok(())
 }
 
-/// Write every secret into `dir`; returns the `<NAME>_FILE` variables when `file_env`.
-pub fn write_all(
-    dir: &Path,
-    secrets: &[Injection],
-    owner: Option<(u32, u32)>,
-    allow_disk: bool,
-    file_env: bool,
-) -> Result<Vec<ExtraVar>> {
-    for s in secrets {
-        // Environment names are [A-Za-z0-9_]+ by construction; a file name must never be
-        // anything else (no '/', no '..').
-        let n = s.env_name.as_bytes();
-        if n.is_empty() || !n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
-            return Err(Error::data(format!(
-                "secret {} has no usable file name",
-                s.full_name()
-            )));
-        }
-    }
-    // For --file-env, made absolute before anything is written, so this cannot fail half-way.
-    let abs: PathBuf = if !file_env || dir.is_absolute() {
+/// `<NAME>_FILE=DIR/<NAME>` for every secret (`--file-env`), DIR made absolute. Known before
+/// anything is written, so the environment can be checked first.
+pub fn file_env_vars(dir: &Path, secrets: &[Injection]) -> Result<Vec<ExtraVar>> {
+    let abs: PathBuf = if dir.is_absolute() {
         dir.components().collect()
     } else {
         std::env::current_dir()
@@ -83,41 +76,6 @@ pub fn write_all(
             .components()
             .collect()
     };
-    let opened = open_dir(dir, owner, allow_disk, true)?
-        .expect("open_dir with create=true returns the directory");
-    let shown = shown(dir);
-    let mut progress = Progress::default();
-    let written =
-        write_into(&opened.fd, &shown, secrets, owner, &mut progress).and_then(|()| {
-            match (owner, &opened.created) {
-                (Some((uid, gid)), Some(_)) => fchown(
-                    &opened.fd,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                )
-                .map_err(|e| {
-                    Error::io(format!(
-                        "cannot give --files {shown} to uid {uid} gid {gid}: {}{}; nothing was \
-                         started and no secret file was left behind",
-                        e.desc(),
-                        if e == Errno::EPERM {
-                            "; this needs the CHOWN capability"
-                        } else {
-                            errno_hint(e)
-                        }
-                    ))
-                }),
-                _ => Ok(()),
-            }
-        });
-    if let Err(e) = written {
-        rollback(&opened, &progress, &shown);
-        return Err(e);
-    }
-
-    if !file_env {
-        return Ok(Vec::new());
-    }
     Ok(secrets
         .iter()
         .map(|s| ExtraVar {
@@ -125,6 +83,115 @@ pub fn write_all(
             value: abs.join(&s.env_name).into_os_string().into_vec(),
         })
         .collect())
+}
+
+/// Write every secret into `dir`, then remove the files an earlier run wrote there for
+/// secrets that are no longer among `secrets` (and nothing else). On failure no file of this
+/// run is left behind.
+pub fn write_all(
+    dir: &Path,
+    secrets: &[Injection],
+    owner: Option<(u32, u32)>,
+    allow_disk: bool,
+) -> Result<()> {
+    for s in secrets {
+        // Environment names are [A-Za-z0-9_]+ by construction; a file name must never be
+        // anything else (no '/', no '..').
+        let n = s.env_name.as_bytes();
+        if n.is_empty() || !n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            return Err(Error::data(format!(
+                "secret {} has no usable file name",
+                s.full_name()
+            )));
+        }
+    }
+    let opened = open_dir(dir, owner, allow_disk, true)?
+        .expect("open_dir with create=true returns the directory");
+    let shown = shown(dir);
+    let mut progress = Progress::default();
+    let earlier = match manifest::read(&opened.fd, &shown) {
+        Ok(e) => e,
+        Err(e) => {
+            rollback(&opened, &progress, &shown, None);
+            return Err(e);
+        }
+    };
+    let earlier_entries = earlier.as_deref().unwrap_or_default();
+    let written = (|| {
+        write_into(
+            &opened.fd,
+            &shown,
+            secrets,
+            owner,
+            earlier_entries,
+            &mut progress,
+        )?;
+        remove_gone(&opened.fd, &shown, earlier_entries, &progress)?;
+        // Last: a root without CAP_DAC_OVERRIDE cannot write into DIR once it is the
+        // target's.
+        if let (Some((uid, gid)), Some(_)) = (owner, &opened.created) {
+            fchown(
+                &opened.fd,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+            )
+            .map_err(|e| {
+                Error::io(format!(
+                    "cannot give --files {shown} to uid {uid} gid {gid}: {}{}; nothing was \
+                     started and no secret file was left behind",
+                    e.desc(),
+                    if e == Errno::EPERM {
+                        "; this needs the CHOWN capability"
+                    } else {
+                        errno_hint(e)
+                    }
+                ))
+            })?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        rollback(&opened, &progress, &shown, earlier.as_deref());
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Remove what `earlier` lists and this run did not write again, then record exactly this
+/// run's files. A listed file that is no longer what was written is left alone and
+/// forgotten; one that cannot be removed fails the run (it may hold a revoked value).
+fn remove_gone(dirfd: &OwnedFd, shown: &str, earlier: &[Entry], progress: &Progress) -> Result<()> {
+    let keep: &[Entry] = &progress.placed;
+    for e in earlier {
+        if progress.placed.iter().any(|p| p.name == e.name) {
+            continue;
+        }
+        match manifest::remove_if_ours(dirfd, e) {
+            Ok(Removal::Removed) | Ok(Removal::Gone) => {}
+            Ok(Removal::NotOurs) => crate::log::warn(format_args!(
+                "--files {shown}/{} was written by an earlier run for a secret that is gone, \
+                 but has been replaced or changed since: left alone",
+                e.name
+            )),
+            Err(err) => {
+                return Err(Error::io(format!(
+                    "cannot remove {shown}/{}, written by an earlier run for a secret that is \
+                     gone: {}{}; nothing was started",
+                    e.name,
+                    err.desc(),
+                    errno_hint(err)
+                )));
+            }
+        }
+    }
+    manifest::write(dirfd, shown, keep)?;
+    fsync(dirfd).map_err(|e| {
+        Error::io(format!(
+            "cannot fsync --files {shown}: {}{}",
+            e.desc(),
+            errno_hint(e)
+        ))
+    })
 }
 
 fn shown(dir: &Path) -> String {
@@ -333,10 +400,12 @@ fn fs_name(magic: u64) -> String {
 
 #[derive(Default)]
 struct Progress {
-    /// Temporary files created and not yet renamed: (temporary name, final name).
-    temps: Vec<(Vec<u8>, String)>,
-    /// Final names this run put in place.
-    placed: Vec<String>,
+    /// Temporary files created and not yet renamed: (temporary name, final name, identity).
+    temps: Vec<(Vec<u8>, String, Entry)>,
+    /// Files this run put in place, under their final names.
+    placed: Vec<Entry>,
+    /// This run (re)wrote the manifest.
+    manifest_written: bool,
 }
 
 fn write_into(
@@ -344,6 +413,7 @@ fn write_into(
     shown: &str,
     secrets: &[Injection],
     owner: Option<(u32, u32)>,
+    earlier: &[Entry],
     progress: &mut Progress,
 ) -> Result<()> {
     // Phase 1: every secret in its own temporary file, fsync'd. Nothing visible yet.
@@ -364,7 +434,10 @@ fn write_into(
             ))
         };
         let (tmp, fd) = create_temp(dirfd, &s.env_name).map_err(|e| fail("create", e))?;
-        progress.temps.push((tmp, s.env_name.clone()));
+        let tmp_name = String::from_utf8_lossy(&tmp).into_owned();
+        let mut entry = Entry::of(&tmp_name, &fd).map_err(|e| fail("stat", e))?;
+        entry.size = s.secret.payload.len() as u64;
+        progress.temps.push((tmp, s.env_name.clone(), entry));
         // The mode was 0400 from creation (less, under a umask); make it exactly 0400.
         fchmod(&fd, Mode::from_bits_truncate(0o400)).map_err(|e| fail("chmod", e))?;
         if let Some((uid, gid)) = owner {
@@ -377,9 +450,21 @@ fn write_into(
             .map_err(|e| fail("write", io_errno(&e)))?;
         fsync(&file).map_err(|e| fail("fsync", e))?;
     }
+    // Recorded before anything is renamed: whatever happens from here on (a kill included),
+    // a later run knows every file this one may leave, under either name.
+    let mut intent: Vec<Entry> = earlier.to_vec();
+    for (_, name, e) in &progress.temps {
+        intent.push(e.clone());
+        intent.push(Entry {
+            name: name.clone(),
+            ..e.clone()
+        });
+    }
+    manifest::write(dirfd, shown, &intent)?;
+    progress.manifest_written = true;
     // Phase 2: rename into place. rename(2) replaces whatever is at the name — a planted
     // symlink is replaced itself, its target never touched.
-    while let Some((tmp, name)) = progress.temps.first() {
+    while let Some((tmp, name, _)) = progress.temps.first() {
         renameat(dirfd, OsStr::from_bytes(tmp), dirfd, name.as_str()).map_err(|e| {
             let hint = if e == Errno::EISDIR || e == Errno::ENOTEMPTY || e == Errno::EEXIST {
                 "; a directory is in the way: remove it"
@@ -392,8 +477,8 @@ fn write_into(
                 e.desc()
             ))
         })?;
-        let (_, name) = progress.temps.remove(0);
-        progress.placed.push(name);
+        let (_, name, e) = progress.temps.remove(0);
+        progress.placed.push(Entry { name, ..e });
     }
     fsync(dirfd).map_err(|e| {
         Error::io(format!(
@@ -436,21 +521,35 @@ fn create_temp(dirfd: &OwnedFd, name: &str) -> std::result::Result<(Vec<u8>, Own
 }
 
 /// Remove every file this run wrote, and DIR when this run created it. Best effort: each
-/// failure is reported (by name) and the rest still attempted.
-fn rollback(opened: &OpenedDir, progress: &Progress, shown: &str) {
+/// failure is reported (by name) and the rest still attempted. When every file of this run
+/// is gone, the manifest is put back as it was (`earlier`; removed when there was none);
+/// otherwise it keeps listing them, for a later run to remove.
+fn rollback(opened: &OpenedDir, progress: &Progress, shown: &str, earlier: Option<&[Entry]>) {
+    let mut clean = true;
     let names = progress
         .placed
         .iter()
-        .map(|n| n.as_bytes())
-        .chain(progress.temps.iter().map(|(t, _)| t.as_slice()));
+        .map(|e| e.name.as_bytes())
+        .chain(progress.temps.iter().map(|(t, _, _)| t.as_slice()));
     for n in names {
         match unlinkat(&opened.fd, OsStr::from_bytes(n), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => crate::log::error(format_args!(
-                "could not remove {shown}/{} after the failure: {}; remove it by hand",
-                printable(&String::from_utf8_lossy(n)),
-                e.desc()
-            )),
+            Err(e) => {
+                clean = false;
+                crate::log::error(format_args!(
+                    "could not remove {shown}/{} after the failure: {}; remove it by hand",
+                    printable(&String::from_utf8_lossy(n)),
+                    e.desc()
+                ))
+            }
+        }
+    }
+    if clean && progress.manifest_written {
+        match earlier {
+            None => manifest::remove(&opened.fd),
+            Some(e) => {
+                let _ = manifest::write(&opened.fd, shown, e);
+            }
         }
     }
     if let Some((parent, name)) = &opened.created {
@@ -510,14 +609,9 @@ mod tests {
     fn writes_0400_files_and_file_env_paths() {
         let shm = Shm::new("write");
         let dir = shm.0.join("s");
-        let extras = write_all(
-            &dir,
-            &[inj("A", "alpha"), inj("B", "b\nline\0")],
-            None,
-            false,
-            true,
-        )
-        .unwrap();
+        let secrets = [inj("A", "alpha"), inj("B", "b\nline\0")];
+        write_all(&dir, &secrets, None, false).unwrap();
+        let extras = file_env_vars(&dir, &secrets).unwrap();
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
         assert_eq!(std::fs::read(dir.join("A")).unwrap(), b"alpha");
@@ -525,12 +619,88 @@ mod tests {
         let m = std::fs::metadata(dir.join("A")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o400);
         assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
-        assert_eq!(entries(&dir), ["A", "B"]);
+        assert_eq!(entries(&dir), [manifest::NAME, "A", "B"]);
         assert_eq!(extras[0].name, "A_FILE");
         assert_eq!(extras[0].value, dir.join("A").as_os_str().as_bytes());
-        // Written again: replaced in place.
-        write_all(&dir, &[inj("A", "two")], None, false, false).unwrap();
+        // Written again: replaced in place, and B, whose secret is gone, removed.
+        write_all(&dir, &[inj("A", "two")], None, false).unwrap();
         assert_eq!(std::fs::read(dir.join("A")).unwrap(), b"two");
+        assert_eq!(entries(&dir), [manifest::NAME, "A"]);
+    }
+
+    #[test]
+    fn only_files_still_as_written_are_removed() {
+        let shm = Shm::new("gone");
+        let dir = &shm.0;
+        std::fs::write(dir.join("THEIRS"), "not ours").unwrap();
+        let all = [inj("A", "1"), inj("B", "2"), inj("C", "3"), inj("D", "4")];
+        write_all(dir, &all, None, false).unwrap();
+        // B replaced by someone else's file, C made writable, D a symlink now.
+        std::fs::remove_file(dir.join("B")).unwrap();
+        std::fs::write(dir.join("B"), "2").unwrap();
+        std::fs::set_permissions(dir.join("B"), std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::fs::set_permissions(dir.join("C"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::remove_file(dir.join("D")).unwrap();
+        std::os::unix::fs::symlink(dir.join("THEIRS"), dir.join("D")).unwrap();
+        write_all(dir, &[inj("E", "5")], None, false).unwrap();
+        assert_eq!(entries(dir), [manifest::NAME, "B", "C", "D", "E", "THEIRS"]);
+        assert_eq!(std::fs::read(dir.join("THEIRS")).unwrap(), b"not ours");
+        // What was left alone is forgotten: the next run leaves it too, without a word.
+        write_all(dir, &[], None, false).unwrap();
+        assert_eq!(entries(dir), [manifest::NAME, "B", "C", "D", "THEIRS"]);
+    }
+
+    #[test]
+    fn a_run_killed_before_its_renames_leaves_nothing_unrecorded() {
+        let shm = Shm::new("killed");
+        let dir = &shm.0;
+        write_all(dir, &[inj("A", "1")], None, false).unwrap();
+        // What a run killed between its intent manifest and its renames leaves: a temporary
+        // file, listed.
+        let tmp = dir.join(".B.ecs-secrets-0123456789abcdef");
+        std::fs::write(&tmp, "22").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let ino = std::fs::metadata(&tmp).unwrap().ino();
+        let m = dir.join(manifest::NAME);
+        let mut text = std::fs::read_to_string(&m).unwrap();
+        text.push_str(&format!(
+            ".B.ecs-secrets-0123456789abcdef {ino} 2\nB {ino} 2\n"
+        ));
+        std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&m, text).unwrap();
+        write_all(dir, &[inj("C", "3")], None, false).unwrap();
+        assert_eq!(entries(dir), [manifest::NAME, "C"]);
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_ours_is_refused_and_kept() {
+        let shm = Shm::new("forged");
+        let dir = &shm.0;
+        std::fs::write(dir.join("X"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join("X"), dir.join(manifest::NAME)).unwrap();
+        let e = write_all(dir, &[inj("A", "1")], None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains(manifest::NAME),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join(manifest::NAME)).unwrap();
+        std::fs::write(dir.join(manifest::NAME), "ecs-secrets files v1\nX 1 1\n").unwrap();
+        std::fs::set_permissions(
+            dir.join(manifest::NAME),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let e = write_all(dir, &[inj("A", "1")], None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("writable by others"), "{e}");
+        assert_eq!(
+            entries(dir),
+            [manifest::NAME, "X"],
+            "nothing written or removed"
+        );
     }
 
     #[test]
@@ -543,9 +713,7 @@ mod tests {
             &[inj("A", "1"), inj("B", "2"), inj("C", "3")],
             None,
             false,
-            false,
         )
-        .map(drop)
         .unwrap_err()
         .to_string();
         assert!(e.contains("/B") && e.contains("directory"), "{e}");
@@ -556,8 +724,7 @@ mod tests {
     fn symlinked_and_disk_directories_are_refused() {
         let shm = Shm::new("refuse");
         std::os::unix::fs::symlink(&shm.0, shm.0.join("link")).unwrap();
-        let e = write_all(&shm.0.join("link"), &[inj("A", "1")], None, false, false)
-            .map(drop)
+        let e = write_all(&shm.0.join("link"), &[inj("A", "1")], None, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("symbolic link"), "{e}");

@@ -48,10 +48,14 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
 impl Store {
     /// Every secret of one path: for each name, its newest active version.
     pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
-        match self {
+        let secrets = match self {
             Store::Ssm(s) => s.read_path(path).await,
             Store::Dynamodb(d) => d.read_path(path).await,
+        }?;
+        for s in &secrets {
+            check_read(path, &s.name, s.serial, &s.payload)?;
         }
+        Ok(secrets)
     }
 
     /// Store a new version; returns its serial. Refused, before writing, when the name's
@@ -77,10 +81,14 @@ impl Store {
 
     /// The newest active version, or the given serial (revoked: no payload).
     pub async fn fetch(&self, path: &str, name: &str, serial: Option<u64>) -> Result<Fetched> {
-        match self {
+        let fetched = match self {
             Store::Ssm(s) => s.fetch(path, name, serial).await,
             Store::Dynamodb(d) => d.fetch(path, name, serial).await,
+        }?;
+        if let Some(p) = &fetched.payload {
+            check_read(path, &fetched.name, fetched.serial, p)?;
         }
+        Ok(fetched)
     }
 
     /// Every version of one name, oldest first; empty when the name does not exist.
@@ -129,6 +137,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Every value read goes through here (`read_path`, `fetch`): a value that another tool
+/// wrote with a NUL byte inside cannot be an environment variable (execve would cut it, a
+/// shell's `eval` silently drops it), so it fails the read naming the secret, whatever the
+/// backend or the consumer (exec, env, files, fetch, the daemon).
+fn check_read(path: &str, name: &str, serial: u64, payload: &Payload) -> Result<()> {
+    if payload.as_bytes().contains(&0) {
+        return Err(Error::data(format!(
+            "secret {path}/{} (serial {serial}) contains a NUL byte, which no environment \
+             variable can carry (it was not written by ecs-secrets, which refuses such \
+             values): store a new version without it, or revoke that version",
+            crate::inject::env::printable(name)
+        )));
+    }
+    Ok(())
 }
 
 /// Read several paths concurrently; results in the order of `paths`.
