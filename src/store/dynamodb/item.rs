@@ -68,19 +68,96 @@ pub(super) fn parse_key_sk(sk: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub(super) fn s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+/// The DynamoDB type of an attribute value, as DynamoDB spells it.
+fn type_name(v: &Av) -> &'static str {
+    match v {
+        Av::S(_) => "S",
+        Av::N(_) => "N",
+        Av::B(_) => "B",
+        Av::Bool(_) => "BOOL",
+        Av::Null(_) => "NULL",
+        Av::L(_) => "L",
+        Av::M(_) => "M",
+        Av::Ss(_) => "SS",
+        Av::Ns(_) => "NS",
+        Av::Bs(_) => "BS",
+        _ => "of an unknown type",
+    }
 }
-pub(super) fn n(item: &Item, k: &str) -> Option<u64> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
+
+/// An attribute that is present with the wrong type (or a number out of range) is never
+/// read as absent: the `Err` says what is wrong with it, for the caller to name the item.
+pub(super) type Typed<T> = std::result::Result<Option<T>, String>;
+
+fn wrong(k: &str, v: &Av, want: &str) -> String {
+    format!(
+        "its attribute `{k}` is {} where {want} is expected",
+        type_name(v)
+    )
+}
+
+pub(super) fn typed_s<'a>(item: &'a Item, k: &str) -> Typed<&'a str> {
+    match item.get(k) {
+        None => Ok(None),
+        Some(Av::S(v)) => Ok(Some(v)),
+        Some(v) => Err(wrong(k, v, "a string (S)")),
+    }
+}
+/// A number that is a u64 written in plain decimal digits (what this tool writes).
+pub(super) fn typed_n(item: &Item, k: &str) -> Typed<u64> {
+    match item.get(k) {
+        None => Ok(None),
+        Some(Av::N(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("its attribute `{k}` ({v}) is out of range")),
+        Some(Av::N(v)) => Err(format!(
+            "its attribute `{k}` ({}) is not a whole number from 0 to {}",
+            printable(v),
+            u64::MAX
+        )),
+        Some(v) => Err(wrong(k, v, "a number (N)")),
+    }
+}
+pub(super) fn typed_b<'a>(item: &'a Item, k: &str) -> Typed<&'a [u8]> {
+    match item.get(k) {
+        None => Ok(None),
+        Some(Av::B(v)) => Ok(Some(v.as_ref())),
+        Some(v) => Err(wrong(k, v, "binary (B)")),
+    }
+}
+pub(super) fn typed_bool(item: &Item, k: &str) -> Typed<bool> {
+    match item.get(k) {
+        None => Ok(None),
+        Some(Av::Bool(v)) => Ok(Some(*v)),
+        Some(v) => Err(wrong(k, v, "a boolean (BOOL)")),
+    }
+}
+pub(super) fn required<T>(t: Typed<T>, k: &str) -> std::result::Result<T, String> {
+    t?.ok_or_else(|| format!("its attribute `{k}` is missing"))
+}
+
+/// Lenient getters, for items that are not ours (the legacy import) or already checked.
+pub(super) fn s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    typed_s(item, k).ok().flatten()
 }
 pub(super) fn b<'a>(item: &'a Item, k: &str) -> Option<&'a [u8]> {
-    item.get(k).and_then(|v| v.as_b().ok()).map(|b| b.as_ref())
+    typed_b(item, k).ok().flatten()
 }
 pub(super) fn flag(item: &Item, k: &str) -> Option<bool> {
-    item.get(k).and_then(|v| v.as_bool().ok()).copied()
+    typed_bool(item, k).ok().flatten()
+}
+
+/// What an active version is sealed with.
+#[derive(Debug)]
+pub(super) struct Seal {
+    pub(super) ciphertext: Vec<u8>,
+    pub(super) nonce: Vec<u8>,
+    pub(super) generation: u64,
+    /// The data key it is sealed under, as stored with the version (KMS-encrypted). Items
+    /// written before versions carried their key have none: their key is the key item
+    /// of their generation.
+    pub(super) blob: Option<Vec<u8>>,
 }
 
 /// One version as stored.
@@ -90,8 +167,8 @@ pub(super) struct Version {
     pub(super) serial: u64,
     pub(super) active: bool,
     pub(super) created: String,
-    /// ciphertext, nonce, generation: present while active (when read in full).
-    pub(super) sealed: Option<(Vec<u8>, Vec<u8>, u64)>,
+    /// Present while active (when read in full).
+    pub(super) sealed: Option<Seal>,
 }
 
 impl Version {
@@ -107,6 +184,11 @@ impl Version {
             created: self.created.clone(),
         }
     }
+
+    /// The generation it is sealed under (active versions read in full).
+    pub(super) fn generation(&self) -> Option<u64> {
+        self.sealed.as_ref().map(|s| s.generation)
+    }
 }
 
 /// One data key as stored.
@@ -119,7 +201,10 @@ pub(super) struct KeyItem {
 
 /// Parse a version item. Its key names it; the `name`/`serial` attributes must agree (an
 /// item copied whole under another key is caught here, or else by the AEAD binding).
-/// `full`: the item was read with its ciphertext, which an active version must have.
+/// Every attribute this tool writes must have its exact type when present (a wrong type
+/// is never read as "absent", which for `active` would silently serve an older version),
+/// and `name`, `serial` and `active` must be present. `full`: the item was read with its
+/// ciphertext, which an active version must have.
 pub(super) fn parse_version(path: &str, item: &Item, full: bool) -> Result<Version> {
     let sk = s(item, A_SK).unwrap_or_default();
     let Some((name, serial)) = parse_version_sk(sk) else {
@@ -129,14 +214,41 @@ pub(super) fn parse_version(path: &str, item: &Item, full: bool) -> Result<Versi
         )));
     };
     let shown = format!("{path}/{} serial {serial}", printable(name));
-    if s(item, A_NAME) != Some(name) || n(item, A_SERIAL) != Some(serial) {
+    let bad = |why: String| {
+        Error::data(format!(
+            "{shown}: {why} (the item was altered outside ecs-secrets); fix the attribute, or revoke the version and create a new one, or restore the item from a backup"
+        ))
+    };
+    let attr_name = required(typed_s(item, A_NAME), A_NAME).map_err(bad)?;
+    let attr_serial = required(typed_n(item, A_SERIAL), A_SERIAL).map_err(bad)?;
+    if attr_name != name || attr_serial != serial {
         return Err(Error::data(format!(
             "{shown}: the item's name/serial attributes do not match its key (tampered with, or copied from another item); revoke it and create a new version, or restore it from a backup"
         )));
     }
-    let active = flag(item, A_ACTIVE).unwrap_or(false);
-    let sealed = match (b(item, A_CT), b(item, A_NONCE), n(item, A_GEN)) {
-        (Some(ct), Some(nonce), Some(g)) => Some((ct.to_vec(), nonce.to_vec(), g)),
+    let active = required(typed_bool(item, A_ACTIVE), A_ACTIVE).map_err(bad)?;
+    let created = typed_s(item, A_CREATED).map_err(bad)?.unwrap_or_default();
+    match typed_s(item, A_KIND).map_err(bad)? {
+        None | Some(KIND_VERSION) => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "its attribute `{A_KIND}` is {:?} where {KIND_VERSION:?} is expected",
+                printable(other)
+            )))
+        }
+    }
+    typed_b(item, A_TOKEN).map_err(bad)?;
+    let ct = typed_b(item, A_CT).map_err(bad)?;
+    let nonce = typed_b(item, A_NONCE).map_err(bad)?;
+    let generation = typed_n(item, A_GEN).map_err(bad)?;
+    let blob = typed_b(item, A_BLOB).map_err(bad)?;
+    let sealed = match (ct, nonce, generation) {
+        (Some(ct), Some(nonce), Some(g)) => Some(Seal {
+            ciphertext: ct.to_vec(),
+            nonce: nonce.to_vec(),
+            generation: g,
+            blob: blob.map(<[u8]>::to_vec),
+        }),
         _ => None,
     };
     if full && active && sealed.is_none() {
@@ -148,27 +260,39 @@ pub(super) fn parse_version(path: &str, item: &Item, full: bool) -> Result<Versi
         name: name.to_string(),
         serial,
         active,
-        created: s(item, A_CREATED).unwrap_or_default().to_string(),
+        created: created.to_string(),
         sealed: if active { sealed } else { None },
     })
 }
 
+/// Parse a data-key item: `generation` (matching its key) and `encrypted_key` must be
+/// present, and every attribute must have its exact type (`retired` absent means live).
 pub(super) fn parse_key(path: &str, item: &Item) -> Result<KeyItem> {
     let sk = s(item, A_SK).unwrap_or_default();
-    let bad = || {
+    let bad = |why: &str| {
         Error::data(format!(
-            "malformed data-key item {:?} under {path} in the secrets table; restore it from a backup",
+            "malformed data-key item {:?} under {path} in the secrets table: {why}; restore it from a backup",
             printable(sk)
         ))
     };
-    let generation = parse_key_sk(sk).ok_or_else(bad)?;
-    if n(item, A_GEN) != Some(generation) {
-        return Err(bad());
+    let generation = parse_key_sk(sk).ok_or_else(|| bad("its key is not k#<20 digits>"))?;
+    let check = |r: std::result::Result<(), String>| r.map_err(|why| bad(&why));
+    let attr_gen = required(typed_n(item, A_GEN), A_GEN).map_err(|w| bad(&w))?;
+    if attr_gen != generation {
+        return Err(bad("its generation attribute does not match its key"));
+    }
+    let blob = required(typed_b(item, A_BLOB), A_BLOB).map_err(|w| bad(&w))?;
+    let retired = typed_bool(item, A_RETIRED).map_err(|w| bad(&w))?;
+    check(typed_s(item, A_KMS_KEY).map(drop))?;
+    check(typed_s(item, A_CREATED).map(drop))?;
+    match typed_s(item, A_KIND).map_err(|w| bad(&w))? {
+        None | Some(KIND_DATAKEY) => {}
+        Some(_) => return Err(bad("its kind attribute is not \"datakey\"")),
     }
     Ok(KeyItem {
         generation,
-        blob: b(item, A_BLOB).ok_or_else(bad)?.to_vec(),
-        retired: flag(item, A_RETIRED).unwrap_or(false),
+        blob: blob.to_vec(),
+        retired: retired.unwrap_or(false),
     })
 }
 
@@ -183,7 +307,14 @@ impl Partition {
     pub(super) fn parse(path: &str, items: &[Item], full: bool) -> Result<Partition> {
         let mut p = Partition::default();
         for item in items {
-            let sk = s(item, A_SK).unwrap_or_default();
+            // Our sort key is a string: an item without one means the table is laid out
+            // differently (another tool's table), which must not read as "no secrets".
+            let sk = match typed_s(item, A_SK) {
+                Ok(Some(sk)) => sk,
+                Ok(None) | Err(_) => return Err(Error::data(format!(
+                    "an item under {path} has no string sort key `{A_SK}`: the table is not an ecs-secrets table (hash key `{A_PATH}` and range key `{A_SK}`, both strings); check --table"
+                ))),
+            };
             if sk.starts_with(VERSION_PREFIX) {
                 p.versions.push(parse_version(path, item, full)?);
             } else if sk.starts_with(KEY_PREFIX) {
@@ -210,6 +341,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_smithy_types::Blob;
 
     fn item(pairs: &[(&str, Av)]) -> Item {
         pairs

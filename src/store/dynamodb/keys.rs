@@ -7,7 +7,7 @@ use crate::secret::Payload;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_kms::types::DataKeySpec;
 use aws_smithy_types::Blob;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 impl DynamoStore {
@@ -40,29 +40,29 @@ impl DynamoStore {
         })
     }
 
-    /// Decrypt the data keys the given versions need: one KMS Decrypt per generation.
+    /// Decrypt the data keys the given versions need: one KMS Decrypt per distinct stored
+    /// key (one per generation).
     pub(super) async fn keys_for(
         &self,
         path: &str,
         part: &Partition,
         needed: &[&Version],
-    ) -> Result<HashMap<u64, DataKey>> {
-        let mut first_user: BTreeMap<u64, &Version> = BTreeMap::new();
+    ) -> Result<Keys> {
+        let mut keys = Keys::new();
         for v in needed {
-            if let Some((_, _, g)) = &v.sealed {
-                first_user.entry(*g).or_insert(v);
-            }
-        }
-        let mut keys = HashMap::new();
-        for (g, v) in first_user {
-            let Some(k) = part.keys.get(&g) else {
+            let Some(seal) = &v.sealed else { continue };
+            let g = seal.generation;
+            let Some(blob) = blob_of(v, part) else {
                 return Err(Error::data(format!(
-                    "cannot decrypt {}: its data key generation {g} is missing from table {}; restore that item from a backup, or revoke the version and create a new one",
+                    "cannot decrypt {}: its data key generation {g} is missing from table {} (the version carries no copy of it: it was written before versions did); restore that item from a backup, or revoke the version and create a new one",
                     v.full_name(path),
                     self.table
                 )));
             };
-            let key = self.decrypt_key(path, g, &k.blob).await.map_err(|e| {
+            if keys.contains_key(blob) {
+                continue;
+            }
+            let key = self.decrypt_key(path, g, blob).await.map_err(|e| {
                 let needed_by = format!("needed by {}", v.full_name(path));
                 match e {
                     Error::Aws {
@@ -80,7 +80,7 @@ impl DynamoStore {
                     other => other,
                 }
             })?;
-            keys.insert(g, key);
+            keys.insert(blob.to_vec(), key);
         }
         Ok(keys)
     }
@@ -90,24 +90,26 @@ impl DynamoStore {
         &self,
         path: &str,
         v: &Version,
-        keys: &HashMap<u64, DataKey>,
+        part: &Partition,
+        keys: &Keys,
     ) -> Result<Payload> {
-        let Some((ct, nonce, g)) = &v.sealed else {
+        let Some(seal) = &v.sealed else {
             return Err(Error::data(format!(
                 "{} has no ciphertext: revoke it again and create a new version",
                 v.full_name(path)
             )));
         };
-        let key = keys
-            .get(g)
+        let g = seal.generation;
+        let key = blob_of(v, part)
+            .and_then(|blob| keys.get(blob))
             .ok_or_else(|| Error::data(format!("no data key for {}", v.full_name(path))))?;
         let at = Binding {
             path,
             name: &v.name,
             serial: v.serial,
-            generation: *g,
+            generation: g,
         };
-        crypto::open(key, &at, nonce, ct).map_err(|e| {
+        crypto::open(key, &at, &seal.nonce, &seal.ciphertext).map_err(|e| {
             Error::data(format!(
                 "cannot decrypt {}: {e} for this path, name, serial and data-key generation {g} (tampered with, or copied from another item); revoke it and create a new version, or restore the item from a backup",
                 v.full_name(path)
@@ -235,32 +237,42 @@ impl DynamoStore {
         }))
     }
 
-    /// One data key by generation (strongly consistent GetItem), decrypted.
-    pub(super) async fn key_by_generation(
-        &self,
-        path: &str,
-        v: &Version,
-    ) -> Result<HashMap<u64, DataKey>> {
-        let mut keys = HashMap::new();
-        let Some((_, _, g)) = &v.sealed else {
-            return Ok(keys);
-        };
-        let resp = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key(A_PATH, Av::S(path.into()))
-            .key(A_SK, Av::S(key_sk(*g)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.ddb_error(format!("reading data key generation {g} of {path}"), e))?;
+    /// Open one version read on its own (`fetch`). A version that carries its data key
+    /// needs nothing more; an older one needs its key item (strongly consistent GetItem).
+    pub(super) async fn open_one(&self, path: &str, v: &Version) -> Result<Payload> {
         let mut part = Partition::default();
-        if let Some(item) = resp.item {
-            let k = parse_key(path, &item)?;
-            part.keys.insert(k.generation, k);
+        if let Some(seal) = v.sealed.as_ref().filter(|s| s.blob.is_none()) {
+            let g = seal.generation;
+            let resp = self
+                .ddb
+                .get_item()
+                .table_name(&self.table)
+                .key(A_PATH, Av::S(path.into()))
+                .key(A_SK, Av::S(key_sk(g)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    self.ddb_error(format!("reading data key generation {g} of {path}"), e)
+                })?;
+            if let Some(item) = resp.item {
+                let k = parse_key(path, &item)?;
+                part.keys.insert(k.generation, k);
+            }
         }
-        keys.extend(self.keys_for(path, &part, &[v]).await?);
-        Ok(keys)
+        let keys = self.keys_for(path, &part, &[v]).await?;
+        self.open(path, v, &part, &keys)
     }
+}
+
+/// Decrypted data keys, by the stored (KMS-encrypted) key they came from.
+pub(super) type Keys = HashMap<Vec<u8>, DataKey>;
+
+/// The stored data key `v` is sealed under: the copy it carries, else (versions written
+/// before they carried one) the key item of its generation.
+fn blob_of<'a>(v: &'a Version, part: &'a Partition) -> Option<&'a [u8]> {
+    let seal = v.sealed.as_ref()?;
+    seal.blob
+        .as_deref()
+        .or_else(|| part.keys.get(&seal.generation).map(|k| k.blob.as_slice()))
 }

@@ -56,15 +56,7 @@ impl DynamoStore {
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
             let token = write_token()?;
             let kept = match self
-                .put_version(
-                    path,
-                    name,
-                    *serial,
-                    pk.generation,
-                    &sealed,
-                    &created,
-                    &token,
-                )
+                .put_version(path, name, *serial, &pk, &sealed, &created, &token)
                 .await?
             {
                 Put::Done => {
@@ -127,12 +119,32 @@ impl DynamoStore {
         let mut keys: HashMap<String, Zeroizing<Vec<u8>>> = HashMap::new();
         let mut out = Vec::new();
         for item in &items {
-            let name = s(item, "Name").unwrap_or_default();
-            let serial = n(item, "Serial").unwrap_or(0);
-            let shown = format!("{source}: {} serial {serial}", printable(name));
-            if !flag(item, "Active").unwrap_or(false) {
+            // Every item is accounted for: one is imported (Active true), left out as
+            // revoked (Active false), or refused, naming it, with nothing imported.
+            let name = typed_s(item, "Name");
+            let serial = typed_n(item, "Serial");
+            let shown = format!(
+                "{source}: {} serial {}",
+                match &name {
+                    Ok(Some(n)) => printable(n).to_string(),
+                    _ => "<no valid Name>".into(),
+                },
+                match &serial {
+                    Ok(Some(n)) => n.to_string(),
+                    _ => "<no valid Serial>".into(),
+                }
+            );
+            let refuse = |why: String| {
+                Error::data(format!(
+                    "{shown}: {why}; nothing was imported (the original tool writes Name as S, Serial as N and Active as BOOL: fix the item in the source, Active false to leave it out)"
+                ))
+            };
+            let active = required(typed_bool(item, "Active"), "Active").map_err(refuse)?;
+            if !active {
                 continue;
             }
+            let name = required(name, "Name").map_err(refuse)?;
+            let serial = required(serial, "Serial").map_err(refuse)?;
             let name = crate::config::validate_name(name).map_err(|e| {
                 Error::data(format!(
                     "{shown} cannot be imported: {e}; rename it in the source first"

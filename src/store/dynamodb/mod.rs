@@ -146,16 +146,24 @@ impl DynamoStore {
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         let mut err = crate::aws::error(context, e);
-        if let Error::Aws {
-            kind: AwsKind::NotFound,
-            hint,
-            ..
-        } = &mut err
-        {
-            *hint = format!(
-                "; check --table {} and the region, or create the table with `ecs-secrets setup --backend dynamodb`",
-                self.table
-            );
+        if let Error::Aws { kind, hint, .. } = &mut err {
+            match kind {
+                AwsKind::NotFound => {
+                    *hint = format!(
+                        "; check --table {} and the region, or create the table with `ecs-secrets setup --backend dynamodb`",
+                        self.table
+                    )
+                }
+                // Our requests are fixed: DynamoDB refuses them when the table's keys are
+                // not ours (other names or types).
+                AwsKind::Invalid => {
+                    *hint = format!(
+                        "; table {} may not be an ecs-secrets table (hash key `{A_PATH}` and range key `{A_SK}`, both strings): check --table, or create one with `ecs-secrets setup --backend dynamodb`",
+                        self.table
+                    )
+                }
+                _ => {}
+            }
         }
         err
     }
@@ -193,7 +201,9 @@ impl DynamoStore {
     }
 
     /// A strongly consistent Query of the path's partition, optionally of one sort-key
-    /// prefix.
+    /// prefix. The whole partition is read with a string condition on the sort key too
+    /// (every item of ours sorts from `k#` on): DynamoDB refuses that Query on a table
+    /// whose keys are not ours, instead of answering "nothing under this path".
     fn query(&self, path: &str, prefix: Option<&str>) -> QueryFluentBuilder {
         let q = self
             .ddb
@@ -203,7 +213,10 @@ impl DynamoStore {
             .expression_attribute_names("#p", A_PATH)
             .expression_attribute_values(":p", Av::S(path.to_string()));
         match prefix {
-            None => q.key_condition_expression("#p = :p"),
+            None => q
+                .key_condition_expression("#p = :p AND #sk >= :first")
+                .expression_attribute_names("#sk", A_SK)
+                .expression_attribute_values(":first", Av::S(KEY_PREFIX.to_string())),
             Some(pre) => q
                 .key_condition_expression("#p = :p AND begins_with(#sk, :pre)")
                 .expression_attribute_names("#sk", A_SK)
@@ -270,6 +283,9 @@ impl DynamoStore {
         let (items, pages) = self
             .pages(Self::for_reading(self.query(path, None)), &what)
             .await?;
+        if items.is_empty() {
+            self.check_layout().await?;
+        }
         let part = Partition::parse(path, &items, true)?;
         let needed = part.newest_active();
         let keys = self.keys_for(path, &part, &needed).await?;
@@ -278,7 +294,7 @@ impl DynamoStore {
             out.push(Secret {
                 name: v.name.clone(),
                 serial: v.serial,
-                payload: self.open(path, v, &keys)?,
+                payload: self.open(path, v, &part, &keys)?,
             });
         }
         crate::log::debug(format_args!(
@@ -287,6 +303,59 @@ impl DynamoStore {
             keys.len()
         ));
         Ok(out)
+    }
+
+    /// An empty read must mean an empty path, not a table laid out otherwise (DynamoDB
+    /// refuses our Query on such a table, but DynamoDB-compatible stores may answer it
+    /// with nothing). DescribeTable is not among the fetch role's permissions: when it is
+    /// refused, the Query's own check stands.
+    async fn check_layout(&self) -> Result<()> {
+        let resp = match self
+            .ddb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let err = self.ddb_error(format!("describing DynamoDB table {}", self.table), e);
+                return match err.aws_kind() {
+                    Some(AwsKind::AccessDenied) => Ok(()),
+                    _ => Err(err),
+                };
+            }
+        };
+        let Some(t) = resp.table else { return Ok(()) };
+        let type_of = |name: &str| {
+            t.attribute_definitions()
+                .iter()
+                .find(|a| a.attribute_name() == name)
+                .map(|a| a.attribute_type().as_str().to_string())
+        };
+        let key_of = |kind: &str| {
+            t.key_schema()
+                .iter()
+                .find(|k| k.key_type().as_str() == kind)
+                .map(|k| k.attribute_name().to_string())
+        };
+        let ours = key_of("HASH").as_deref() == Some(A_PATH)
+            && key_of("RANGE").as_deref() == Some(A_SK)
+            && type_of(A_PATH).as_deref() == Some("S")
+            && type_of(A_SK).as_deref() == Some("S");
+        if ours {
+            return Ok(());
+        }
+        let show = |kind: &str| match key_of(kind) {
+            Some(n) => format!("`{n}` ({})", type_of(&n).unwrap_or_else(|| "?".into())),
+            None => "none".into(),
+        };
+        Err(Error::data(format!(
+            "DynamoDB table {} is not an ecs-secrets table: its hash key is {} and its range key {}, where `{A_PATH}` (S) and `{A_SK}` (S) are expected; check --table, or create one with `ecs-secrets setup --backend dynamodb`",
+            self.table,
+            show("HASH"),
+            show("RANGE")
+        )))
     }
 
     /// The NotFound error for a name/serial, naming what exists.
@@ -357,8 +426,7 @@ impl DynamoStore {
                 payload: None,
             });
         }
-        let keys = self.key_by_generation(path, &v).await?;
-        let payload = self.open(path, &v, &keys)?;
+        let payload = self.open_one(path, &v).await?;
         Ok(Fetched {
             name: name.to_string(),
             serial: v.serial,

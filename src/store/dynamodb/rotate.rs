@@ -5,57 +5,109 @@ use crate::error::{Error, Result};
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use std::collections::BTreeSet;
 
+/// How many times rotate-key reads the path (re-sealing what it finds) before giving up
+/// to writers that keep adding versions under older keys.
+const MAX_PASSES: usize = 8;
+
 impl DynamoStore {
-    /// rotate-key: a new data-key generation; every active version re-sealed under it (a
-    /// concurrent revoke wins); then data keys no version uses are deleted. Returns the new
-    /// generation and how many versions were re-sealed.
+    /// rotate-key: a new data-key generation; every active version under an older one
+    /// re-sealed under it (a concurrent revoke wins); then older keys that a strongly
+    /// consistent read shows unused are deleted, and the path is read once more, so that a
+    /// write that raced the delete is found and re-sealed. Versions carry their own data
+    /// key, so no interleaving leaves one unreadable. A rotation that finds a newer
+    /// generation stops and says so. Returns the new generation and how many versions
+    /// were re-sealed.
     pub async fn rotate_key(&self, path: &str) -> Result<(u64, usize)> {
         let (part, _) = self.partition(path).await?;
-        let newest = part.keys.keys().next_back().copied().unwrap_or(0);
-        let generation = newest + 1;
+        // Never reuse a generation number, not even one whose key item is gone.
+        let newest = part
+            .keys
+            .keys()
+            .copied()
+            .chain(part.versions.iter().filter_map(Version::generation))
+            .max()
+            .unwrap_or(0);
+        let generation = newest.checked_add(1).ok_or_else(|| {
+            Error::data(format!(
+                "cannot rotate the data key of {path}: its newest generation is {newest}, the largest a generation can be"
+            ))
+        })?;
         let new_key = self.new_key(path, generation).await?.ok_or_else(|| {
             Error::data(format!(
                 "data key generation {generation} of {path} appeared meanwhile: another rotate-key is running; try again when it is done"
             ))
         })?;
         // From here on, creates that chose an older generation re-seal themselves.
-        for k in part.keys.values().filter(|k| !k.retired) {
-            self.retire(path, k.generation).await?;
-        }
-        // Read again: versions written before the retirement are all visible now.
-        let (part, _) = self.partition(path).await?;
-        let stale: Vec<&Version> = part
-            .versions
-            .iter()
-            .filter(|v| v.sealed.as_ref().is_some_and(|(_, _, g)| *g != generation))
-            .collect();
-        let keys = self.keys_for(path, &part, &stale).await?;
+        self.retire_older(path, &part, generation).await?;
         let mut resealed = 0;
-        for v in &stale {
-            let payload = self.open(path, v, &keys)?;
-            let (_, nonce, from) = v.sealed.as_ref().expect("filtered on sealed");
-            if self
-                .reseal(path, &v.name, v.serial, *from, nonce, &new_key, &payload)
-                .await?
-                .is_some()
-            {
-                resealed += 1;
+        let mut deleted = false;
+        for _ in 0..MAX_PASSES {
+            // Strongly consistent: every write that landed before is visible.
+            let (part, _) = self.partition(path).await?;
+            if let Some(newer) = part.keys.keys().copied().find(|g| *g > generation) {
+                return Err(Error::data(format!(
+                    "rotate-key of {path} stopped: data key generation {newer} appeared while it ran (another rotate-key, which re-seals every version under that newer key); {resealed} version(s) had been re-sealed under generation {generation}, and nothing is lost; if that other rotate-key did not finish, run rotate-key again"
+                )));
+            }
+            // Generation 1 of a path that had no key may have been created meanwhile.
+            self.retire_older(path, &part, generation).await?;
+            let stale: Vec<&Version> = part
+                .versions
+                .iter()
+                .filter(|v| v.generation().is_some_and(|g| g < generation))
+                .collect();
+            if stale.is_empty() {
+                if deleted {
+                    return Ok((generation, resealed));
+                }
+                let used: BTreeSet<u64> = part
+                    .versions
+                    .iter()
+                    .filter_map(Version::generation)
+                    .collect();
+                for k in part.keys.values() {
+                    if k.retired && k.generation < generation && !used.contains(&k.generation) {
+                        self.delete_key(path, k.generation).await?;
+                    }
+                }
+                deleted = true;
+                continue;
+            }
+            deleted = false;
+            let keys = self.keys_for(path, &part, &stale).await?;
+            for v in &stale {
+                let payload = self.open(path, v, &part, &keys)?;
+                let seal = v.sealed.as_ref().expect("filtered on sealed");
+                if self
+                    .reseal(
+                        path,
+                        &v.name,
+                        v.serial,
+                        seal.generation,
+                        &seal.nonce,
+                        &new_key,
+                        &payload,
+                    )
+                    .await?
+                    .is_some()
+                {
+                    resealed += 1;
+                }
             }
         }
-        drop(keys);
-        // Delete retired keys that nothing references any more.
-        let (part, _) = self.partition(path).await?;
-        let used: BTreeSet<u64> = part
-            .versions
-            .iter()
-            .filter_map(|v| v.sealed.as_ref().map(|(_, _, g)| *g))
-            .collect();
+        Err(Error::data(format!(
+            "rotate-key of {path}: versions under older data keys kept appearing ({resealed} re-sealed under generation {generation} so far; every version stays readable); run rotate-key again when the writers are done"
+        )))
+    }
+
+    /// Retire every live key older than `generation`.
+    async fn retire_older(&self, path: &str, part: &Partition, generation: u64) -> Result<()> {
         for k in part.keys.values() {
-            if k.retired && !used.contains(&k.generation) {
-                self.delete_key(path, k.generation).await?;
+            if !k.retired && k.generation < generation {
+                self.retire(path, k.generation).await?;
             }
         }
-        Ok((generation, resealed))
+        Ok(())
     }
 
     pub(super) async fn retire(&self, path: &str, generation: u64) -> Result<()> {

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValuesOnConditionCheck
 use aws_smithy_types::Blob;
 
 impl DynamoStore {
-    /// The highest serial of `name` (0 when none).
+    /// The highest serial of `name` (0 when none). A newest item whose key is not ours
+    /// fails closed: guessing past it could reuse a serial.
     pub(super) async fn max_serial(&self, path: &str, name: &str) -> Result<u64> {
         let resp = self
             .query(path, Some(&name_prefix(name)))
@@ -23,13 +24,29 @@ impl DynamoStore {
                     e,
                 )
             })?;
-        Ok(resp
-            .items
-            .unwrap_or_default()
-            .first()
-            .and_then(|i| s(i, A_SK))
-            .and_then(parse_version_sk)
-            .map_or(0, |(_, serial)| serial))
+        let items = resp.items.unwrap_or_default();
+        let Some(item) = items.first() else {
+            return Ok(0);
+        };
+        let sk = s(item, A_SK).unwrap_or_default();
+        match parse_version_sk(sk) {
+            Some((_, serial)) => Ok(serial),
+            None => Err(Error::data(format!(
+                "malformed version item {:?} under {path} in the secrets table; remove it or restore it from a backup",
+                printable(sk)
+            ))),
+        }
+    }
+
+    /// The serial after `serial`; refused at the largest one (wrapping around would
+    /// write a serial older than every other, never served and never revocable).
+    pub(super) fn next_serial(path: &str, name: &str, serial: u64) -> Result<u64> {
+        serial.checked_add(1).ok_or_else(|| {
+            Error::data(format!(
+                "cannot create {path}/{}: its newest serial is {serial}, the largest a serial can be; create the secret under another name",
+                printable(name)
+            ))
+        })
     }
 
     /// PutItem of a new version, conditional on the key being free. A "taken" answer that
@@ -40,7 +57,7 @@ impl DynamoStore {
         path: &str,
         name: &str,
         serial: u64,
-        generation: u64,
+        pk: &PathKey,
         sealed: &Sealed,
         created: &str,
         token: &[u8],
@@ -58,7 +75,8 @@ impl DynamoStore {
             .item(A_CREATED, Av::S(created.into()))
             .item(A_CT, Av::B(Blob::new(sealed.ciphertext.clone())))
             .item(A_NONCE, Av::B(Blob::new(sealed.nonce.to_vec())))
-            .item(A_GEN, Av::N(generation.to_string()))
+            .item(A_GEN, Av::N(pk.generation.to_string()))
+            .item(A_BLOB, Av::B(Blob::new(pk.blob.clone())))
             .item(A_TOKEN, Av::B(Blob::new(token.to_vec())))
             .condition_expression("attribute_not_exists(#sk)")
             .expression_attribute_names("#sk", A_SK)
@@ -86,7 +104,7 @@ impl DynamoStore {
     pub async fn create(&self, path: &str, name: &str, payload: &Payload) -> Result<u64> {
         Self::check_name(name)?;
         let pk = self.current_key(path).await?;
-        let mut serial = self.max_serial(path, name).await? + 1;
+        let mut serial = Self::next_serial(path, name, self.max_serial(path, name).await?)?;
         let created = now_rfc3339();
         for attempt in 0..MAX_CREATE_ATTEMPTS {
             let at = Binding {
@@ -99,7 +117,7 @@ impl DynamoStore {
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
             let token = write_token()?;
             let kept = match self
-                .put_version(path, name, serial, pk.generation, &sealed, &created, &token)
+                .put_version(path, name, serial, &pk, &sealed, &created, &token)
                 .await?
             {
                 Put::Done => {
@@ -111,11 +129,11 @@ impl DynamoStore {
             if kept {
                 return Ok(serial);
             }
+            let next = Self::next_serial(path, name, serial)?;
             crate::log::debug(format_args!(
-                "{path}/{name} serial {serial} was taken by a concurrent writer; trying {}",
-                serial + 1
+                "{path}/{name} serial {serial} was taken by a concurrent writer; trying {next}"
             ));
-            serial += 1;
+            serial = next;
             jitter(5 + 5 * attempt.min(8)).await;
         }
         Err(Error::data(format!(
@@ -221,8 +239,10 @@ impl DynamoStore {
             .table_name(&self.table)
             .key(A_PATH, Av::S(path.into()))
             .key(A_SK, Av::S(version_sk(name, serial)))
-            .update_expression("SET #ct = :ct, #nonce = :nonce, #g = :to")
+            .update_expression("SET #ct = :ct, #nonce = :nonce, #g = :to, #b = :blob")
             .condition_expression("#a = :t AND #g = :from AND #nonce = :old")
+            .expression_attribute_names("#b", A_BLOB)
+            .expression_attribute_values(":blob", Av::B(Blob::new(to.blob.clone())))
             .expression_attribute_names("#ct", A_CT)
             .expression_attribute_names("#nonce", A_NONCE)
             .expression_attribute_names("#g", A_GEN)
@@ -242,8 +262,8 @@ impl DynamoStore {
         }
     }
 
-    /// Revoke: the item must exist and be a version; its ciphertext, nonce and generation
-    /// are removed. Revoking twice is fine.
+    /// Revoke: the item must exist and be a version; its ciphertext, nonce, generation and
+    /// data key are removed. Revoking twice is fine.
     pub async fn revoke(&self, path: &str, name: &str, serial: u64) -> Result<()> {
         Self::check_name(name)?;
         let r = self
@@ -252,7 +272,8 @@ impl DynamoStore {
             .table_name(&self.table)
             .key(A_PATH, Av::S(path.into()))
             .key(A_SK, Av::S(version_sk(name, serial)))
-            .update_expression("SET #a = :f REMOVE #ct, #nonce, #g")
+            .update_expression("SET #a = :f REMOVE #ct, #nonce, #g, #b")
+            .expression_attribute_names("#b", A_BLOB)
             .condition_expression("attribute_exists(#sk) AND #kind = :version")
             .expression_attribute_names("#a", A_ACTIVE)
             .expression_attribute_names("#ct", A_CT)
