@@ -3,33 +3,42 @@
 //! Layout (hash key `path`, range key `sk`, both strings):
 //! - a version: `sk = v#<name>#<serial, 20 digits>`, with `kind = "version"`, `name`,
 //!   `serial` (N), `active` (BOOL), `created` (RFC 3339 UTC), `token` (B, random, from the
-//!   create that wrote it), and while active `ciphertext` (B), `nonce` (B) and `generation`
-//!   (N, the data key it is sealed under). Names hold only
-//!   `[A-Za-z0-9_.-/]`, so `#` separates unambiguously, and zero-padded serials sort.
+//!   create that wrote it), and while active `ciphertext` (B), `nonce` (B), `generation`
+//!   (N, the data key it is sealed under) and `encrypted_key` (B, a copy of that data key
+//!   as stored). Names hold only `[A-Za-z0-9_.-/]`, so `#` separates unambiguously, and
+//!   zero-padded serials sort.
 //! - a data key: `sk = k#<generation, 20 digits>`, with `kind = "datakey"`, `generation`,
 //!   `encrypted_key` (B, the KMS CiphertextBlob under encryption context
 //!   `{"ecs-secrets:path": <path>}`), `kms_key` (the key ARN KMS reported), `created`, and
 //!   `retired` (BOOL) once `rotate-key` superseded it.
 //!
+//! Every attribute must have exactly its type when present (see `item`): a wrong type is
+//! never read as absent.
+//!
 //! The hash key is the path, so `dynamodb:LeadingKeys` confines a role to its paths.
 //!
 //! Costs: reading a path is one paginated, strongly consistent Query of its partition plus
-//! one KMS Decrypt per data-key generation among the versions it needs. The item key (not
+//! one KMS Decrypt per distinct data key among the versions it needs. The item key (not
 //! the item's attributes) names the version, and the ciphertext is bound to it (see
 //! `crate::crypto`), so copying a ciphertext, or a whole item, elsewhere fails to open.
 //!
 //! Concurrency:
-//! - create: the next serial is the newest one plus 1; PutItem is conditional on the item
-//!   not existing and moves on to the next serial when another writer took it. Each write
-//!   carries a random `token` that nothing changes afterwards (re-sealing changes the
-//!   nonce): a "taken" answer carrying our token is our own retried request (the first
-//!   attempt landed, its answer was lost), not a second version. The write is then read
-//!   back (strongly consistent) and must carry our token before the serial is reported.
-//! - rotate-key first writes the new generation, then marks the older ones `retired`, then
-//!   re-seals what it finds, then deletes retired keys nothing references. A create checks,
-//!   after its write, that its generation was not retired meanwhile, and re-seals its own
-//!   version under the newest key if it was: so no version is left pointing at a deleted
-//!   key, whatever the interleaving.
+//! - create: the next serial is the newest one plus 1 (refused past the largest);
+//!   PutItem is conditional on the item not existing and moves on to the next serial when
+//!   another writer took it. Each write carries a random `token` that nothing changes
+//!   afterwards (re-sealing changes the nonce): a "taken" answer carrying our token is our
+//!   own retried request (the first attempt landed, its answer was lost), not a second
+//!   version. The write is then read back (strongly consistent) and must carry our token
+//!   before the serial is reported.
+//! - A version carries the data key it is sealed under, so no write that lands late (its
+//!   process killed, or held in the network while a rotation ran) and no re-seal racing a
+//!   key's deletion can leave it unreadable.
+//! - rotate-key writes the next generation, retires the older ones, re-seals what is under
+//!   an older generation (never moving a version back), stops when it sees a newer
+//!   generation, deletes retired keys a strongly consistent read shows unused, and reads
+//!   again to re-seal writes that raced the delete. A create checks, after its write, that
+//!   its generation was not retired meanwhile, and re-seals its own version under the
+//!   newest key if it was.
 
 mod item;
 mod keys;

@@ -144,7 +144,8 @@ impl DynamoStore {
     /// After a version was written: make sure it stays readable and is really ours.
     /// 1. Its data key must still be the stored, live key of its generation. A concurrent
     ///    rotate-key may have retired (or deleted) it: then the version is re-sealed under
-    ///    the newest key, so it never points at a deleted key.
+    ///    the newest key, so the rotation is complete (the version stays readable anyway:
+    ///    it carries its key).
     /// 2. Read it back: the item must carry our token. DynamoDB's conditional writes are
     ///    atomic, but not every DynamoDB-compatible store's (moto, which the tests run
     ///    against, checks and writes without a lock); a replaced write means the serial
