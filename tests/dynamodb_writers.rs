@@ -420,21 +420,13 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
         // Every request waits a little, at random, and one in ten a long time (a slow
         // round trip): with staggered starts, whole commands run inside another's window.
         proxy.set_jitter(20 + rng.below(150), 0.05, 2000, rng.next());
-        // And one chosen request is held far longer, to be released at a random moment:
-        // everything else may run meanwhile (its writer may be killed meanwhile too).
-        // (Query: reads that decide, such as rotate-key's, weigh double.)
-        let ops = [
-            "Query",
-            "Query",
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "GetItem",
-        ];
-        let held = ops[rng.below(ops.len() as u64) as usize];
-        proxy.hold(held, 1 + rng.below(6) as usize);
+        // And, one after the other, up to three chosen requests are held far longer, each
+        // released at a random moment: everything else may run meanwhile (their writers
+        // may be killed meanwhile too).
+        let mut holds = 3;
+        let mut release_at: Option<Instant> = None;
+        arm_random_hold(&proxy, &mut rng);
         let t_round = Instant::now();
-        let mut release_at = Some(t_round + Duration::from_millis(1000 + rng.below(4000)));
         let mut writers = Vec::new();
         for i in 0..8 {
             let name = ["A", "B", "C"][rng.below(3) as usize].to_string();
@@ -505,9 +497,20 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
         let deadline = Instant::now() + Duration::from_secs(120);
         while writers.iter().any(|w| w.cmd.is_some() || w.child.is_some()) {
             assert!(Instant::now() < deadline, "round {round}: writers hung");
-            if release_at.is_some_and(|t| Instant::now() >= t) {
-                proxy.release();
-                release_at = None;
+            match release_at {
+                None if holds > 0 && proxy.held() > 0 => {
+                    release_at =
+                        Some(Instant::now() + Duration::from_millis(300 + rng.below(3000)));
+                }
+                Some(t) if Instant::now() >= t => {
+                    proxy.release();
+                    release_at = None;
+                    holds -= 1;
+                    if holds > 0 {
+                        arm_random_hold(&proxy, &mut rng);
+                    }
+                }
+                _ => {}
             }
             for w in writers.iter_mut() {
                 if w.start_at <= Instant::now() {
@@ -573,6 +576,21 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
         "randomized interleavings: {round} rounds in {:?}, {totals:?}",
         t0.elapsed()
     );
+}
+
+/// Arms a hold of a random operation's next 1st to 4th request. Reads that decide
+/// (Query, such as rotate-key's) weigh double.
+fn arm_random_hold(proxy: &Proxy, rng: &mut Rng) {
+    let ops = [
+        "Query",
+        "Query",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "GetItem",
+    ];
+    let op = ops[rng.below(ops.len() as u64) as usize];
+    proxy.hold(op, 1 + rng.below(4) as usize);
 }
 
 fn json_line(s: &str) -> serde_json::Value {

@@ -327,6 +327,11 @@ impl Proxy {
         true
     }
 
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
     /// Lets every held request go on (and disarms a hold that did not fire yet).
     pub fn release(&self) {
         *lock(&self.shared.hold) = None;
