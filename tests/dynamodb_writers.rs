@@ -417,9 +417,9 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
             issued.entry(name.into()).or_default().insert(v);
         }
         let proxy = Proxy::start(ep);
-        // Every request waits a little, at random, and one in ten a long time (a slow
+        // Every request waits a little, at random, and one in fifty a long time (a slow
         // round trip): with staggered starts, whole commands run inside another's window.
-        proxy.set_jitter(20 + rng.below(150), 0.05, 2000, rng.next());
+        proxy.set_jitter(10 + rng.below(100), 0.02, 2000, rng.next());
         // And, one after the other, up to three chosen requests are held far longer, each
         // released at a random moment: everything else may run meanwhile (their writers
         // may be killed meanwhile too).

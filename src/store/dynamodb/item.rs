@@ -414,4 +414,41 @@ mod tests {
         meta.remove(A_CT);
         assert!(Partition::parse("/p/a", &[meta], false).is_ok());
     }
+
+    #[test]
+    fn a_wrong_type_is_never_read_as_absent() {
+        for (attr, value) in [
+            (A_ACTIVE, Av::S("true".into())),
+            (A_ACTIVE, Av::N("1".into())),
+            (A_SERIAL, Av::N("1e0".into())),
+            (A_SERIAL, Av::N("18446744073709551616".into())),
+            (A_GEN, Av::N("-1".into())),
+            (A_GEN, Av::N("1.0".into())),
+            (A_NONCE, Av::S("n".into())),
+            (A_BLOB, Av::S("k".into())),
+            (A_TOKEN, Av::Bool(true)),
+            (A_CREATED, Av::N("1".into())),
+            (A_KIND, Av::S("datakey".into())),
+        ] {
+            let mut v = version("A", 1, true);
+            v.insert(attr.into(), value.clone());
+            let e = Partition::parse("/p/a", &[v], true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("/p/a/A serial 1"), "{attr} {value:?}: {e}");
+        }
+        let mut v = version("A", 1, false);
+        v.remove(A_ACTIVE);
+        let e = Partition::parse("/p/a", &[v], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`active` is missing"), "{e}");
+        // Without `sk` as a string, the table is not ours.
+        let mut v = version("A", 1, true);
+        v.insert(A_SK.into(), Av::N("1".into()));
+        let e = Partition::parse("/p/a", &[v], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an ecs-secrets table"), "{e}");
+    }
 }
