@@ -214,6 +214,10 @@ struct Writer {
     revokes: Option<(String, u64)>,
     /// Spawned at `start_at`.
     cmd: Option<Command>,
+    proxy: Proxy,
+    /// How long its held request is held (once it arrived), if it has one.
+    hold_ms: Option<u64>,
+    release_at: Option<Instant>,
     start_at: Instant,
     child: Option<Child>,
     /// Killed (SIGKILL) this long after its start, if still running.
@@ -293,6 +297,14 @@ fn check_round(
             "--serial",
             &serial.to_string(),
         ]));
+        assert!(
+            !active || out.status.success(),
+            "{}",
+            ctx(&format!(
+                "{name} {serial} is active but unreadable: {}",
+                describe(&out)
+            ))
+        );
         let f = json(&out);
         assert_eq!(
             f["active"],
@@ -384,8 +396,9 @@ fn check_round(
 }
 
 /// Rounds of 8 concurrent create / rotate / revoke / rotate-key on one path, started at
-/// random moments, through a proxy that delays every request at random, makes some slow,
-/// and holds one for seconds; a third of the writers are killed at a random moment. Each
+/// random moments, each through a proxy of its own that delays every request at random and
+/// makes some slow; three writers in eight get one random request held for up to seconds;
+/// a third of the writers are killed at a random moment. Each
 /// round is checked once everything has landed ([`check_round`]), then once more after a
 /// final rotate-key. About 90 s; `ECS_TEST_ROUNDS=N` sets the number of rounds and
 /// `ECS_TEST_VERBOSE=1` prints what each writer answered.
@@ -416,21 +429,24 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
             create(ep, &path, name, v.as_bytes());
             issued.entry(name.into()).or_default().insert(v);
         }
-        let proxy = Proxy::start(ep);
-        // Every request waits a little, at random, and one in fifty a long time (a slow
-        // round trip): with staggered starts, whole commands run inside another's window.
-        proxy.set_jitter(10 + rng.below(100), 0.02, 2000, rng.next());
-        // And, one after the other, up to three chosen requests are held far longer, each
-        // released at a random moment: everything else may run meanwhile (their writers
-        // may be killed meanwhile too).
-        let mut holds = 3;
-        let mut release_at: Option<Instant> = None;
-        arm_random_hold(&proxy, &mut rng);
+        let jitter = 10 + rng.below(100);
         let t_round = Instant::now();
         let mut writers = Vec::new();
         for i in 0..8 {
             let name = ["A", "B", "C"][rng.below(3) as usize].to_string();
             let payload = format!("{name}-{round}-{i}");
+            // Each writer talks through a proxy of its own, so that a hold picks one
+            // writer's request. Every request waits a little, at random, and one in fifty
+            // a long time (a slow round trip).
+            let proxy = Proxy::start(ep);
+            proxy.set_jitter(jitter, 0.02, 2000, rng.next());
+            // Three writers in eight get one request (a random one of their first ten)
+            // held for a random while: everything else may run meanwhile (and the held
+            // writer may be killed meanwhile, its request landing later).
+            let hold_ms = (rng.below(8) < 3).then(|| {
+                proxy.hold("", 1 + rng.below(10) as usize);
+                300 + rng.below(3000)
+            });
             let mut cmd = ddb(&proxy.endpoint());
             let (what, writes, revokes) = match rng.below(10) {
                 0..=1 => {
@@ -486,6 +502,9 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
                 writes,
                 revokes,
                 cmd: Some(cmd),
+                proxy,
+                hold_ms,
+                release_at: None,
                 start_at: t_round + Duration::from_millis(rng.below(2000)),
                 child: None,
                 kill_after,
@@ -497,22 +516,17 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
         let deadline = Instant::now() + Duration::from_secs(120);
         while writers.iter().any(|w| w.cmd.is_some() || w.child.is_some()) {
             assert!(Instant::now() < deadline, "round {round}: writers hung");
-            match release_at {
-                None if holds > 0 && proxy.held() > 0 => {
-                    release_at =
-                        Some(Instant::now() + Duration::from_millis(300 + rng.below(3000)));
-                }
-                Some(t) if Instant::now() >= t => {
-                    proxy.release();
-                    release_at = None;
-                    holds -= 1;
-                    if holds > 0 {
-                        arm_random_hold(&proxy, &mut rng);
-                    }
-                }
-                _ => {}
-            }
             for w in writers.iter_mut() {
+                match (w.release_at, w.hold_ms) {
+                    (None, Some(ms)) if w.proxy.held() > 0 => {
+                        w.release_at = Some(Instant::now() + Duration::from_millis(ms));
+                    }
+                    (Some(t), Some(_)) if Instant::now() >= t => {
+                        w.proxy.release();
+                        w.hold_ms = None;
+                    }
+                    _ => {}
+                }
                 if w.start_at <= Instant::now() {
                     if let Some(mut cmd) = w.cmd.take() {
                         w.child = Some(spawn(&mut cmd));
@@ -533,7 +547,9 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        proxy.release();
+        for w in &writers {
+            w.proxy.release();
+        }
         if std::env::var_os("ECS_TEST_VERBOSE").is_some() {
             for w in &writers {
                 let o = w.out.as_ref().map(|o| {
@@ -551,11 +567,14 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
             }
         }
         // Requests of killed writers may still be on their way: let them land.
-        assert!(
-            proxy.wait_idle(LONG),
-            "round {round}: {}",
-            ops_summary(&proxy)
-        );
+        for w in &writers {
+            assert!(
+                w.proxy.wait_idle(LONG),
+                "round {round}: {}: {}",
+                w.what,
+                ops_summary(&w.proxy)
+            );
+        }
         *totals.entry("killed").or_default() += writers.iter().filter(|w| w.killed).count();
         check_round(ep, &path, round, &issued, &writers);
         // What rotate-key leaves behind is converged by the next rotate-key.
@@ -576,21 +595,6 @@ fn randomized_interleavings_of_every_writer_with_kills_never_lose_a_version() {
         "randomized interleavings: {round} rounds in {:?}, {totals:?}",
         t0.elapsed()
     );
-}
-
-/// Arms a hold of a random operation's next 1st to 4th request. Reads that decide
-/// (Query, such as rotate-key's) weigh double.
-fn arm_random_hold(proxy: &Proxy, rng: &mut Rng) {
-    let ops = [
-        "Query",
-        "Query",
-        "PutItem",
-        "UpdateItem",
-        "DeleteItem",
-        "GetItem",
-    ];
-    let op = ops[rng.below(ops.len() as u64) as usize];
-    proxy.hold(op, 1 + rng.below(4) as usize);
 }
 
 fn json_line(s: &str) -> serde_json::Value {

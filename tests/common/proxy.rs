@@ -302,7 +302,7 @@ impl Proxy {
     }
 
     /// Arms a hold: the `nth` (1-based) request from now on whose operation ends with
-    /// `op` is received (and counted) but neither forwarded nor answered until
+    /// `op` (`""`: any request) is received (and counted) but neither forwarded nor answered until
     /// [`Proxy::release`]; then it is forwarded as usual, even when its client has gone
     /// meanwhile (a write that lands late). One hold is armed at a time.
     pub fn hold(&self, op: &str, nth: usize) {
