@@ -348,6 +348,16 @@ fn check_round(
         );
         newest.insert(name.clone(), payload);
     }
+    // fetch of a name agrees with what a start serves.
+    for (name, want) in &newest {
+        let out = run(ddb(ep).args(["fetch", "--path", path, "--name", name]));
+        assert_eq!(
+            json(&out)["payload"],
+            want.as_str(),
+            "{}",
+            ctx(&format!("fetch {name}"))
+        );
+    }
     let names: Vec<&str> = issued.keys().map(String::as_str).collect();
     let s = assert_ok(&run(&mut show(ep, &["--path", path], &names)));
     for name in &names {
