@@ -103,6 +103,38 @@ struct Shared {
     faults: Mutex<FaultState>,
     injected: AtomicUsize,
     connections: AtomicUsize,
+    hold: Mutex<Option<Hold>>,
+    /// `true` releases every held request (see [`Proxy::hold`]).
+    release: tokio::sync::watch::Sender<bool>,
+    held: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Extra random delay for every request, with its own PRNG (so that it does not
+    /// shift the fault draws).
+    jitter: Mutex<Option<Jitter>>,
+}
+
+struct Jitter {
+    max_ms: u64,
+    /// This fraction of requests waits `slow_ms` more (a slow round trip).
+    slow: f64,
+    slow_ms: u64,
+    rng: XorShift,
+}
+
+/// An armed hold: the `nth` (1-based) request whose operation ends with `op`.
+struct Hold {
+    op: String,
+    nth: usize,
+    seen: usize,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +181,33 @@ impl Shared {
         }
         Plan { latency, fault }
     }
+
+    /// Whether this request is the one the armed hold is waiting for.
+    fn take_hold(&self, op: &str) -> bool {
+        let mut h = lock(&self.hold);
+        let Some(hold) = h.as_mut() else { return false };
+        if !op.ends_with(&hold.op) {
+            return false;
+        }
+        hold.seen += 1;
+        if hold.seen == hold.nth {
+            *h = None;
+            return true;
+        }
+        false
+    }
+
+    fn jitter(&self) -> Duration {
+        let mut j = lock(&self.jitter);
+        let Some(j) = j.as_mut() else {
+            return Duration::ZERO;
+        };
+        let mut ms = (j.rng.next_f64() * (j.max_ms + 1) as f64) as u64;
+        if j.rng.next_f64() < j.slow {
+            ms += j.slow_ms;
+        }
+        Duration::from_millis(ms)
+    }
 }
 
 /// See the module docs. Stopped (all connections closed) on drop.
@@ -171,6 +230,11 @@ impl Proxy {
             }),
             injected: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            hold: Mutex::new(None),
+            release: tokio::sync::watch::Sender::new(false),
+            held: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            jitter: Mutex::new(None),
         });
         let s = shared.clone();
         let server = ServerThread::spawn("test-proxy", move |stream| {
@@ -237,6 +301,73 @@ impl Proxy {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Arms a hold: the `nth` (1-based) request from now on whose operation ends with
+    /// `op` (`""`: any request) is received (and counted) but neither forwarded nor answered until
+    /// [`Proxy::release`]; then it is forwarded as usual, even when its client has gone
+    /// meanwhile (a write that lands late). One hold is armed at a time.
+    pub fn hold(&self, op: &str, nth: usize) {
+        assert!(nth >= 1, "nth counts from 1");
+        self.shared.release.send_replace(false);
+        *lock(&self.shared.hold) = Some(Hold {
+            op: op.to_string(),
+            nth,
+            seen: 0,
+        });
+    }
+
+    /// Waits (up to `timeout`) until a held request is waiting in the proxy.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while self.shared.held.load(Ordering::SeqCst) == 0 {
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held request go on (and disarms a hold that did not fire yet).
+    pub fn release(&self) {
+        *lock(&self.shared.hold) = None;
+        self.shared.release.send_replace(true);
+    }
+
+    /// Every request from now on waits a further random 0..=`max_ms` milliseconds, and
+    /// a `slow` fraction of them (at random) `slow_ms` more: a slow round trip. Drawn
+    /// from a PRNG of its own seeded with `seed`, so the fault draws do not shift.
+    pub fn set_jitter(&self, max_ms: u64, slow: f64, slow_ms: u64, seed: u64) {
+        *lock(&self.shared.jitter) = Some(Jitter {
+            max_ms,
+            slow,
+            slow_ms,
+            rng: XorShift::new(seed),
+        });
+    }
+
+    /// Requests received whose response has not been written (or abandoned) yet.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to `timeout`) until no request is in flight: every request received so
+    /// far has reached moto and been answered. Returns whether that happened.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while self.in_flight() > 0 {
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Zeroes the operation log, `faults_injected` and `connections`; the
     /// fault configuration stays.
     pub fn reset(&self) {
@@ -283,11 +414,20 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         let body = read_body(&mut rd, request_body_len(&head)?).await?;
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&shared.in_flight);
         let (op, protocol) = operation(&head, &body);
         let plan = shared.admit(&op);
         let keep_alive = head.keep_alive();
-        if !plan.latency.is_zero() {
-            tokio::time::sleep(plan.latency).await;
+        let delay = plan.latency + shared.jitter();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if shared.take_hold(&op) {
+            let mut released = shared.release.subscribe();
+            shared.held.fetch_add(1, Ordering::SeqCst);
+            let _ = released.wait_for(|r| *r).await;
+            shared.held.fetch_sub(1, Ordering::SeqCst);
         }
         let conn_hdr: &[(&str, &str)] = if keep_alive {
             &[]
