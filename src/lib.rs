@@ -2,6 +2,10 @@
 //!
 //! `run` is the whole program: argv[0] → mode, flags + environment → config, then one command.
 
+// The daemon's connection future nests every store operation's future (create now re-reads,
+// repairs and checks collisions), which passes rustc's default layout query depth of 128.
+#![recursion_limit = "256"]
+
 pub mod argv;
 pub mod aws;
 pub mod cli;

@@ -1057,3 +1057,55 @@ fn rotate_key_survives_a_retried_put_of_its_new_data_key() {
     let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["A"])));
     assert!(s.contains("A=a1"), "{s}");
 }
+
+#[test]
+fn import_refuses_names_that_would_set_one_environment_name_twice() {
+    let ep = moto_ready();
+    // Two legacy names that both map to db_password: nothing is written.
+    let source = legacy_table(
+        ep,
+        &[
+            ("db.password", 1, b"p1", true),
+            ("db-password", 1, b"p2", true),
+        ],
+    );
+    let path = unique_path("ddb-import-collide");
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        &source,
+    ]));
+    let e = assert_fail(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("db.password") && e.contains("db-password"),
+        "{e}"
+    );
+    assert!(e.contains("nothing written"), "{e}");
+    assert!(!e.contains("p1") && !e.contains("p2"), "{e}");
+    assert!(out.stdout.is_empty());
+    let l = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert!(l.is_empty(), "{l}");
+
+    // One legacy name colliding with an active secret of the path: refused too.
+    let source = legacy_table(ep, &[("API-KEY", 1, b"k", true)]);
+    create(ep, &path, "API_KEY", b"mine");
+    let out = run(ddb(ep).args([
+        "import",
+        "--path",
+        &path,
+        "--from-ecs-secrets-table",
+        &source,
+    ]));
+    let e = assert_fail(&out);
+    assert!(e.contains("API-KEY") && e.contains("API_KEY"), "{e}");
+    let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["API_KEY"])));
+    assert!(s.contains("API_KEY=mine"), "{s}");
+}

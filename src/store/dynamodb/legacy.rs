@@ -22,12 +22,19 @@ impl DynamoStore {
         let legacy = self.read_legacy(source, max_payload).await?;
         // Refuse before writing anything when a serial is taken.
         let what = format!("listing {path} in DynamoDB table {}", self.table);
-        let existing: BTreeSet<(String, u64)> = self
-            .metadata_of(path, VERSION_PREFIX, &what)
-            .await?
-            .into_iter()
-            .map(|v| (v.name, v.serial))
-            .collect();
+        let metadata = self.metadata_of(path, VERSION_PREFIX, &what).await?;
+        // Refuse, before writing, names that would set one environment name twice (with each
+        // other or with an active secret of the path): that would make every start fail.
+        crate::store::collide::check_batch(
+            path,
+            legacy.iter().map(|(n, _, _)| n.as_str()),
+            metadata
+                .iter()
+                .filter(|v| v.active)
+                .map(|v| v.name.as_str()),
+        )?;
+        let existing: BTreeSet<(String, u64)> =
+            metadata.into_iter().map(|v| (v.name, v.serial)).collect();
         let taken: Vec<String> = legacy
             .iter()
             .filter(|(n, s, _)| existing.contains(&(n.clone(), *s)))
