@@ -1,14 +1,17 @@
 //! The accept loop, after mini-redis: `serve(listener, state, shutdown, force)`.
 //!
-//! - At most `MAX_CONNECTIONS` connections at once (a semaphore permit per connection;
-//!   past it, new connections wait in the kernel's backlog).
+//! - At most `MAX_CONNECTIONS` connections at once (a semaphore permit per connection).
+//!   When all are taken, a new connection evicts the one that has waited on its client the
+//!   longest (`conn.rs`); only when every one is being worked on does it wait.
 //! - A request head must arrive within `HEADER_TIMEOUT` (which also closes idle keep-alive
-//!   connections) and its body within `routes::BODY_TIMEOUT`: a slow client cannot pin a
-//!   connection.
+//!   connections), its body within `routes::BODY_TIMEOUT`, and the client must take each
+//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection.
 //! - On the first SIGTERM/SIGINT: stop accepting, let every connection finish the request
 //!   it is in (idle ones close at once), for at most `GRACE`. A second signal stops now.
 
+use super::conn::{self, Table};
 use super::routes::{self, State};
+use super::wire::Wire;
 use crate::error::{Error, Result};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -18,8 +21,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub const MAX_CONNECTIONS: usize = 256;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +31,53 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `stopTimeout` (30 s), after which the agent sends SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(20);
 /// Request heads larger than this are refused by hyper (431).
-const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Request heads with more header fields than this are refused by hyper (431).
+pub const MAX_HEADERS: usize = 100;
+
+/// One connection, until it ends, is evicted, or stalls its writes past the bound.
+async fn connection(
+    stream: TcpStream,
+    state: Arc<State>,
+    builder: &http1::Builder,
+    slot: &Arc<conn::Slot>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let wire = Wire::new(stream);
+    let stalled = wire.write_stalled_since();
+    let for_svc = slot.clone();
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        let working = for_svc.working();
+        async move { Ok::<_, Infallible>(routes::handle(state, req, &working).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(wire), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = conn::write_stalled(stalled) => Ok(()),
+            }
+        }
+        _ = slot.evicted() => {
+            crate::log::debug(format_args!("closed a connection evicted for a new one"));
+            Ok(())
+        }
+        _ = conn::write_stalled(stalled.clone()) => {
+            crate::log::debug(format_args!(
+                "closed a connection whose client did not take its response within {}s",
+                conn::WRITE_TIMEOUT.as_secs()
+            ));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        crate::log::debug(format_args!("connection closed: {e}"));
+    }
+}
 
 /// SIGTERM and SIGINT, counted.
 pub struct Signals {
@@ -73,6 +123,32 @@ pub async fn run(listener: TcpListener, state: Arc<State>, signals: Signals) {
     serve(listener, state, signals.nth(1), signals.nth(2)).await
 }
 
+/// A slot for a new connection: a free one, or one an evicted connection gives up.
+async fn admit(limit: &Arc<Semaphore>, table: &Table) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(p) = limit.clone().try_acquire_owned() {
+            return p;
+        }
+        if table.evict_one() {
+            crate::log::debug(format_args!(
+                "{MAX_CONNECTIONS} connections open: closing the one that has waited on its \
+                 client the longest"
+            ));
+            return limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+        }
+        // Every connection is being worked on (each bounded by --timeout): wait for one to
+        // finish, or to start waiting on its client.
+        tokio::select! {
+            p = limit.clone().acquire_owned() => return p.expect("the semaphore is never closed"),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
 /// Serve `listener` until `shutdown` resolves; then drain for at most `GRACE`, or until
 /// `force` resolves.
 pub async fn serve(
@@ -82,20 +158,17 @@ pub async fn serve(
     force: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let table = Arc::new(Table::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
-        .max_header_size(MAX_HEAD);
+        .max_header_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -109,25 +182,17 @@ pub async fn serve(
                 }
             },
         };
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = admit(&limit, &table) => p,
+        };
         let _ = stream.set_nodelay(true);
-        let (state, builder, mut stop) = (state.clone(), builder.clone(), stop_rx.clone());
+        let entry = table.open();
+        let (state, builder, stop) = (state.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(routes::handle(state, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                crate::log::debug(format_args!("connection closed: {e}"));
-            }
+            connection(stream, state, &builder, &entry.slot, stop).await;
+            drop(entry);
             drop(permit);
         });
     }
