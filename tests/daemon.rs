@@ -855,45 +855,281 @@ fn slow_clients_cannot_pin_connections() {
     );
 }
 
+/// Writes as much of `batch` as each stream takes (non-blocking, round after round) until
+/// every stream has taken all of it or has stopped taking for a while: then the daemon
+/// is stuck writing to every one that stopped.
+fn stuff(streams: &mut [TcpStream], batch: &[u8]) {
+    let mut at = vec![0usize; streams.len()];
+    for s in streams.iter() {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut last_progress = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_progress.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+        for (s, at) in streams.iter_mut().zip(at.iter_mut()) {
+            while *at < batch.len() {
+                match s.write(&batch[*at..]) {
+                    Ok(n) if n > 0 => {
+                        *at += n;
+                        last_progress = Instant::now();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in streams.iter() {
+        s.set_nonblocking(false).unwrap();
+    }
+}
+
 #[test]
-fn connections_are_bounded() {
+fn clients_that_never_read_cannot_pin_the_daemon() {
+    // Issue 10, finding 3: 256 clients with a small window pipeline requests and never read.
+    let m = moto();
+    let path = unique_path("noread");
+    put_secure(&m.endpoint, &format!("{path}/A"), &"v".repeat(4000));
+    let d = Daemon::start(&m.endpoint, &path, &["--debug"]);
+    let ping = format!("GET /ping HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+    let big = format!("GET /latest/secrets/A HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+    let mut stuck: Vec<TcpStream> = (0..256)
+        .map(|_| small_window(d.addr, 2048).expect("connect"))
+        .collect();
+    let (pings, bigs) = stuck.split_at_mut(128);
+    stuff(pings, ping.repeat(3000).as_bytes());
+    stuff(bigs, big.repeat(200).as_bytes());
+    let stuffed = Instant::now();
+    // Someone else still gets answers at once, again and again.
+    for _ in 0..3 {
+        let start = Instant::now();
+        d.get("/ping").expect(200);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a fresh /ping took {:?}",
+            start.elapsed()
+        );
+        let v = d.get("/latest/secrets/A").expect(200);
+        assert_eq!(v["serial"], 1);
+    }
+    // And without anyone needing their slots, the stuck ones are closed once they have not
+    // taken their responses for 10 s.
+    std::thread::sleep(Duration::from_secs(14).saturating_sub(stuffed.elapsed()));
+    for (i, s) in stuck.iter_mut().enumerate().step_by(17) {
+        assert!(
+            closed_within(s, Duration::from_secs(10)),
+            "stuck connection {i} is still open\n{}",
+            d.stderr()
+        );
+    }
+    assert!(
+        d.stderr().contains("did not take its response within 10s"),
+        "{}",
+        d.stderr()
+    );
+    d.get("/ping").expect(200);
+}
+
+#[test]
+fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
     let m = moto();
     let path = unique_path("bounded");
     let d = Daemon::start(&m.endpoint, &path, &[]);
-    // 256 idle connections take every slot…
-    let idle: Vec<TcpStream> = (0..256)
+    // 300 idle connections: the first 256 take every slot, each later one evicts the
+    // connection that has waited on its client the longest.
+    let mut idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(d.addr).expect("connect"))
         .collect();
-    // (let the daemon accept them all)
-    std::thread::sleep(Duration::from_millis(500));
-    let mut extra = TcpStream::connect(d.addr).expect("the backlog takes it");
-    extra
-        .write_all(
-            format!(
-                "GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                d.addr
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let first = extra.read(&mut buf);
+    let start = Instant::now();
+    d.get("/ping").expect(200);
     assert!(
-        first.is_err(),
-        "served past the connection limit: {:?}",
-        first.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        start.elapsed() < Duration::from_secs(5),
+        "a new connection waited {:?} behind idle ones",
+        start.elapsed()
     );
-    // …and a freed slot serves the one waiting.
-    drop(idle);
-    extra
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    // The oldest were closed, never more than 256 are open, and the newest still work.
+    for (i, s) in idle.iter_mut().enumerate().take(45) {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "idle connection {i} is still open: more than 256 at once"
+        );
+    }
+    let last = idle.last_mut().unwrap();
+    last.write_all(
+        format!(
+            "GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut out = String::new();
-    extra
-        .read_to_string(&mut out)
-        .expect("served once a slot is free");
+    let _ = last.read_to_string(&mut out);
     assert_eq!(status_of_raw(&out), 200, "{out}");
+}
+
+/// Reads from `s` until `needle` has arrived (panics after 10 s).
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{e} before {needle:?}: {}", String::from_utf8_lossy(&got)));
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn every_other_way_to_hold_a_connection_is_bounded() {
+    let m = moto();
+    let path = unique_path("hold");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    let addr = d.addr;
+    let ping = format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut cases: Vec<(&str, std::thread::JoinHandle<()>)> = Vec::new();
+
+    // Idle keep-alive: closed 10 s after the last response.
+    let p = ping.clone();
+    cases.push((
+        "idle keep-alive",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(p.as_bytes()).unwrap();
+            read_until(&mut s, "{\"status\":\"ok\"}");
+            let start = Instant::now();
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            assert!(
+                start.elapsed() >= Duration::from_secs(8),
+                "{:?}",
+                start.elapsed()
+            );
+        }),
+    ));
+    // A chunked body that never ends: 408 once the body timeout (10 s) is over.
+    cases.push((
+        "endless chunked body",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(
+                format!(
+                    "POST /latest/secrets/A HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let start = Instant::now();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while start.elapsed() < Duration::from_secs(30) {
+                if s.write_all(b"1\r\na\r\n").is_err() {
+                    break;
+                }
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = s.read_to_end(&mut got);
+            let got = String::from_utf8_lossy(&got);
+            assert_eq!(status_of_raw(&got), 408, "{got}");
+            assert!(start.elapsed() < Duration::from_secs(25), "{:?}", start.elapsed());
+        }),
+    ));
+    // Half-closed after the request: the answer, then the end.
+    let p = ping.clone();
+    cases.push((
+        "half-closed",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(p.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until(&mut s, "{\"status\":\"ok\"}");
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
+            // Half-closed before any request: closed at once.
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
+        }),
+    ));
+    // Deep pipelining by a client that reads: every request answered, in order.
+    let p = ping.clone();
+    cases.push((
+        "pipelining",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let n = 2000;
+            let p2 = p.clone();
+            let writer = std::thread::spawn(move || {
+                w.write_all(p2.repeat(n).as_bytes()).unwrap();
+                w.write_all(
+                    format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .unwrap();
+            });
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out)
+                .expect("every answer, then close");
+            writer.join().unwrap();
+            assert_eq!(out.matches("HTTP/1.1 200 OK").count(), n + 1);
+        }),
+    ));
+    // A client that reads, but too slowly to ever catch up: closed once it has not taken
+    // what it was sent within 10 s.
+    let p = ping.clone();
+    cases.push((
+        "slow reader",
+        std::thread::spawn(move || {
+            let mut s = small_window(addr, 2048).unwrap();
+            stuff(std::slice::from_mut(&mut s), p.repeat(3000).as_bytes());
+            let start = Instant::now();
+            let mut buf = [0u8; 64];
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let closed = loop {
+                assert!(start.elapsed() < Duration::from_secs(40), "still open");
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break start.elapsed(),
+                    Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            };
+            assert!(closed >= Duration::from_secs(5), "{closed:?}");
+        }),
+    ));
+    // No TLS: a TLS ClientHello is not HTTP, and gets a JSON 400 at once.
+    cases.push((
+        "TLS",
+        std::thread::spawn(move || {
+            let mut hello = vec![
+                0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+            ];
+            hello.extend_from_slice(&[0x42; 160]);
+            let (resp, took) = raw(addr, &hello, Duration::from_secs(10));
+            assert_eq!(status_of_raw(&resp), 400, "{resp}");
+            assert!(resp.contains("{\"error\":\""), "{resp}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        }),
+    ));
+    let mut failed = Vec::new();
+    for (name, h) in cases {
+        if h.join().is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}\n{}", d.stderr());
+    d.get("/ping").expect(200);
 }

@@ -25,11 +25,17 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connection's watchdog looks at its write.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
+fn tick() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// One open connection, as the table sees it.
 pub struct Slot {
     /// Requests of this connection we are working on (0: waiting on the client).
     busy: AtomicUsize,
-    /// `now_ms()` when it last started waiting on its client.
+    /// When it last started waiting on its client, as a place in one sequence shared by
+    /// every connection (clock ticks would tie).
     waiting_since: AtomicU64,
     evicted: AtomicBool,
     evict: Notify,
@@ -37,7 +43,7 @@ pub struct Slot {
 
 impl Slot {
     fn start_waiting(&self) {
-        self.waiting_since.store(now_ms(), Ordering::Relaxed);
+        self.waiting_since.store(tick(), Ordering::Relaxed);
     }
 
     /// A request reached the handler.
@@ -92,7 +98,7 @@ impl Table {
     pub fn open(self: &Arc<Self>) -> Entry {
         let slot = Arc::new(Slot {
             busy: AtomicUsize::new(0),
-            waiting_since: AtomicU64::new(now_ms()),
+            waiting_since: AtomicU64::new(tick()),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -163,20 +169,25 @@ mod tests {
     fn evicts_the_longest_waiting_idle_connection_only() {
         let t = Arc::new(Table::default());
         let a = t.open();
-        std::thread::sleep(Duration::from_millis(5));
         let b = t.open();
+        let c = t.open();
         let working = a.slot.working();
-        assert!(t.evict_one(), "b is idle");
-        assert!(b.slot.evicted.load(Ordering::Relaxed));
+        assert!(t.evict_one(), "b and c are idle");
+        assert!(
+            b.slot.evicted.load(Ordering::Relaxed),
+            "b has waited longer"
+        );
         assert!(!a.slot.evicted.load(Ordering::Relaxed));
-        assert!(!t.evict_one(), "a is busy, b already evicted");
+        assert!(!c.slot.evicted.load(Ordering::Relaxed));
+        assert!(t.evict_one(), "c is idle");
+        assert!(!t.evict_one(), "a is busy, b and c already evicted");
         {
             let _body = working.reading_body();
             assert!(t.evict_one(), "a is waiting on its client's body");
         }
         drop(working);
         assert_eq!(a.slot.busy.load(Ordering::Relaxed), 0);
-        drop((a, b));
+        drop((a, b, c));
         assert!(t.lock().is_empty());
     }
 }

@@ -123,6 +123,35 @@ pub async fn run(listener: TcpListener, state: Arc<State>, signals: Signals) {
     serve(listener, state, signals.nth(1), signals.nth(2)).await
 }
 
+/// The kernel's buffers of one connection, each way. Fixed, not grown by the kernel's
+/// autotuning (which would take megabytes from a client that never reads, and make
+/// writes look as if the client took them): a client that does not read stalls our
+/// writes after this much, and `conn::WRITE_TIMEOUT` can see it.
+pub const SOCKET_BUFFER: usize = 64 * 1024;
+
+fn fixed_buffers(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SOCKET_BUFFER as libc::c_int;
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a socket we own, with a c_int of the size we pass.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            crate::log::debug(format_args!(
+                "cannot fix a socket buffer's size: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+}
+
 /// A slot for a new connection: a free one, or one an evicted connection gives up.
 async fn admit(limit: &Arc<Semaphore>, table: &Table) -> OwnedSemaphorePermit {
     loop {
@@ -166,7 +195,10 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .max_header_size(MAX_HEAD)
-        .max_headers(MAX_HEADERS);
+        .max_headers(MAX_HEADERS)
+        // A client may shut down its side once its request is sent (`nc -N`, some
+        // health checks): it still gets its answer.
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -188,6 +220,7 @@ pub async fn serve(
             p = admit(&limit, &table) => p,
         };
         let _ = stream.set_nodelay(true);
+        fixed_buffers(&stream);
         let entry = table.open();
         let (state, builder, stop) = (state.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {
