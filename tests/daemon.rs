@@ -1133,3 +1133,281 @@ fn every_other_way_to_hold_a_connection_is_bounded() {
     assert!(failed.is_empty(), "failed: {failed:?}\n{}", d.stderr());
     d.get("/ping").expect(200);
 }
+
+#[test]
+fn the_addressee_of_a_request_is_unambiguous() {
+    // Issue 10, finding 8: only the first of two Host headers was checked.
+    let m = moto();
+    let path = unique_path("hosts");
+    put_secure(&m.endpoint, &format!("{path}/A"), "right-host-payload");
+    let open = Daemon::start(&m.endpoint, &path, &[]);
+    let dir = TempDir::new("token");
+    let f = token_file(&dir, TOKEN);
+    let guarded = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    let send = |d: &Daemon, head: &str| {
+        let (resp, _) = raw(
+            d.addr,
+            format!("{head}X-ECS-Secrets-Token: {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(10),
+        );
+        assert!(!resp.contains("right-host-payload"), "{head:?}: {resp}");
+        resp
+    };
+    for d in [&open, &guarded] {
+        let here = d.addr.to_string();
+        for target in ["/ping", "/latest/secrets/A"] {
+            for hosts in [
+                [here.as_str(), "evil.example"],
+                ["evil.example", here.as_str()],
+                [here.as_str(), here.as_str()],
+            ] {
+                let resp = send(
+                    d,
+                    &format!(
+                        "GET {target} HTTP/1.1\r\nHost: {}\r\nHost: {}\r\n",
+                        hosts[0], hosts[1]
+                    ),
+                );
+                assert_eq!(status_of_raw(&resp), 400, "{hosts:?}: {resp}");
+                assert!(resp.contains("more than one Host"), "{resp}");
+            }
+            // An absolute-form target that names another host than Host, either way round.
+            for (authority, host) in [
+                ("evil.example", here.as_str()),
+                (here.as_str(), "evil.example"),
+            ] {
+                let resp = send(
+                    d,
+                    &format!("GET http://{authority}{target} HTTP/1.1\r\nHost: {host}\r\n"),
+                );
+                assert_eq!(status_of_raw(&resp), 400, "{authority} {host}: {resp}");
+            }
+            // HTTP/1.1 without Host (RFC 9112 §3.2), and a Host that is not host[:port].
+            for head in [
+                format!("GET {target} HTTP/1.1\r\n"),
+                format!("GET {target} HTTP/1.1\r\nHost: a b\r\n"),
+            ] {
+                let resp = send(d, &head);
+                assert_eq!(status_of_raw(&resp), 400, "{head:?}: {resp}");
+            }
+        }
+        // What is allowed: an absolute-form target naming the same host, and HTTP/1.0
+        // without Host (hand-written health checks; no browser sends it).
+        for head in [
+            format!("GET http://{here}/latest/secrets/A HTTP/1.1\r\nHost: {here}\r\n"),
+            "GET /latest/secrets/A HTTP/1.0\r\n".to_string(),
+        ] {
+            let (resp, _) = raw(
+                d.addr,
+                format!("{head}X-ECS-Secrets-Token: {TOKEN}\r\n\r\n").as_bytes(),
+                Duration::from_secs(10),
+            );
+            assert_eq!(status_of_raw(&resp), 200, "{head:?}: {resp}");
+            assert!(resp.contains("right-host-payload"), "{resp}");
+        }
+    }
+    // Without a token, the authority must be loopback wherever it is named.
+    let resp = send(
+        &open,
+        "GET http://evil.example/latest/secrets/A HTTP/1.0\r\n",
+    );
+    assert_eq!(status_of_raw(&resp), 403, "{resp}");
+    let resp = send(&guarded, "GET http://evil.example/ping HTTP/1.0\r\n");
+    assert_eq!(status_of_raw(&resp), 200, "{resp}");
+    open.get("/ping").expect(200);
+}
+
+#[test]
+fn requests_hyper_refuses_by_itself_get_json_bodies_too() {
+    // Issue 16, finding 12: a 64 KiB URL got a 431 with an empty body.
+    let m = moto();
+    let path = unique_path("hypererr");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    let host = d.addr;
+    let headers: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for (what, req, status) in [
+        (
+            "a 64 KiB URL",
+            format!(
+                "GET /latest/secrets/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+                "a".repeat(65536)
+            ),
+            431,
+        ),
+        (
+            "101 header fields",
+            format!("GET /ping HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"),
+            431,
+        ),
+        (
+            "HTTP/1.2",
+            format!("GET /ping HTTP/1.2\r\nHost: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "a bad header line",
+            format!("GET /ping HTTP/1.1\r\nHo st: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "a bad method",
+            format!("G(T /ping HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "two Content-Lengths",
+            format!(
+                "POST /latest/secrets/A HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\
+                 Content-Length: 6\r\n\r\n"
+            ),
+            400,
+        ),
+        // After a good request on the same connection, too.
+        (
+            "a bad request after a good one",
+            format!("GET /ping HTTP/1.1\r\nHost: {host}\r\n\r\nGET /ping HTTP/9\r\n\r\n"),
+            400,
+        ),
+    ] {
+        let (resp, _) = raw(d.addr, req.as_bytes(), Duration::from_secs(10));
+        // The last answer: after a JSON body, or the first.
+        let last = resp
+            .rfind("}HTTP/1.1 ")
+            .map_or(&resp[..], |i| &resp[i + 1..]);
+        let (head, body) = last
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: no answer: {resp:?}"));
+        assert_eq!(status_of_raw(head), status, "{what}: {resp}");
+        let v: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e}): {resp:?}"));
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {v}"
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{what}: {head}"
+        );
+        if what.starts_with("a bad request after") {
+            assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+        }
+    }
+    d.get("/ping").expect(200);
+}
+
+#[test]
+fn names_in_errors_are_escaped_once() {
+    let m = moto();
+    let path = unique_path("escape");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    // `é` in the path, raw or percent-encoded; a quote and a backslash.
+    for (target, shown) in [
+        ("/latest/secrets/caf%C3%A9", "\"caf\\u{e9}\""),
+        ("/latest/secrets/a%22b", "\"a\\\"b\""),
+        ("/latest/secrets/a%5Cb", "\"a\\\\b\""),
+    ] {
+        let msg = d.get(target).expect_error(400, "invalid secret name");
+        assert!(msg.contains(shown), "{target}: {msg:?} should show {shown}");
+    }
+    let (resp, _) = raw(
+        d.addr,
+        format!(
+            "GET /latest/secrets/caf\u{e9} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: Value = serde_json::from_str(body).unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("\"caf\\u{e9}\""), "{msg:?}");
+}
+
+#[test]
+fn token_files_are_private_regular_files_read_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = moto();
+    let path = unique_path("tokenfile");
+    let dir = TempDir::new("token");
+    let daemon_exit = |f: &str| {
+        let out = run(ecs(&m.endpoint).args([
+            "daemon",
+            "--path",
+            &path,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            f,
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("listening on"), "{err}");
+        assert!(!err.contains(TOKEN), "{err}");
+        (out.status.code(), err)
+    };
+    // Anyone can write it: anyone could have chosen the token.
+    let f = token_file(&dir, TOKEN);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = daemon_exit(&f);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("any user can write"), "{err}");
+    // Not a regular file: a FIFO nobody writes would hang the start; a directory.
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for f in [fifo.to_str().unwrap(), dir.path().to_str().unwrap()] {
+        let (code, err) = daemon_exit(f);
+        assert_eq!(code, Some(2), "{f}: {err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // Larger than any token.
+    let big = dir.join("big");
+    std::fs::write(&big, "x".repeat(5000)).unwrap();
+    let (code, err) = daemon_exit(big.to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    // Anyone can read it: accepted, with a warning.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    assert!(
+        d.stderr().contains("can be read by any user"),
+        "{}",
+        d.stderr()
+    );
+    assert!(!d.stderr().contains(TOKEN), "{}", d.stderr());
+    drop(d);
+    // Read once: a token written to the file later takes effect at the next start.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    assert!(!d.stderr().contains("warning"), "{}", d.stderr());
+    let rotated = "rotated-0123456789abcdef";
+    std::fs::write(&f, rotated).unwrap();
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", TOKEN)],
+        b"",
+    )
+    .expect(200);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", rotated)],
+        b"",
+    )
+    .expect(403);
+    drop(d);
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", rotated)],
+        b"",
+    )
+    .expect(200);
+}

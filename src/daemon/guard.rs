@@ -6,7 +6,6 @@
 //!    one that checked only the first could be addressed to one host and checked against
 //!    another). HTTP/1.1 needs a `Host`; HTTP/1.0 may go without (old clients and
 //!    hand-written health checks; no browser sends one without it).
-//!    A body framed both by `Content-Length` and `Transfer-Encoding` is refused too.
 //! 2. **No proxies** (`X-Forwarded-For`, `Forwarded`) and **no web pages** (`Origin`).
 //! 3. Without a token on loopback, the authority (the absolute-form target's, else `Host`'s)
 //!    must be `localhost` or a loopback IP: this defeats DNS rebinding, whose requests
@@ -111,18 +110,6 @@ impl Guard {
             Err(r) => return Some(r),
         };
         let headers = req.headers();
-        if headers.contains_key(header::TRANSFER_ENCODING)
-            && headers.contains_key(header::CONTENT_LENGTH)
-        {
-            // Request smuggling's favourite: which one frames the body depends on who reads.
-            return Some(
-                Reply::error(
-                    StatusCode::BAD_REQUEST,
-                    "a request may not have both Content-Length and Transfer-Encoding",
-                )
-                .closing(),
-            );
-        }
         if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
             return bad(
                 "requests that came through a proxy (X-Forwarded-For or Forwarded) are \
