@@ -158,12 +158,22 @@ const HYPER_STATUSES: [StatusCode; 3] = [
 /// `date: Tue, 01 Dec 2026 15:37:50 GMT\r\n`: IMF-fixdate is always 29 characters.
 const DATE_LINE: usize = "date: ".len() + 29 + 2;
 
-fn hyper_head(status: StatusCode) -> String {
-    format!(
-        "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: 0\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    )
+/// hyper's error head for each of `HYPER_STATUSES`, before its optional `date` line.
+fn hyper_heads() -> &'static [(StatusCode, Vec<u8>)] {
+    static HEADS: std::sync::OnceLock<Vec<(StatusCode, Vec<u8>)>> = std::sync::OnceLock::new();
+    HEADS.get_or_init(|| {
+        HYPER_STATUSES
+            .iter()
+            .map(|s| {
+                let head = format!(
+                    "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: 0\r\n",
+                    s.as_str(),
+                    s.canonical_reason().unwrap_or("")
+                );
+                (*s, head.into_bytes())
+            })
+            .collect()
+    })
 }
 
 /// Where in `buf` an error answer of hyper's own starts, if `buf` ends with one.
@@ -171,19 +181,17 @@ fn hyper_error_at(buf: &[u8]) -> Option<(usize, StatusCode)> {
     if !buf.ends_with(b"\r\n\r\n") {
         return None;
     }
-    HYPER_STATUSES.into_iter().find_map(|status| {
-        let head = hyper_head(status);
-        let head = head.as_bytes();
+    hyper_heads().iter().find_map(|(status, head)| {
         let plain = head.len() + 2;
         let dated = plain + DATE_LINE;
         if buf.len() >= dated {
             let at = buf.len() - dated;
             if buf[at..].starts_with(head) && buf[at + head.len()..].starts_with(b"date: ") {
-                return Some((at, status));
+                return Some((at, *status));
             }
         }
         if buf.len() >= plain && buf[buf.len() - plain..].starts_with(head) {
-            return Some((buf.len() - plain, status));
+            return Some((buf.len() - plain, *status));
         }
         None
     })
