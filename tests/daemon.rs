@@ -1245,6 +1245,11 @@ fn requests_hyper_refuses_by_itself_get_json_bodies_too() {
             400,
         ),
         (
+            "an HTTP/2 preface",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(),
+            505,
+        ),
+        (
             "a bad header line",
             format!("GET /ping HTTP/1.1\r\nHo st: {host}\r\n\r\n"),
             400,

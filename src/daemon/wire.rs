@@ -11,6 +11,9 @@
 //!   that none of ours has: ours always carry `content-type`, and a JSON body never holds
 //!   a raw CR or LF. When the bytes hyper writes end with such a head, we write ours in
 //!   its place: the same status, `{"error":"…"}`.
+//! - **An HTTP/2 preface** (`PRI * HTTP/2.0`, prior knowledge) makes hyper close without a
+//!   word. We hand hyper only the preface's request line, which it refuses like any bad
+//!   version, and answer 505 with a JSON body.
 
 use hyper::StatusCode;
 use std::io;
@@ -34,7 +37,14 @@ pub struct Wire<T> {
     write_stalled_since: Arc<AtomicU64>,
     /// Our answer in place of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
+    /// Nothing read yet.
+    first_read: bool,
+    /// The connection opened with the HTTP/2 preface.
+    h2: bool,
 }
+
+/// The HTTP/2 connection preface up to its blank line: a request line hyper refuses (400).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 
 impl<T> Wire<T> {
     pub fn new(inner: T) -> Wire<T> {
@@ -42,6 +52,8 @@ impl<T> Wire<T> {
             inner,
             write_stalled_since: Arc::new(AtomicU64::new(0)),
             replacement: None,
+            first_read: true,
+            h2: false,
         }
     }
 
@@ -80,7 +92,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Wire<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if std::mem::take(&mut self.first_read) && buf.filled()[before..].starts_with(H2_PREFACE) {
+            self.h2 = true;
+            buf.set_filled(before + H2_PREFACE.len());
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -98,6 +116,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Wire<T> {
         match hyper_error_at(buf) {
             // hyper's own answer, alone: ours goes out instead.
             Some((0, status)) => {
+                let status = match status {
+                    StatusCode::BAD_REQUEST if self.h2 => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    s => s,
+                };
                 let date = date_line(buf);
                 self.replacement = Some((json_error(status, date), 0));
                 // Taken either way: what is left goes out on the next write or flush.
@@ -215,6 +237,9 @@ fn message(status: StatusCode) -> String {
             super::server::MAX_HEADERS
         ),
         StatusCode::URI_TOO_LONG => "the request target is too long".into(),
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED => {
+            "the daemon speaks HTTP/1.1 and HTTP/1.0, not HTTP/2".into()
+        }
         _ => "the request is not valid HTTP/1.1 (its request line, a header field, or the \
               framing of its body is malformed)"
             .into(),
