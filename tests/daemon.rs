@@ -970,6 +970,37 @@ fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
     assert_eq!(status_of_raw(&out), 200, "{out}");
 }
 
+#[test]
+fn eviction_never_takes_a_request_being_answered() {
+    // A request waiting on a slow upstream is being worked on: 300 idle connections that
+    // take every slot evict each other, never it.
+    let m = moto();
+    let path = unique_path("noevict");
+    put_secure(&m.endpoint, &format!("{path}/A"), "in-flight-value");
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Daemon::start(&proxy.endpoint(), &path, &[]);
+    proxy.reset();
+    proxy.set_faults(Faults {
+        latency_ms: 4000,
+        only_op: Some("GetParameterHistory".into()),
+        ..Faults::default()
+    });
+    let url = d.url("/latest/secrets/A");
+    let client = std::thread::spawn(move || http_request("GET", &url, &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.count("GetParameterHistory") == 0 {
+        assert!(Instant::now() < deadline, "the request never went upstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    let r = client.join().unwrap().expect("answered, not evicted");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("in-flight-value"), "{}", r.text());
+    drop(idle);
+}
+
 /// Reads from `s` until `needle` has arrived (panics after 10 s).
 fn read_until(s: &mut TcpStream, needle: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
