@@ -1213,20 +1213,21 @@ fn the_addressee_of_a_request_is_unambiguous() {
                 );
                 assert_eq!(status_of_raw(&resp), 400, "{authority} {host}: {resp}");
             }
-            // HTTP/1.1 without Host (RFC 9112 §3.2), and a Host that is not host[:port].
+            // A Host that is not host[:port].
             for head in [
-                format!("GET {target} HTTP/1.1\r\n"),
                 format!("GET {target} HTTP/1.1\r\nHost: a b\r\n"),
+                format!("GET {target} HTTP/1.1\r\nHost: user@{here}\r\n"),
             ] {
                 let resp = send(d, &head);
                 assert_eq!(status_of_raw(&resp), 400, "{head:?}: {resp}");
             }
         }
-        // What is allowed: an absolute-form target naming the same host, and HTTP/1.0
-        // without Host (hand-written health checks; no browser sends it).
+        // What is allowed: an absolute-form target naming the same host, and no Host at all
+        // (hand-written health checks, wrk scripts; no browser sends such a request).
         for head in [
             format!("GET http://{here}/latest/secrets/A HTTP/1.1\r\nHost: {here}\r\n"),
             "GET /latest/secrets/A HTTP/1.0\r\n".to_string(),
+            "GET /latest/secrets/A HTTP/1.1\r\nConnection: close\r\n".to_string(),
         ] {
             let (resp, _) = raw(
                 d.addr,

@@ -12,12 +12,18 @@
 //! when every slot is taken, a new connection closes the one that has waited on its client
 //! the longest. Only connections whose requests we are working on are never evicted.
 
-use super::wire::now_ms;
+use super::routes::{self, State};
+use super::wire::{now_ms, Wire};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
 
 /// How long a client may take to read a response (everything we have written to it):
 /// past that, the connection is closed.
@@ -158,6 +164,81 @@ pub async fn write_stalled(since: Arc<AtomicU64>) {
         if s != 0 && now_ms().saturating_sub(s) >= limit {
             return;
         }
+    }
+}
+
+/// The kernel's buffers of one connection, each way. Fixed, not grown by the kernel's
+/// autotuning (which would take megabytes from a client that never reads, and make
+/// writes look as if the client took them): a client that does not read stalls our
+/// writes after this much, and `WRITE_TIMEOUT` can see it.
+pub const SOCKET_BUFFER: usize = 64 * 1024;
+
+fn fixed_buffers(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SOCKET_BUFFER as libc::c_int;
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a socket we own, with a c_int of the size we pass.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            crate::log::debug(format_args!(
+                "cannot fix a socket buffer's size: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+}
+
+/// One connection, until it ends, is evicted, or stalls its writes past the bound.
+pub async fn serve(
+    stream: TcpStream,
+    state: Arc<State>,
+    builder: &http1::Builder,
+    slot: &Arc<Slot>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    fixed_buffers(&stream);
+    let wire = Wire::new(stream);
+    let stalled = wire.write_stalled_since();
+    let for_svc = slot.clone();
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        let working = for_svc.working();
+        async move { Ok::<_, Infallible>(routes::handle(state, req, &working).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(wire), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = write_stalled(stalled) => Ok(()),
+            }
+        }
+        _ = slot.evicted() => {
+            crate::log::debug(format_args!("closed a connection evicted for a new one"));
+            Ok(())
+        }
+        _ = write_stalled(stalled.clone()) => {
+            crate::log::debug(format_args!(
+                "closed a connection whose client did not take its response within {}s",
+                WRITE_TIMEOUT.as_secs()
+            ));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        crate::log::debug(format_args!("connection closed: {e}"));
     }
 }
 

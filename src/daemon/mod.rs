@@ -4,8 +4,9 @@
 //!   check AWS once, bind, serve until SIGTERM/SIGINT.
 //! - `server.rs`: the accept loop (mini-redis style `run(listener, shutdown)`): a bound on
 //!   connections, header/body read timeouts, graceful drain.
-//! - `conn.rs`: one connection's bounds (writes the client does not take), and the table
-//!   of open connections that evicts the one waiting on its client the longest.
+//! - `conn.rs`: one connection served by hyper with its bounds (fixed socket buffers,
+//!   writes the client does not take), and the table of open connections that evicts the
+//!   one waiting on its client the longest.
 //! - `wire.rs`: the socket under hyper: times writes; JSON bodies on hyper's own errors.
 //! - `route.rs`: request path → `Route` (pure; fuzzed by `fuzz/fuzz_targets/daemon_routes.rs`).
 //! - `routes.rs`: request → route → handler → `Reply`.

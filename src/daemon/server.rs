@@ -10,18 +10,14 @@
 //!   it is in (idle ones close at once), for at most `GRACE`. A second signal stops now.
 
 use super::conn::{self, Table};
-use super::routes::{self, State};
-use super::wire::Wire;
+use super::routes::State;
 use crate::error::{Error, Result};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
+use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::net::TcpStream;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -34,50 +30,6 @@ pub const GRACE: Duration = Duration::from_secs(20);
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Request heads with more header fields than this are refused by hyper (431).
 pub const MAX_HEADERS: usize = 100;
-
-/// One connection, until it ends, is evicted, or stalls its writes past the bound.
-async fn connection(
-    stream: TcpStream,
-    state: Arc<State>,
-    builder: &http1::Builder,
-    slot: &Arc<conn::Slot>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let wire = Wire::new(stream);
-    let stalled = wire.write_stalled_since();
-    let for_svc = slot.clone();
-    let svc = service_fn(move |req| {
-        let state = state.clone();
-        let working = for_svc.working();
-        async move { Ok::<_, Infallible>(routes::handle(state, req, &working).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(wire), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = conn::write_stalled(stalled) => Ok(()),
-            }
-        }
-        _ = slot.evicted() => {
-            crate::log::debug(format_args!("closed a connection evicted for a new one"));
-            Ok(())
-        }
-        _ = conn::write_stalled(stalled.clone()) => {
-            crate::log::debug(format_args!(
-                "closed a connection whose client did not take its response within {}s",
-                conn::WRITE_TIMEOUT.as_secs()
-            ));
-            Ok(())
-        }
-    };
-    if let Err(e) = result {
-        crate::log::debug(format_args!("connection closed: {e}"));
-    }
-}
 
 /// SIGTERM and SIGINT, counted.
 pub struct Signals {
@@ -121,35 +73,6 @@ impl Signals {
 /// Serve until the first signal, then drain.
 pub async fn run(listener: TcpListener, state: Arc<State>, signals: Signals) {
     serve(listener, state, signals.nth(1), signals.nth(2)).await
-}
-
-/// The kernel's buffers of one connection, each way. Fixed, not grown by the kernel's
-/// autotuning (which would take megabytes from a client that never reads, and make
-/// writes look as if the client took them): a client that does not read stalls our
-/// writes after this much, and `conn::WRITE_TIMEOUT` can see it.
-pub const SOCKET_BUFFER: usize = 64 * 1024;
-
-fn fixed_buffers(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size = SOCKET_BUFFER as libc::c_int;
-    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt on a socket we own, with a c_int of the size we pass.
-        let r = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            crate::log::debug(format_args!(
-                "cannot fix a socket buffer's size: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
 }
 
 /// A slot for a new connection: a free one, or one an evicted connection gives up.
@@ -219,12 +142,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
             p = admit(&limit, &table) => p,
         };
-        let _ = stream.set_nodelay(true);
-        fixed_buffers(&stream);
         let entry = table.open();
         let (state, builder, stop) = (state.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            connection(stream, state, &builder, &entry.slot, stop).await;
+            conn::serve(stream, state, &builder, &entry.slot, stop).await;
             drop(entry);
             drop(permit);
         });
