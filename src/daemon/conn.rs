@@ -14,13 +14,17 @@
 
 use super::routes::{self, State};
 use super::wire::{now_ms, Wire};
+use http_body_util::Full;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
@@ -154,6 +158,37 @@ impl Drop for Entry {
     }
 }
 
+/// A response body that keeps its connection "being worked on" until hyper has taken it
+/// all (or dropped it: `HEAD`).
+pub struct Answer {
+    body: Full<Bytes>,
+    working: Option<Working>,
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if self.body.is_end_stream() {
+            self.working = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Resolves once the write in progress (`Wire::write_stalled_since`) has waited on the
 /// client for `WRITE_TIMEOUT`.
 pub async fn write_stalled(since: Arc<AtomicU64>) {
@@ -212,7 +247,15 @@ pub async fn serve(
     let svc = service_fn(move |req| {
         let state = state.clone();
         let working = for_svc.working();
-        async move { Ok::<_, Infallible>(routes::handle(state, req, &working).await) }
+        async move {
+            let resp = routes::handle(state, req, &working).await;
+            // Still being worked on until hyper has taken the body: an eviction in between
+            // would lose the answer.
+            Ok::<_, Infallible>(resp.map(|body| Answer {
+                body,
+                working: Some(working),
+            }))
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(wire), svc);
     tokio::pin!(conn);
