@@ -1046,6 +1046,39 @@ fn every_other_way_to_hold_a_connection_is_bounded() {
             );
         }),
     ));
+    // Connects and never sends a byte: closed after the header timeout.
+    cases.push((
+        "silent",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let start = Instant::now();
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            assert!(
+                start.elapsed() >= Duration::from_secs(8),
+                "{:?}",
+                start.elapsed()
+            );
+        }),
+    ));
+    // Expect: 100-continue, then no body: 408 once the body timeout is over.
+    cases.push((
+        "expect 100-continue, no body",
+        std::thread::spawn(move || {
+            let (resp, took) = raw(
+                addr,
+                format!(
+                    "POST /latest/secrets/A HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 20\r\n\
+                     Expect: 100-continue\r\n\r\n"
+                )
+                .as_bytes(),
+                Duration::from_secs(30),
+            );
+            assert!(resp.starts_with("HTTP/1.1 100 Continue"), "{resp}");
+            let last = resp.rsplit("\r\n\r\nHTTP/1.1 ").next().unwrap_or("");
+            assert!(last.starts_with("408"), "{resp}");
+            assert!(took < Duration::from_secs(25), "{took:?}");
+        }),
+    ));
     // A chunked body that never ends: 408 once the body timeout (10 s) is over.
     cases.push((
         "endless chunked body",
