@@ -1122,6 +1122,16 @@ fn every_other_way_to_hold_a_connection_is_bounded() {
             s.shutdown(std::net::Shutdown::Write).unwrap();
             read_until(&mut s, "{\"status\":\"ok\"}");
             assert!(closed_within(&mut s, Duration::from_secs(5)));
+            // One whose answer needs a round trip to AWS (the end of the request arrives
+            // while it is worked on).
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(
+                format!("GET /latest/secrets/MISSING HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until(&mut s, "MISSING");
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
             // Half-closed before any request: closed at once.
             let mut s = TcpStream::connect(addr).unwrap();
             s.shutdown(std::net::Shutdown::Write).unwrap();
