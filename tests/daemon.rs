@@ -935,9 +935,9 @@ fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
     let m = moto();
     let path = unique_path("bounded");
     let d = Daemon::start(&m.endpoint, &path, &[]);
-    // 300 idle connections: the first 256 take every slot, each later one evicts the
+    // 270 idle connections: the first 256 take every slot, each later one evicts the
     // connection that has waited on its client the longest.
-    let mut idle: Vec<TcpStream> = (0..300)
+    let mut idle: Vec<TcpStream> = (0..270)
         .map(|_| TcpStream::connect(d.addr).expect("connect"))
         .collect();
     let start = Instant::now();
@@ -948,7 +948,7 @@ fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
         start.elapsed()
     );
     // The oldest were closed, never more than 256 are open, and the newest still work.
-    for (i, s) in idle.iter_mut().enumerate().take(45) {
+    for (i, s) in idle.iter_mut().enumerate().take(14) {
         assert!(
             closed_within(s, Duration::from_secs(5)),
             "idle connection {i} is still open: more than 256 at once"
@@ -972,7 +972,7 @@ fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
 
 #[test]
 fn eviction_never_takes_a_request_being_answered() {
-    // A request waiting on a slow upstream is being worked on: 300 idle connections that
+    // A request waiting on a slow upstream is being worked on: 270 idle connections that
     // take every slot evict each other, never it.
     let m = moto();
     let path = unique_path("noevict");
@@ -992,7 +992,7 @@ fn eviction_never_takes_a_request_being_answered() {
         assert!(Instant::now() < deadline, "the request never went upstream");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let idle: Vec<TcpStream> = (0..300)
+    let idle: Vec<TcpStream> = (0..270)
         .map(|_| TcpStream::connect(d.addr).expect("connect"))
         .collect();
     let r = client.join().unwrap().expect("answered, not evicted");
