@@ -185,6 +185,10 @@ mod tests {
         assert!(e.to_string().contains("any user can write"), "{e}");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(token_from_file(&dir), Err(Error::Usage(_))));
+        // A symlink to a regular file (Kubernetes and Docker secrets) is read through.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(token_from_file(&link).unwrap().verify(b"abc"));
         for bad in ["\n", "", "a b", "tab\there"] {
             std::fs::write(&f, bad).unwrap();
             let e = token_from_file(&f).unwrap_err();
