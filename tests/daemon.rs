@@ -855,45 +855,639 @@ fn slow_clients_cannot_pin_connections() {
     );
 }
 
+/// Writes as much of `batch` as each stream takes (non-blocking, round after round) until
+/// every stream has taken all of it or has stopped taking for a while: then the daemon
+/// is stuck writing to every one that stopped.
+fn stuff(streams: &mut [TcpStream], batch: &[u8]) {
+    let mut at = vec![0usize; streams.len()];
+    for s in streams.iter() {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut last_progress = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_progress.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+        for (s, at) in streams.iter_mut().zip(at.iter_mut()) {
+            while *at < batch.len() {
+                match s.write(&batch[*at..]) {
+                    Ok(n) if n > 0 => {
+                        *at += n;
+                        last_progress = Instant::now();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in streams.iter() {
+        s.set_nonblocking(false).unwrap();
+    }
+}
+
 #[test]
-fn connections_are_bounded() {
+fn clients_that_never_read_cannot_pin_the_daemon() {
+    // Issue 10, finding 3: 256 clients with a small window pipeline requests and never read.
+    let m = moto();
+    let path = unique_path("noread");
+    put_secure(&m.endpoint, &format!("{path}/A"), &"v".repeat(4000));
+    let d = Daemon::start(&m.endpoint, &path, &["--debug"]);
+    let ping = format!("GET /ping HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+    let big = format!("GET /latest/secrets/A HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+    let mut stuck: Vec<TcpStream> = (0..256)
+        .map(|_| small_window(d.addr, 2048).expect("connect"))
+        .collect();
+    let (pings, bigs) = stuck.split_at_mut(128);
+    stuff(pings, ping.repeat(3000).as_bytes());
+    stuff(bigs, big.repeat(200).as_bytes());
+    let stuffed = Instant::now();
+    // Someone else still gets answers at once, again and again.
+    for _ in 0..3 {
+        let start = Instant::now();
+        d.get("/ping").expect(200);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a fresh /ping took {:?}",
+            start.elapsed()
+        );
+        let v = d.get("/latest/secrets/A").expect(200);
+        assert_eq!(v["serial"], 1);
+    }
+    // And without anyone needing their slots, the stuck ones are closed once they have not
+    // taken their responses for 10 s.
+    std::thread::sleep(Duration::from_secs(14).saturating_sub(stuffed.elapsed()));
+    for (i, s) in stuck.iter_mut().enumerate().step_by(17) {
+        assert!(
+            closed_within(s, Duration::from_secs(10)),
+            "stuck connection {i} is still open\n{}",
+            d.stderr()
+        );
+    }
+    assert!(
+        d.stderr().contains("did not take its response within 10s"),
+        "{}",
+        d.stderr()
+    );
+    d.get("/ping").expect(200);
+}
+
+#[test]
+fn a_full_table_of_idle_connections_does_not_lock_out_a_new_one() {
     let m = moto();
     let path = unique_path("bounded");
     let d = Daemon::start(&m.endpoint, &path, &[]);
-    // 256 idle connections take every slot…
-    let idle: Vec<TcpStream> = (0..256)
+    // 270 idle connections: the first 256 take every slot, each later one evicts the
+    // connection that has waited on its client the longest.
+    let mut idle: Vec<TcpStream> = (0..270)
         .map(|_| TcpStream::connect(d.addr).expect("connect"))
         .collect();
-    // (let the daemon accept them all)
-    std::thread::sleep(Duration::from_millis(500));
-    let mut extra = TcpStream::connect(d.addr).expect("the backlog takes it");
-    extra
-        .write_all(
-            format!(
-                "GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                d.addr
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let first = extra.read(&mut buf);
+    let start = Instant::now();
+    d.get("/ping").expect(200);
     assert!(
-        first.is_err(),
-        "served past the connection limit: {:?}",
-        first.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        start.elapsed() < Duration::from_secs(5),
+        "a new connection waited {:?} behind idle ones",
+        start.elapsed()
     );
-    // …and a freed slot serves the one waiting.
-    drop(idle);
-    extra
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    // The oldest were closed, never more than 256 are open, and the newest still work.
+    for (i, s) in idle.iter_mut().enumerate().take(14) {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "idle connection {i} is still open: more than 256 at once"
+        );
+    }
+    let last = idle.last_mut().unwrap();
+    last.write_all(
+        format!(
+            "GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut out = String::new();
-    extra
-        .read_to_string(&mut out)
-        .expect("served once a slot is free");
+    let _ = last.read_to_string(&mut out);
     assert_eq!(status_of_raw(&out), 200, "{out}");
+}
+
+#[test]
+fn eviction_never_takes_a_request_being_answered() {
+    // A request waiting on a slow upstream is being worked on: 270 idle connections that
+    // take every slot evict each other, never it.
+    let m = moto();
+    let path = unique_path("noevict");
+    put_secure(&m.endpoint, &format!("{path}/A"), "in-flight-value");
+    let proxy = Proxy::start(&m.endpoint);
+    let d = Daemon::start(&proxy.endpoint(), &path, &[]);
+    proxy.reset();
+    proxy.set_faults(Faults {
+        latency_ms: 4000,
+        only_op: Some("GetParameterHistory".into()),
+        ..Faults::default()
+    });
+    let url = d.url("/latest/secrets/A");
+    let client = std::thread::spawn(move || http_request("GET", &url, &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.count("GetParameterHistory") == 0 {
+        assert!(Instant::now() < deadline, "the request never went upstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let idle: Vec<TcpStream> = (0..270)
+        .map(|_| TcpStream::connect(d.addr).expect("connect"))
+        .collect();
+    let r = client.join().unwrap().expect("answered, not evicted");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("in-flight-value"), "{}", r.text());
+    drop(idle);
+}
+
+/// Reads from `s` until `needle` has arrived (panics after 10 s).
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{e} before {needle:?}: {}", String::from_utf8_lossy(&got)));
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn every_other_way_to_hold_a_connection_is_bounded() {
+    let m = moto();
+    let path = unique_path("hold");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    let addr = d.addr;
+    let ping = format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut cases: Vec<(&str, std::thread::JoinHandle<()>)> = Vec::new();
+
+    // Idle keep-alive: closed 10 s after the last response.
+    let p = ping.clone();
+    cases.push((
+        "idle keep-alive",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(p.as_bytes()).unwrap();
+            read_until(&mut s, "{\"status\":\"ok\"}");
+            let start = Instant::now();
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            assert!(
+                start.elapsed() >= Duration::from_secs(8),
+                "{:?}",
+                start.elapsed()
+            );
+        }),
+    ));
+    // Connects and never sends a byte: closed after the header timeout.
+    cases.push((
+        "silent",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let start = Instant::now();
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            assert!(
+                start.elapsed() >= Duration::from_secs(8),
+                "{:?}",
+                start.elapsed()
+            );
+        }),
+    ));
+    // Expect: 100-continue, then no body: 408 once the body timeout is over.
+    cases.push((
+        "expect 100-continue, no body",
+        std::thread::spawn(move || {
+            let (resp, took) = raw(
+                addr,
+                format!(
+                    "POST /latest/secrets/A HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 20\r\n\
+                     Expect: 100-continue\r\n\r\n"
+                )
+                .as_bytes(),
+                Duration::from_secs(30),
+            );
+            assert!(resp.starts_with("HTTP/1.1 100 Continue"), "{resp}");
+            let last = resp.rsplit("\r\n\r\nHTTP/1.1 ").next().unwrap_or("");
+            assert!(last.starts_with("408"), "{resp}");
+            assert!(took < Duration::from_secs(25), "{took:?}");
+        }),
+    ));
+    // A chunked body that never ends: 408 once the body timeout (10 s) is over.
+    cases.push((
+        "endless chunked body",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(
+                format!(
+                    "POST /latest/secrets/A HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let start = Instant::now();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while start.elapsed() < Duration::from_secs(30) {
+                if s.write_all(b"1\r\na\r\n").is_err() {
+                    break;
+                }
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = s.read_to_end(&mut got);
+            let got = String::from_utf8_lossy(&got);
+            assert_eq!(status_of_raw(&got), 408, "{got}");
+            assert!(start.elapsed() < Duration::from_secs(25), "{:?}", start.elapsed());
+        }),
+    ));
+    // Half-closed after the request: the answer, then the end.
+    let p = ping.clone();
+    cases.push((
+        "half-closed",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(p.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until(&mut s, "{\"status\":\"ok\"}");
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
+            // One whose answer needs a round trip to AWS (the end of the request arrives
+            // while it is worked on).
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(
+                format!("GET /latest/secrets/MISSING HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until(&mut s, "MISSING");
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
+            // Half-closed before any request: closed at once.
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            assert!(closed_within(&mut s, Duration::from_secs(5)));
+        }),
+    ));
+    // Deep pipelining by a client that reads: every request answered, in order.
+    let p = ping.clone();
+    cases.push((
+        "pipelining",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let n = 2000;
+            let p2 = p.clone();
+            let writer = std::thread::spawn(move || {
+                w.write_all(p2.repeat(n).as_bytes()).unwrap();
+                w.write_all(
+                    format!("GET /ping HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .unwrap();
+            });
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out)
+                .expect("every answer, then close");
+            writer.join().unwrap();
+            assert_eq!(out.matches("HTTP/1.1 200 OK").count(), n + 1);
+        }),
+    ));
+    // A client that reads, but too slowly to ever catch up: closed once it has not taken
+    // what it was sent within 10 s.
+    let p = ping.clone();
+    cases.push((
+        "slow reader",
+        std::thread::spawn(move || {
+            let mut s = small_window(addr, 2048).unwrap();
+            stuff(std::slice::from_mut(&mut s), p.repeat(3000).as_bytes());
+            let start = Instant::now();
+            let mut buf = [0u8; 64];
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let closed = loop {
+                assert!(start.elapsed() < Duration::from_secs(40), "still open");
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break start.elapsed(),
+                    Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            };
+            assert!(closed >= Duration::from_secs(5), "{closed:?}");
+        }),
+    ));
+    // No TLS: a TLS ClientHello is not HTTP, and gets a JSON 400 at once.
+    cases.push((
+        "TLS",
+        std::thread::spawn(move || {
+            let mut hello = vec![
+                0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+            ];
+            hello.extend_from_slice(&[0x42; 160]);
+            let (resp, took) = raw(addr, &hello, Duration::from_secs(10));
+            assert_eq!(status_of_raw(&resp), 400, "{resp}");
+            assert!(resp.contains("{\"error\":\""), "{resp}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        }),
+    ));
+    let mut failed = Vec::new();
+    for (name, h) in cases {
+        if h.join().is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}\n{}", d.stderr());
+    d.get("/ping").expect(200);
+}
+
+#[test]
+fn the_addressee_of_a_request_is_unambiguous() {
+    // Issue 10, finding 8: only the first of two Host headers was checked.
+    let m = moto();
+    let path = unique_path("hosts");
+    put_secure(&m.endpoint, &format!("{path}/A"), "right-host-payload");
+    let open = Daemon::start(&m.endpoint, &path, &[]);
+    let dir = TempDir::new("token");
+    let f = token_file(&dir, TOKEN);
+    let guarded = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    let send = |d: &Daemon, head: &str| {
+        let (resp, _) = raw(
+            d.addr,
+            format!("{head}X-ECS-Secrets-Token: {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(10),
+        );
+        assert!(!resp.contains("right-host-payload"), "{head:?}: {resp}");
+        resp
+    };
+    for d in [&open, &guarded] {
+        let here = d.addr.to_string();
+        for target in ["/ping", "/latest/secrets/A"] {
+            for hosts in [
+                [here.as_str(), "evil.example"],
+                ["evil.example", here.as_str()],
+                [here.as_str(), here.as_str()],
+            ] {
+                let resp = send(
+                    d,
+                    &format!(
+                        "GET {target} HTTP/1.1\r\nHost: {}\r\nHost: {}\r\n",
+                        hosts[0], hosts[1]
+                    ),
+                );
+                assert_eq!(status_of_raw(&resp), 400, "{hosts:?}: {resp}");
+                assert!(resp.contains("more than one Host"), "{resp}");
+            }
+            // An absolute-form target that names another host than Host, either way round.
+            for (authority, host) in [
+                ("evil.example", here.as_str()),
+                (here.as_str(), "evil.example"),
+            ] {
+                let resp = send(
+                    d,
+                    &format!("GET http://{authority}{target} HTTP/1.1\r\nHost: {host}\r\n"),
+                );
+                assert_eq!(status_of_raw(&resp), 400, "{authority} {host}: {resp}");
+            }
+            // A Host that is not host[:port].
+            for head in [
+                format!("GET {target} HTTP/1.1\r\nHost: a b\r\n"),
+                format!("GET {target} HTTP/1.1\r\nHost: user@{here}\r\n"),
+            ] {
+                let resp = send(d, &head);
+                assert_eq!(status_of_raw(&resp), 400, "{head:?}: {resp}");
+            }
+        }
+        // What is allowed: an absolute-form target naming the same host, and no Host at all
+        // (hand-written health checks, wrk scripts; no browser sends such a request).
+        for head in [
+            format!("GET http://{here}/latest/secrets/A HTTP/1.1\r\nHost: {here}\r\n"),
+            "GET /latest/secrets/A HTTP/1.0\r\n".to_string(),
+            "GET /latest/secrets/A HTTP/1.1\r\nConnection: close\r\n".to_string(),
+        ] {
+            let (resp, _) = raw(
+                d.addr,
+                format!("{head}X-ECS-Secrets-Token: {TOKEN}\r\n\r\n").as_bytes(),
+                Duration::from_secs(10),
+            );
+            assert_eq!(status_of_raw(&resp), 200, "{head:?}: {resp}");
+            assert!(resp.contains("right-host-payload"), "{resp}");
+        }
+    }
+    // Without a token, the authority must be loopback wherever it is named.
+    let resp = send(
+        &open,
+        "GET http://evil.example/latest/secrets/A HTTP/1.0\r\n",
+    );
+    assert_eq!(status_of_raw(&resp), 403, "{resp}");
+    let resp = send(&guarded, "GET http://evil.example/ping HTTP/1.0\r\n");
+    assert_eq!(status_of_raw(&resp), 200, "{resp}");
+    open.get("/ping").expect(200);
+}
+
+#[test]
+fn requests_hyper_refuses_by_itself_get_json_bodies_too() {
+    // Issue 16, finding 12: a 64 KiB URL got a 431 with an empty body.
+    let m = moto();
+    let path = unique_path("hypererr");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    let host = d.addr;
+    let headers: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for (what, req, status) in [
+        (
+            "a 64 KiB URL",
+            format!(
+                "GET /latest/secrets/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+                "a".repeat(65536)
+            ),
+            431,
+        ),
+        (
+            "101 header fields",
+            format!("GET /ping HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"),
+            431,
+        ),
+        (
+            "HTTP/1.2",
+            format!("GET /ping HTTP/1.2\r\nHost: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "an HTTP/2 preface",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(),
+            505,
+        ),
+        (
+            "a bad header line",
+            format!("GET /ping HTTP/1.1\r\nHo st: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "a bad method",
+            format!("G(T /ping HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            400,
+        ),
+        (
+            "two Content-Lengths",
+            format!(
+                "POST /latest/secrets/A HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\
+                 Content-Length: 6\r\n\r\n"
+            ),
+            400,
+        ),
+        // After a good request on the same connection, too.
+        (
+            "a bad request after a good one",
+            format!("GET /ping HTTP/1.1\r\nHost: {host}\r\n\r\nGET /ping HTTP/9\r\n\r\n"),
+            400,
+        ),
+    ] {
+        let (resp, _) = raw(d.addr, req.as_bytes(), Duration::from_secs(10));
+        // The last answer: after a JSON body, or the first.
+        let last = resp
+            .rfind("}HTTP/1.1 ")
+            .map_or(&resp[..], |i| &resp[i + 1..]);
+        let (head, body) = last
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: no answer: {resp:?}"));
+        assert_eq!(status_of_raw(head), status, "{what}: {resp}");
+        let v: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e}): {resp:?}"));
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {v}"
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{what}: {head}"
+        );
+        if what.starts_with("a bad request after") {
+            assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+        }
+    }
+    d.get("/ping").expect(200);
+}
+
+#[test]
+fn names_in_errors_are_escaped_once() {
+    let m = moto();
+    let path = unique_path("escape");
+    let d = Daemon::start(&m.endpoint, &path, &[]);
+    // `é` in the path, raw or percent-encoded; a quote and a backslash.
+    for (target, shown) in [
+        ("/latest/secrets/caf%C3%A9", "\"caf\\u{e9}\""),
+        ("/latest/secrets/a%22b", "\"a\\\"b\""),
+        ("/latest/secrets/a%5Cb", "\"a\\\\b\""),
+    ] {
+        let msg = d.get(target).expect_error(400, "invalid secret name");
+        assert!(msg.contains(shown), "{target}: {msg:?} should show {shown}");
+    }
+    let (resp, _) = raw(
+        d.addr,
+        format!(
+            "GET /latest/secrets/caf\u{e9} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: Value = serde_json::from_str(body).unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("\"caf\\u{e9}\""), "{msg:?}");
+}
+
+#[test]
+fn token_files_are_private_regular_files_read_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = moto();
+    let path = unique_path("tokenfile");
+    let dir = TempDir::new("token");
+    let daemon_exit = |f: &str| {
+        let out = run(ecs(&m.endpoint).args([
+            "daemon",
+            "--path",
+            &path,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            f,
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("listening on"), "{err}");
+        assert!(!err.contains(TOKEN), "{err}");
+        (out.status.code(), err)
+    };
+    // Anyone can write it: anyone could have chosen the token.
+    let f = token_file(&dir, TOKEN);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = daemon_exit(&f);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("any user can write"), "{err}");
+    // Not a regular file: a FIFO nobody writes would hang the start; a directory.
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for f in [fifo.to_str().unwrap(), dir.path().to_str().unwrap()] {
+        let (code, err) = daemon_exit(f);
+        assert_eq!(code, Some(2), "{f}: {err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // Larger than any token.
+    let big = dir.join("big");
+    std::fs::write(&big, "x".repeat(5000)).unwrap();
+    let (code, err) = daemon_exit(big.to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    // Anyone can read it: accepted, with a warning.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    assert!(
+        d.stderr().contains("can be read by any user"),
+        "{}",
+        d.stderr()
+    );
+    assert!(!d.stderr().contains(TOKEN), "{}", d.stderr());
+    drop(d);
+    // Read once: a token written to the file later takes effect at the next start.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    assert!(!d.stderr().contains("warning"), "{}", d.stderr());
+    let rotated = "rotated-0123456789abcdef";
+    std::fs::write(&f, rotated).unwrap();
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", TOKEN)],
+        b"",
+    )
+    .expect(200);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", rotated)],
+        b"",
+    )
+    .expect(403);
+    drop(d);
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", &f]);
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", rotated)],
+        b"",
+    )
+    .expect(200);
 }

@@ -76,13 +76,65 @@ fn check(bytes: &[u8], source: &str) -> Result<()> {
     Ok(())
 }
 
+/// The largest token file read: a token is a header value, not a document.
+pub const MAX_TOKEN_FILE: u64 = 4096;
+
 /// The token from `--token-file`: the file's bytes without trailing newlines (`echo` and
-/// editors add one). An unreadable file or an empty token is a usage error.
+/// editors add one). Read once, at start: a rotated token needs a restart.
+///
+/// Only a regular file (a symlink to one is fine) of at most `MAX_TOKEN_FILE` bytes: a
+/// FIFO or `/dev/stdin` would hang the start. A file anyone can write is refused (anyone
+/// could choose the token); one anyone can read is accepted with a warning. Every refusal
+/// is a usage error.
 pub fn token_from_file(path: &Path) -> Result<Token> {
-    let source = format!("--token-file {}", path.display());
-    let raw = Zeroizing::new(
-        std::fs::read(path).map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?,
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let source = format!(
+        "--token-file {}",
+        crate::inject::env::printable(&path.to_string_lossy())
     );
+    let refuse = |why: String| Error::usage(format!("{source}: {why}"));
+    // Non-blocking, so that opening a FIFO returns at once; a regular file ignores it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(refuse(format!(
+            "any user can write it (mode {:03o}), so any user could choose the token: \
+             chmod o-w it (e.g. chmod 600)",
+            mode & 0o777
+        )));
+    }
+    if meta.len() > MAX_TOKEN_FILE {
+        return Err(refuse(format!(
+            "larger than {MAX_TOKEN_FILE} bytes: it should hold only the token"
+        )));
+    }
+    if mode & 0o004 != 0 {
+        crate::log::warn(format_args!(
+            "{source} can be read by any user (mode {:03o}): chmod o-r it (e.g. chmod 600 \
+             or 640)",
+            mode & 0o777
+        ));
+    }
+    let mut raw = Zeroizing::new(Vec::with_capacity(MAX_TOKEN_FILE as usize + 1));
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
+    if raw.len() as u64 > MAX_TOKEN_FILE {
+        return Err(refuse(format!(
+            "larger than {MAX_TOKEN_FILE} bytes: it should hold only the token"
+        )));
+    }
     let mut end = raw.len();
     while end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
         end -= 1;
@@ -124,6 +176,19 @@ mod tests {
         let f = dir.join("token");
         std::fs::write(&f, "abc\r\n\n").unwrap();
         assert!(token_from_file(&f).unwrap().verify(b"abc"));
+        std::fs::write(&f, "x".repeat(MAX_TOKEN_FILE as usize + 1)).unwrap();
+        assert!(matches!(token_from_file(&f), Err(Error::Usage(_))));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&f, "abc").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let e = token_from_file(&f).unwrap_err();
+        assert!(e.to_string().contains("any user can write"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(token_from_file(&dir), Err(Error::Usage(_))));
+        // A symlink to a regular file (Kubernetes and Docker secrets) is read through.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(token_from_file(&link).unwrap().verify(b"abc"));
         for bad in ["\n", "", "a b", "tab\there"] {
             std::fs::write(&f, bad).unwrap();
             let e = token_from_file(&f).unwrap_err();

@@ -4,18 +4,26 @@
 //!   check AWS once, bind, serve until SIGTERM/SIGINT.
 //! - `server.rs`: the accept loop (mini-redis style `run(listener, shutdown)`): a bound on
 //!   connections, header/body read timeouts, graceful drain.
+//! - `conn.rs`: one connection served by hyper with its bounds (fixed socket buffers,
+//!   writes the client does not take), and the table of open connections that evicts the
+//!   one waiting on its client the longest.
+//! - `wire.rs`: the socket under hyper: times writes; JSON bodies on hyper's own errors.
 //! - `route.rs`: request path → `Route` (pure; fuzzed by `fuzz/fuzz_targets/daemon_routes.rs`).
-//! - `routes.rs`: request → route → handler → `Reply`; refusals (proxies, browsers, tokens).
+//! - `routes.rs`: request → route → handler → `Reply`.
+//! - `guard.rs`: refusals before routing (ambiguous `Host`, proxies, browsers, tokens).
 //! - `auth.rs`: the token, compared in constant time.
 //! - `cache.rs`: TTL cache with single-flight fetches; plaintext wiped on eviction.
 //! - `reply.rs`: JSON replies and the one error → HTTP status mapping.
 
 mod auth;
 mod cache;
+mod conn;
+mod guard;
 mod reply;
 mod route;
 mod routes;
 mod server;
+mod wire;
 
 use crate::cli::DaemonArgs;
 use crate::config::{Env, StoreConfig};

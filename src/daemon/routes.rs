@@ -1,13 +1,13 @@
 //! Requests → routes (`route.rs`) → handlers.
 //!
 //! Every route of the original daemon exists under `/latest/` and `/v1/`; `/ping` is the
-//! only one without a prefix and without a token. Before any route is looked at, requests
-//! that came through a proxy (`X-Forwarded-For`, `Forwarded`) or from a web page
-//! (`Origin`) are refused, and so is a `Host` that is not loopback when there is no token
-//! (DNS rebinding). Then the token, then the route, then the method.
+//! only one without a prefix and without a token. Before any route is looked at, `guard.rs`
+//! refuses what must be refused (ambiguous `Host`, proxies, web pages, DNS rebinding, a
+//! missing or wrong token). Then the route, then the method.
 
-use super::auth::{self, Token};
 use super::cache::{Cache, Key};
+use super::conn::Working;
+use super::guard::Guard;
 use super::reply::{json_str, Reply};
 use super::route::{parse, NoRoute, Route};
 use super::DaemonConfig;
@@ -16,9 +16,7 @@ use crate::secret::Payload;
 use crate::store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Method, Request, Response, StatusCode};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
@@ -29,16 +27,13 @@ pub const MAX_BODY: usize = 128 * 1024;
 /// A request body must arrive within this long once the head is in: 408 otherwise.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
 /// What every request handler needs; shared by all connections.
 pub struct State {
     store: Store,
     path: String,
     timeout: Duration,
-    token: Option<Token>,
+    guard: Guard,
     read_only: bool,
-    check_host: bool,
     cache: Cache,
     version: Bytes,
 }
@@ -52,78 +47,27 @@ impl State {
             store,
             path,
             timeout,
-            token: cfg.token,
+            guard: Guard {
+                token: cfg.token,
+                check_host,
+            },
             read_only: cfg.read_only,
-            check_host,
             cache,
             version: Bytes::from(format!("{{\"version\":{}}}", json_str(crate::VERSION))),
         }
     }
 }
 
-/// `Host` when no token guards the daemon: a loopback IP or `localhost` (with any port).
-fn host_is_loopback(host: &str) -> bool {
-    let h = match host.strip_prefix('[') {
-        Some(r) => r.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(super::is_loopback)
-}
-
-/// Refusals that come before routing; `None` lets the request through.
-fn refuse(state: &State, headers: &HeaderMap, ping: bool) -> Option<Reply> {
-    if headers.contains_key(X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED) {
-        return Some(Reply::error(
-            StatusCode::BAD_REQUEST,
-            "requests that came through a proxy (X-Forwarded-For or Forwarded) are refused: \
-             call the daemon directly",
-        ));
-    }
-    if headers.contains_key(header::ORIGIN) {
-        return Some(Reply::error(
-            StatusCode::FORBIDDEN,
-            "requests from web pages (with an Origin header) are refused",
-        ));
-    }
-    if state.check_host {
-        if let Some(h) = headers.get(header::HOST) {
-            if !h.to_str().is_ok_and(host_is_loopback) {
-                return Some(Reply::error(
-                    StatusCode::FORBIDDEN,
-                    "without a token the daemon answers only requests addressed to localhost \
-                     or a loopback address (Host header)",
-                ));
-            }
-        }
-    }
-    if ping {
-        return None;
-    }
-    let token = state.token.as_ref()?;
-    let mut given = headers.get_all(auth::HEADER).iter();
-    match (given.next(), given.next()) {
-        (None, _) => Some(Reply::error(
-            StatusCode::UNAUTHORIZED,
-            "missing X-ECS-Secrets-Token header",
-        )),
-        (Some(_), Some(_)) => Some(Reply::error(
-            StatusCode::BAD_REQUEST,
-            "more than one X-ECS-Secrets-Token header",
-        )),
-        (Some(v), None) if token.verify(v.as_bytes()) => None,
-        (Some(_), None) => Some(Reply::error(
-            StatusCode::FORBIDDEN,
-            "wrong X-ECS-Secrets-Token",
-        )),
-    }
-}
-
 /// Every request ends here: one reply, and with `--debug` one log line (method, route
 /// template, status, time — never a name's value).
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    working: &Working,
+) -> Response<Full<Bytes>> {
     let start = Instant::now();
     let method = req.method().clone();
-    let (reply, prefix, template) = answer(&state, req).await;
+    let (reply, prefix, template) = answer(&state, req, working).await;
     if crate::log::debug_enabled() {
         crate::log::debug(format_args!(
             "{method} {prefix}{template} {} {:.1} ms",
@@ -135,9 +79,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<
 }
 
 /// The reply, and the route's prefix and template for the log line.
-async fn answer(state: &State, req: Request<Incoming>) -> (Reply, &'static str, &'static str) {
+async fn answer(
+    state: &State,
+    req: Request<Incoming>,
+    working: &Working,
+) -> (Reply, &'static str, &'static str) {
     let path = req.uri().path();
-    if let Some(r) = refuse(state, req.headers(), path == "/ping") {
+    if let Some(r) = state.guard.refuse(&req, path == "/ping") {
         return (r, "", "(refused)");
     }
     let (route, prefix) = match parse(path) {
@@ -179,7 +127,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> (Reply, &'static str, 
         Route::Version => Reply::ok(state.version.clone()),
         Route::List => list(state).await,
         Route::Secret { name, serial } if is_get => get_secret(state, name, serial).await,
-        Route::Secret { name, .. } => create(state, name, req.into_body()).await,
+        Route::Secret { name, .. } => create(state, name, req.into_body(), working).await,
         Route::Revoke { name, serial } => revoke(state, name, serial).await,
     };
     (reply, prefix, template)
@@ -350,8 +298,13 @@ async fn spawn_write<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::io(format!("internal error: {e}"))))
 }
 
-async fn create(state: &State, name: String, body: Incoming) -> Reply {
-    let payload = match read_body(body).await {
+async fn create(state: &State, name: String, body: Incoming, working: &Working) -> Reply {
+    let body = {
+        // Waiting on the client: evictable, like any other connection doing so.
+        let _waiting = working.reading_body();
+        read_body(body).await
+    };
+    let payload = match body {
         Ok(buf) => parse_create(&buf),
         Err(r) => return r,
     };
@@ -416,27 +369,6 @@ async fn revoke(state: &State, name: String, serial: u64) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for ok in [
-            "localhost",
-            "localhost:8080",
-            "127.0.0.1:1",
-            "[::1]:80",
-            "LOCALHOST",
-        ] {
-            assert!(host_is_loopback(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8080",
-            "10.0.0.1:80",
-            "localhost.evil:80",
-        ] {
-            assert!(!host_is_loopback(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn create_bodies() {

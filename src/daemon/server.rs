@@ -1,25 +1,25 @@
 //! The accept loop, after mini-redis: `serve(listener, state, shutdown, force)`.
 //!
-//! - At most `MAX_CONNECTIONS` connections at once (a semaphore permit per connection;
-//!   past it, new connections wait in the kernel's backlog).
+//! - At most `MAX_CONNECTIONS` connections at once (a semaphore permit per connection).
+//!   When all are taken, a new connection evicts the one that has waited on its client the
+//!   longest (`conn.rs`); only when every one is being worked on does it wait.
 //! - A request head must arrive within `HEADER_TIMEOUT` (which also closes idle keep-alive
-//!   connections) and its body within `routes::BODY_TIMEOUT`: a slow client cannot pin a
-//!   connection.
+//!   connections), its body within `routes::BODY_TIMEOUT`, and the client must take each
+//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection.
 //! - On the first SIGTERM/SIGINT: stop accepting, let every connection finish the request
 //!   it is in (idle ones close at once), for at most `GRACE`. A second signal stops now.
 
-use super::routes::{self, State};
+use super::conn::{self, Table};
+use super::routes::State;
 use crate::error::{Error, Result};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
+use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub const MAX_CONNECTIONS: usize = 256;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +27,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `stopTimeout` (30 s), after which the agent sends SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(20);
 /// Request heads larger than this are refused by hyper (431).
-const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Request heads with more header fields than this are refused by hyper (431).
+pub const MAX_HEADERS: usize = 100;
 
 /// SIGTERM and SIGINT, counted.
 pub struct Signals {
@@ -73,6 +75,32 @@ pub async fn run(listener: TcpListener, state: Arc<State>, signals: Signals) {
     serve(listener, state, signals.nth(1), signals.nth(2)).await
 }
 
+/// A slot for a new connection: a free one, or one an evicted connection gives up.
+async fn admit(limit: &Arc<Semaphore>, table: &Table) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(p) = limit.clone().try_acquire_owned() {
+            return p;
+        }
+        if table.evict_one() {
+            crate::log::debug(format_args!(
+                "{MAX_CONNECTIONS} connections open: closing the one that has waited on its \
+                 client the longest"
+            ));
+            return limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+        }
+        // Every connection is being worked on (each bounded by --timeout): wait for one to
+        // finish, or to start waiting on its client.
+        tokio::select! {
+            p = limit.clone().acquire_owned() => return p.expect("the semaphore is never closed"),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
 /// Serve `listener` until `shutdown` resolves; then drain for at most `GRACE`, or until
 /// `force` resolves.
 pub async fn serve(
@@ -82,20 +110,20 @@ pub async fn serve(
     force: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let table = Arc::new(Table::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
-        .max_header_size(MAX_HEAD);
+        .max_header_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS)
+        // A client may shut down its side once its request is sent (`nc -N`, some
+        // health checks): it still gets its answer.
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -109,25 +137,16 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let (state, builder, mut stop) = (state.clone(), builder.clone(), stop_rx.clone());
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = admit(&limit, &table) => p,
+        };
+        let entry = table.open();
+        let (state, builder, stop) = (state.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(routes::handle(state, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                crate::log::debug(format_args!("connection closed: {e}"));
-            }
+            conn::serve(stream, state, &builder, &entry.slot, stop).await;
+            drop(entry);
             drop(permit);
         });
     }

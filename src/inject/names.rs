@@ -55,7 +55,8 @@ pub fn is_name_char(c: char) -> bool {
 /// A secret name: `[A-Za-z0-9_.-]`, optionally with inner `/` (nested, ssm), whose env
 /// name (after `.`/`-`/`/` → `_`) does not start with a digit.
 pub fn validate_name(n: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("invalid secret name {:?}: {why}", printable(n)));
+    // `printable` already escapes (`"` and `\` too): quoted, not `{:?}`, which escaped twice.
+    let bad = |why: &str| Err(format!("invalid secret name \"{}\": {why}", printable(n)));
     if n.is_empty() {
         return bad("it is empty");
     }
@@ -82,7 +83,7 @@ pub fn parse_serial(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
-            "invalid serial {:?}: serials are whole numbers from 1",
+            "invalid serial \"{}\": serials are whole numbers from 1",
             printable(s)
         )),
     }
@@ -128,7 +129,7 @@ mod tests {
         let e = validate_name("a\u{1b}[31m").unwrap_err();
         assert_eq!(
             e,
-            "invalid secret name \"a\\\\u{1b}[31m\": use only letters, digits and _ . - (and / \
+            "invalid secret name \"a\\u{1b}[31m\": use only letters, digits and _ . - (and / \
              between nested parts)"
         );
     }

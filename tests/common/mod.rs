@@ -39,7 +39,7 @@ pub use aws::{
 };
 pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
-pub use http::{http_request, HttpResponse};
+pub use http::{closed_within, http_request, small_window, HttpResponse};
 pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
 pub use process::{
     assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
