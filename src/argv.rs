@@ -75,7 +75,7 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     };
     let Some(sub) = top.commands.iter().find(|c| c.name == name) else {
         return Err(Error::usage(format!(
-            "unknown command {:?}: run `ecs-secrets --help` for the list",
+            "unknown command \"{}\": run `ecs-secrets --help` for the list",
             crate::inject::env::printable(&shorten(name))
         )));
     };

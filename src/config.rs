@@ -236,7 +236,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     let path = trimmed.trim_end_matches('/');
     let bad = |why: &str| {
         Err(Error::usage(format!(
-            "invalid path {:?}: {why} (expected /<env>/<app>, e.g. /prod/grafana)",
+            "invalid path \"{}\": {why} (expected /<env>/<app>, e.g. /prod/grafana)",
             crate::inject::env::printable(trimmed)
         )))
     };
@@ -255,7 +255,7 @@ pub fn validate_path(p: &str) -> Result<String> {
         .find(|s| !s.chars().all(names::is_name_char) || **s == "." || **s == "..")
     {
         return bad(&format!(
-            "segment {:?} may hold only letters, digits, _ . -",
+            "segment \"{}\" may hold only letters, digits, _ . -",
             crate::inject::env::printable(s)
         ));
     }
@@ -279,7 +279,7 @@ fn validate_table(t: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::usage(format!(
-            "invalid table name {:?}: 3-255 letters, digits, _ . -",
+            "invalid table name \"{}\": 3-255 letters, digits, _ . -",
             crate::inject::env::printable(t)
         )))
     }

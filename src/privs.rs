@@ -89,7 +89,7 @@ pub fn lookup(spec: &str, etc: &Path) -> Result<Target> {
                 .find(|p| p.name == user)
                 .ok_or_else(|| {
                     Error::usage(format!(
-                        "unknown user {:?} in --user {shown}: not in {}; add it to the image or \
+                        "unknown user \"{}\" in --user {shown}: not in {}; add it to the image or \
                      give a numeric uid",
                         printable(user),
                         passwd_path.display()
@@ -131,7 +131,7 @@ pub fn lookup(spec: &str, etc: &Path) -> Result<Target> {
                     .map(|g| g.gid);
                 found.ok_or_else(|| {
                     Error::usage(format!(
-                        "unknown group {:?} in --user {shown}: not in {}; add it to the image \
+                        "unknown group \"{}\" in --user {shown}: not in {}; add it to the image \
                          or give a numeric gid",
                         printable(group),
                         group_path.display()

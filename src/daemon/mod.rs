@@ -84,10 +84,10 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr> {
     if let Some(p) = s.strip_prefix(':').and_then(port) {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p));
     }
-    Err(Error::usage(format!(
-        "invalid --listen {:?}: use IP:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or 0.0.0.0:8080",
-        crate::inject::env::printable(s)
-    )))
+    // The value is not repeated: no parse error echoes what follows a value-taking flag.
+    Err(Error::usage(
+        "invalid --listen: use IP:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or 0.0.0.0:8080",
+    ))
 }
 
 /// `--cache-ttl`: whole seconds, 0 (no caching) to a day.
@@ -95,8 +95,7 @@ pub fn parse_cache_ttl(s: &str) -> Result<Duration> {
     match s.trim().parse::<u64>() {
         Ok(n) if n <= MAX_CACHE_TTL_SECS => Ok(Duration::from_secs(n)),
         _ => Err(Error::usage(format!(
-            "invalid --cache-ttl {:?}: whole seconds from 0 (no cache) to {MAX_CACHE_TTL_SECS}",
-            crate::inject::env::printable(s)
+            "invalid --cache-ttl: whole seconds from 0 (no cache) to {MAX_CACHE_TTL_SECS}"
         ))),
     }
 }

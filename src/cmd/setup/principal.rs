@@ -55,7 +55,7 @@ impl PrincipalKind {
 pub(super) fn parse_principal(flag: &str, arn: &str) -> Result<Principal> {
     let bad = |why: String| {
         Error::usage(format!(
-            "{flag} {:?}: {why}; expected an IAM role, user or group ARN, e.g. arn:aws:iam::123456789012:role/my-task-role",
+            "{flag} \"{}\": {why}; expected an IAM role, user or group ARN, e.g. arn:aws:iam::123456789012:role/my-task-role",
             printable(arn)
         ))
     };
@@ -68,14 +68,14 @@ pub(super) fn parse_principal(flag: &str, arn: &str) -> Result<Principal> {
     }
     if !PARTITIONS.contains(&partition) {
         return Err(bad(format!(
-            "unknown partition {:?} (expected one of {})",
+            "unknown partition \"{}\" (expected one of {})",
             printable(partition),
             PARTITIONS.join(", ")
         )));
     }
     if service != "iam" {
         return Err(bad(format!(
-            "service {:?} is not iam (a role's session ARN from sts cannot be given a policy; give the role's ARN)",
+            "service \"{}\" is not iam (a role's session ARN from sts cannot be given a policy; give the role's ARN)",
             printable(service)
         )));
     }
@@ -84,7 +84,7 @@ pub(super) fn parse_principal(flag: &str, arn: &str) -> Result<Principal> {
     }
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(format!(
-            "account {:?} is not 12 digits",
+            "account \"{}\" is not 12 digits",
             printable(account)
         )));
     }

@@ -209,7 +209,7 @@ pub(super) fn parse_version(path: &str, item: &Item, full: bool) -> Result<Versi
     let sk = s(item, A_SK).unwrap_or_default();
     let Some((name, serial)) = parse_version_sk(sk) else {
         return Err(Error::data(format!(
-            "malformed version item {:?} under {path} in the secrets table; remove it or restore it from a backup",
+            "malformed version item \"{}\" under {path} in the secrets table; remove it or restore it from a backup",
             printable(sk)
         )));
     };
@@ -232,7 +232,7 @@ pub(super) fn parse_version(path: &str, item: &Item, full: bool) -> Result<Versi
         None | Some(KIND_VERSION) => {}
         Some(other) => {
             return Err(bad(format!(
-                "its attribute `{A_KIND}` is {:?} where {KIND_VERSION:?} is expected",
+                "its attribute `{A_KIND}` is \"{}\" where {KIND_VERSION:?} is expected",
                 printable(other)
             )))
         }
@@ -271,7 +271,7 @@ pub(super) fn parse_key(path: &str, item: &Item) -> Result<KeyItem> {
     let sk = s(item, A_SK).unwrap_or_default();
     let bad = |why: &str| {
         Error::data(format!(
-            "malformed data-key item {:?} under {path} in the secrets table: {why}; restore it from a backup",
+            "malformed data-key item \"{}\" under {path} in the secrets table: {why}; restore it from a backup",
             printable(sk)
         ))
     };

@@ -202,7 +202,7 @@ impl DynamoStore {
     fn check_name(name: &str) -> Result<()> {
         if name.is_empty() || name.contains('#') {
             return Err(Error::usage(format!(
-                "invalid secret name {:?} for the dynamodb backend",
+                "invalid secret name \"{}\" for the dynamodb backend",
                 printable(name)
             )));
         }

@@ -32,7 +32,7 @@ impl DynamoStore {
         match parse_version_sk(sk) {
             Some((_, serial)) => Ok(serial),
             None => Err(Error::data(format!(
-                "malformed version item {:?} under {path} in the secrets table; remove it or restore it from a backup",
+                "malformed version item \"{}\" under {path} in the secrets table; remove it or restore it from a backup",
                 printable(sk)
             ))),
         }
