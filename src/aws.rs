@@ -269,8 +269,9 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
         None => String::new(),
     };
     let (cause, in_flight) = (t.last.as_ref().map(|l| l.0), t.in_flight > 0);
+    // The last failure decides the advice; with none, what was still pending.
     let hint = match cause {
-        _ if in_flight && cause != Some(Cause::Throttled) => format!(
+        None if in_flight => format!(
             "; a request was still waiting for its answer (an attempt is given up only after \
              {stall} s without a byte): AWS is slow or unreachable — check connectivity to \
              AWS, or raise --timeout"
@@ -553,6 +554,45 @@ impl Intercept for Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_messages_name_the_attempts_and_advise_by_the_last_cause() {
+        use retry::{Cause, Tally};
+        let d = Duration::from_secs(30);
+        let t = Tally {
+            attempts: 9,
+            network: 9,
+            last: Some((Cause::Network, "no answer: Connection refused".into())),
+            // The deadline can fire while an attempt is connecting: still the network's fault.
+            in_flight: 1,
+            stall: Duration::from_secs(15),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(m.starts_with("reading /p: no complete answer within the 30s deadline: 9 attempts in 30.0 s: 9 connections failed; last failure: no answer: Connection refused; check network access"), "{m}");
+        assert!(!m.contains("--timeout"), "{m}");
+        let t = Tally {
+            attempts: 12,
+            throttled: 11,
+            server_errors: 1,
+            last: Some((Cause::Throttled, "HTTP 400 ThrottlingException".into())),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(m.contains(": 11 throttled, 1 server error; last failure: HTTP 400 ThrottlingException; AWS throttled"), "{m}");
+        assert!(m.contains("quota") && m.contains("raise --timeout"), "{m}");
+        let t = Tally {
+            attempts: 1,
+            in_flight: 1,
+            stall: Duration::from_secs(15),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(
+            m.contains("1 attempt in 30.0 s; a request was still waiting"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn certificate_errors_are_found_through_nested_io_errors() {

@@ -9,8 +9,10 @@
 //!   every task) is saturated: the wait is drawn from `[0, W)` where the window W starts at
 //!   3 s, doubles on every throttle up to 10 s, and halves on every answer that was not
 //!   throttled (below 3 s it closes); with a deadline under 40 s the windows shrink to a
-//!   tenth and a quarter of it, so that a short deadline still fits several retries. W is one per process, so no request of a throttled
-//!   process — a retry or the next page — retries faster than the backoff. A server error
+//!   tenth and a quarter of it, so that a short deadline still fits several retries. W is
+//!   one per process: when another request of it (the next page, another path) is
+//!   throttled, its wait is drawn from the window the earlier throttles grew, not from the
+//!   smallest one; no retry after a throttle goes out sooner than that. A server error
 //!   or a network failure is one request's bad luck: `[0, 0.2 s × 2^n)`, capped at 5 s,
 //!   counted per request. The figures come from a simulation of K tasks sharing a token
 //!   bucket and were checked with bench/fleet.sh (README, "Starting many tasks at once").
