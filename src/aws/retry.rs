@@ -40,7 +40,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::ErrorKind;
 use http_body_util::BodyExt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// First throttle window, its cap; first window after a transient failure, its cap.
@@ -113,9 +113,42 @@ tokio::task_local! {
     static TALLY: SharedTally;
 }
 
+/// The tallies of the deadlines running now. A request spawned onto another task (a
+/// `JoinSet` of paths) does not carry the task-local; while exactly one deadline runs — any
+/// one-shot command — it is counted there. The daemon's concurrent requests each run in the
+/// task of their own deadline.
+static ACTIVE: Mutex<Vec<Weak<Mutex<Tally>>>> = Mutex::new(Vec::new());
+
+struct Registered(Weak<Mutex<Tally>>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut a = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        a.retain(|w| !w.ptr_eq(&self.0) && w.strong_count() > 0);
+    }
+}
+
 /// Run `fut` with `tally` collecting its attempts.
 pub async fn tallied<T>(tally: SharedTally, fut: impl Future<Output = T>) -> T {
+    let weak = Arc::downgrade(&tally);
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(weak.clone());
+    let _registered = Registered(weak);
     TALLY.scope(tally, fut).await
+}
+
+/// The tally this request counts in: its task's, else the only deadline running.
+fn current() -> Option<SharedTally> {
+    TALLY.try_with(Arc::clone).ok().or_else(|| {
+        let a = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = a.iter().filter_map(Weak::upgrade);
+        match (live.next(), live.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    })
 }
 
 /// A future that keeps the current tally when spawned on another task.
@@ -129,12 +162,10 @@ pub fn inherit<F: Future>(fut: F) -> impl Future<Output = F::Output> {
     }
 }
 
-fn note(f: impl FnOnce(&mut Tally)) {
-    let _ = TALLY.try_with(|t| {
-        if let Ok(mut t) = t.lock() {
-            f(&mut t);
-        }
-    });
+fn note(tally: &Option<SharedTally>, f: impl FnOnce(&mut Tally)) {
+    if let Some(Ok(mut t)) = tally.as_ref().map(|t| t.lock()) {
+        f(&mut t);
+    }
 }
 
 /// The process-wide throttle window (see the module docs), in multiples of the first
@@ -222,22 +253,23 @@ impl HttpConnector for Retrying {
 impl Retrying {
     async fn send(self, request: HttpRequest) -> Result<HttpResponse, ConnectorError> {
         let first = Instant::now();
-        let deadline = TALLY
-            .try_with(|t| t.lock().map(|t| t.deadline).unwrap_or_default())
-            .ok()
+        let tally = current();
+        let deadline = tally
+            .as_ref()
+            .and_then(|t| t.lock().ok().map(|t| t.deadline))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(90));
         let mut failures = 0u32;
         let mut next = request;
         loop {
             let again = next.try_clone().expect("checked before the first attempt");
-            note(|t| {
+            note(&tally, |t| {
                 t.attempts += 1;
                 t.in_flight += 1;
                 t.stall = self.stall;
             });
             let verdict = self.attempt(next).await;
-            note(|t| t.in_flight = t.in_flight.saturating_sub(1));
+            note(&tally, |t| t.in_flight = t.in_flight.saturating_sub(1));
             let (cause, what, last) = match verdict {
                 Verdict::Final(r) => {
                     answered();
@@ -245,7 +277,7 @@ impl Retrying {
                 }
                 Verdict::Retry { cause, what, last } => (cause, what, last),
             };
-            note(|t| {
+            note(&tally, |t| {
                 match cause {
                     Cause::Throttled => t.throttled += 1,
                     Cause::ServerError => t.server_errors += 1,

@@ -131,10 +131,7 @@ pub async fn read_paths(store: &Store, paths: &[String]) -> Result<Vec<(String, 
     let mut set = tokio::task::JoinSet::new();
     for (i, p) in paths.iter().enumerate() {
         let (store, p) = (store.clone(), p.clone());
-        // `inherit`: the deadline's tally of attempts follows the spawned read.
-        set.spawn(crate::aws::inherit(async move {
-            (i, store.read_path(&p).await.map(|s| (p, s)))
-        }));
+        set.spawn(async move { (i, store.read_path(&p).await.map(|s| (p, s))) });
     }
     let mut out: Vec<Option<(String, Vec<Secret>)>> = (0..paths.len()).map(|_| None).collect();
     while let Some(joined) = set.join_next().await {
