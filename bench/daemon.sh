@@ -4,6 +4,10 @@
 #   bench/daemon.sh            # build release, seed 200 secrets in moto, 10 s of wrk
 #   DURATION=30 CONNECTIONS=64 bench/daemon.sh
 #   BIN=/path/to/ecs-secrets bench/daemon.sh    # an already built binary (no cargo build)
+#   SOAK=1000000 bench/daemon.sh   # soak: wrk in 10 s rounds until 1,000,000 answers, over
+#                                  # 20 secrets with --cache-ttl 2 (so the cache refreshes
+#                                  # from upstream all along); prints RSS per round and
+#                                  # fails on any non-200 answer or socket error
 #
 # Starts moto_server (a fake AWS) and the release binary on free loopback ports, seeds
 # SECRETS SecureStrings through `ecs-secrets create`, starts `ecs-secrets daemon` with a
@@ -14,7 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SOAK=${SOAK:-}
+if [ -n "$SOAK" ]; then
+    SECRETS=${SECRETS:-20}
+    CACHE_TTL=${CACHE_TTL:-2}
+    MAX_ROUNDS=${MAX_ROUNDS:-100}
+fi
 SECRETS=${SECRETS:-200}
+CACHE_TTL=${CACHE_TTL:-}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
@@ -71,7 +82,9 @@ head -c 24 /dev/urandom | base64 | tr -d '\n/+=' >"$TOKEN_FILE"
 chmod 600 "$TOKEN_FILE"
 TOKEN=$(cat "$TOKEN_FILE")
 
-"$BIN" daemon --path "$SCOPE" --listen 127.0.0.1:0 --token-file "$TOKEN_FILE" 2>"$OUT/daemon.log" &
+# The soak runs with --debug: one stderr line per upstream request, to count the refreshes.
+"$BIN" daemon --path "$SCOPE" --listen 127.0.0.1:0 --token-file "$TOKEN_FILE" \
+    ${CACHE_TTL:+--cache-ttl "$CACHE_TTL"} ${SOAK:+--debug} 2>"$OUT/daemon.log" &
 DAEMON=$!
 PIDS+=("$DAEMON")
 ADDR=
@@ -103,6 +116,35 @@ function request()
   return reqs[n]
 end
 EOF
+
+if [ -n "$SOAK" ]; then
+    rss() { awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON/status"; }
+    upstream() { grep -c 'SSM\.' "$OUT/daemon.log" || true; }
+    echo "bench: soak: wrk -t$THREADS -c$CONNECTIONS in 10 s rounds until $SOAK answers;"
+    echo "       $SECRETS names, --cache-ttl $CACHE_TTL (each name refreshed from upstream every ${CACHE_TTL} s)"
+    printf '%6s %12s %10s %12s %10s\n' round answers req/s "RSS (KiB)" upstream
+    total=0 round=0 first_rss=$(rss) max_rss=0 bad=0
+    printf '%6s %12s %10s %12s %10s\n' 0 0 - "$first_rss" "$(upstream)"
+    while [ "$total" -lt "$SOAK" ] && [ "$round" -lt "$MAX_ROUNDS" ]; do
+        round=$((round + 1))
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d10s -s "$OUT/rr.lua" "http://$ADDR" >"$OUT/wrk.txt"
+        n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+        total=$((total + n))
+        if grep -q 'Non-2xx\|Socket errors' "$OUT/wrk.txt"; then bad=$((bad + 1)); cat "$OUT/wrk.txt"; fi
+        kill -0 "$DAEMON" 2>/dev/null || { echo "bench: FAILED: the daemon died" >&2; exit 1; }
+        r=$(rss)
+        [ "$r" -gt "$max_rss" ] && max_rss=$r
+        printf '%6s %12s %10s %12s %10s\n' "$round" "$total" \
+            "$(awk '/^Requests\/sec:/ {printf "%d", $2}' "$OUT/wrk.txt")" "$r" "$(upstream)"
+    done
+    curl -fs -H "X-ECS-Secrets-Token: $TOKEN" "http://$ADDR/latest/secrets/S000" | grep -q '"payload":"value-000-'
+    errors=$(grep -c 'error' "$OUT/daemon.log" || true)
+    echo
+    echo "soak: $total answers in $round rounds, $(upstream) upstream requests, $bad rounds with errors, $errors error lines in the daemon log"
+    echo "soak: RSS $first_rss KiB after warm-up, $(rss) KiB at the end, peak $max_rss KiB during the rounds"
+    [ "$bad" = 0 ] && [ "$errors" = 0 ] && [ "$total" -ge "$SOAK" ] || { echo "bench: soak FAILED" >&2; exit 1; }
+    exit 0
+fi
 
 echo "bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, cached GETs over $SECRETS names"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/rr.lua" "http://$ADDR" | tee "$OUT/wrk.txt"

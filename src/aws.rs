@@ -29,28 +29,31 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+mod retry;
+pub use retry::inherit;
+
 pub const USER_AGENT_APP: &str = concat!("ecs-secrets-", env!("CARGO_PKG_VERSION"));
 
 /// Load the shared SDK configuration. Reads the standard AWS variables and files through
 /// aws-config; invents none.
 pub async fn load(cfg: &StoreConfig) -> SdkConfig {
-    // A quarter of the deadline per attempt (1–10 s): a stalled connection costs one
-    // attempt, not the whole deadline, so it can still be retried in time.
-    let attempt = (cfg.timeout / 4)
-        .clamp(Duration::from_secs(1), Duration::from_secs(10))
-        .min(cfg.timeout);
+    // Retries and their backoff live in the connector (aws/retry.rs), which retries until
+    // the deadline; an attempt is abandoned only when it stalls: no byte for `stall`
+    // (the read timeout: until the first byte; between chunks, retry.rs). No whole-attempt
+    // timeout, which would cut off a slow answer that is still arriving.
+    let stall = retry::stall_timeout(cfg.timeout);
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(attempt.min(Duration::from_secs(3)))
-        .read_timeout(attempt)
-        .operation_attempt_timeout(attempt)
+        .connect_timeout(stall.min(Duration::from_secs(3)))
+        .read_timeout(stall)
+        .disable_operation_attempt_timeout()
         // A backstop only: every call runs under `with_deadline(--timeout)`, which fires
-        // first and can name the last attempt's cause; an SDK timeout on the same tick
-        // would win the race with a bare "timed out".
+        // first and can name what the attempts went through; an SDK timeout on the same
+        // tick would win the race with a bare "timed out".
         .operation_timeout(cfg.timeout + Duration::from_secs(1))
         .build();
-    // Standard mode: exponential backoff with full jitter, which is what spreads out many
-    // tasks starting at once and being throttled together. Short first backoff: a start-up
-    // should not sleep a whole second on one throttled page.
+    // The SDK's own retries see only what the connector does not retry: unsigned requests
+    // (the credential endpoints) and, after minutes of throttling, an answer handed back so
+    // that the request is signed anew.
     let retries = RetryConfig::standard()
         .with_max_attempts(10)
         .with_initial_backoff(Duration::from_millis(100))
@@ -86,6 +89,7 @@ fn http_client() -> SharedHttpClient {
     SharedHttpClient::new(CertErrorsAreFinal(https))
 }
 
+/// Every connector it hands out retries signed requests until the deadline (retry.rs).
 /// A certificate the trust roots reject is rejected again on every retry: make such a
 /// failure final, so it is reported as itself at once instead of being retried until the
 /// deadline hides it. Everything else passes through untouched.
@@ -98,9 +102,15 @@ impl HttpClient for CertErrorsAreFinal {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        SharedHttpConnector::new(CertErrorsAreFinalConnector(
+        let tls = SharedHttpConnector::new(CertErrorsAreFinalConnector(
             self.0.http_connector(settings, components),
-        ))
+        ));
+        SharedHttpConnector::new(retry::Retrying {
+            inner: tls,
+            stall: settings
+                .read_timeout()
+                .unwrap_or(retry::stall_timeout(Duration::MAX)),
+        })
     }
 
     /// Not passed on: the hyper client's validation only builds a connector and throws it
@@ -194,19 +204,99 @@ pub async fn with_deadline<T>(
     what: &str,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(timeout, fut).await {
+    let tally = retry::SharedTally::default();
+    if let Ok(mut t) = tally.lock() {
+        t.deadline = timeout;
+    }
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, retry::tallied(tally.clone(), fut)).await {
         Ok(r) => r,
         Err(_) => {
-            let last = last_attempt()
-                .map(|l| format!(" (last attempt: {l})"))
-                .unwrap_or_default();
-            Err(Error::Deadline(format!(
-                "{what}: no complete answer within the {}s deadline{last}; check connectivity to AWS, or raise --timeout",
-                fmt_secs(timeout)
+            let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+            Err(Error::Deadline(deadline_message(
+                what,
+                timeout,
+                started.elapsed(),
+                &t,
             )))
         }
     }
 }
+
+/// What a deadline error says: the deadline, what the attempts went through, the last
+/// cause, and a next step that fits that cause (raising --timeout only where more time
+/// would help).
+fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Tally) -> String {
+    use retry::Cause;
+    let head = format!(
+        "{what}: no complete answer within the {}s deadline",
+        fmt_secs(timeout)
+    );
+    if t.attempts == 0 {
+        // Nothing signed was sent: stuck before, e.g. resolving credentials.
+        let last = last_attempt()
+            .map(|l| format!(" (last attempt: {l})"))
+            .unwrap_or_default();
+        return format!("{head}{last}; check connectivity to AWS, or raise --timeout");
+    }
+    let mut failed = Vec::new();
+    for (n, one, many) in [
+        (t.throttled, "throttled", "throttled"),
+        (t.server_errors, "server error", "server errors"),
+        (t.network, "connection failed", "connections failed"),
+        (t.stalled, "stalled", "stalled"),
+    ] {
+        match n {
+            0 => {}
+            1 => failed.push(format!("1 {one}")),
+            n => failed.push(format!("{n} {many}")),
+        }
+    }
+    let failed = if failed.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", failed.join(", "))
+    };
+    let plural = if t.attempts == 1 { "" } else { "s" };
+    let mut msg = format!(
+        "{head}: {} attempt{plural} in {:.1} s{failed}",
+        t.attempts,
+        took.as_secs_f64()
+    );
+    let stall = fmt_secs(t.stall);
+    let last = match &t.last {
+        Some((_, l)) => format!("; last failure: {l}"),
+        None => String::new(),
+    };
+    let (cause, in_flight) = (t.last.as_ref().map(|l| l.0), t.in_flight > 0);
+    // The last failure decides the advice; with none, what was still pending.
+    let hint = match cause {
+        None if in_flight => format!(
+            "; a request was still waiting for its answer (an attempt is given up only after \
+             {stall} s without a byte): AWS is slow or unreachable — check connectivity to \
+             AWS, or raise --timeout"
+        ),
+        Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
+        Some(Cause::ServerError) => {
+            "; AWS kept answering with server errors: a problem on its side, try again later"
+                .to_string()
+        }
+        Some(Cause::Network) => hint(AwsKind::Network).to_string(),
+        Some(Cause::Stalled) => format!(
+            "; AWS stopped answering ({stall} s without a byte): check connectivity to AWS, or \
+             raise --timeout if it is merely slow"
+        ),
+        None => "; check connectivity to AWS, or raise --timeout".to_string(),
+    };
+    msg.push_str(&last);
+    msg.push_str(&hint);
+    msg
+}
+
+const THROTTLED_HINT: &str = "; AWS throttled the requests: its request-rate quota is per \
+    account and region, shared by every task. Starting K tasks that each need P requests \
+    takes at least K × P ÷ quota seconds (README, \"Starting many tasks at once\"): raise \
+    --timeout to that, stagger the starts, or use the dynamodb backend";
 
 fn fmt_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -357,7 +447,7 @@ fn hint(kind: AwsKind) -> &'static str {
         AwsKind::Credentials => "; check the credentials: the ECS task role (AWS_CONTAINER_CREDENTIALS_*), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
         AwsKind::AccessDenied => "; grant the role this permission (`ecs-secrets setup --fetch-role ARN` prints the policy)",
         AwsKind::NotFound => "",
-        AwsKind::Throttled => "; throttled past the retries: raise --timeout, or stagger concurrent starts",
+        AwsKind::Throttled => "; throttled: raise --timeout, stagger concurrent starts, or use the dynamodb backend",
         AwsKind::Network => "; check network access to the AWS endpoint (AWS_ENDPOINT_URL, VPC endpoints, proxy settings)",
         AwsKind::Timeout => "; check connectivity to AWS, or raise --timeout",
         AwsKind::Invalid | AwsKind::Conflict | AwsKind::Service => "",
@@ -464,6 +554,45 @@ impl Intercept for Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_messages_name_the_attempts_and_advise_by_the_last_cause() {
+        use retry::{Cause, Tally};
+        let d = Duration::from_secs(30);
+        let t = Tally {
+            attempts: 9,
+            network: 9,
+            last: Some((Cause::Network, "no answer: Connection refused".into())),
+            // The deadline can fire while an attempt is connecting: still the network's fault.
+            in_flight: 1,
+            stall: Duration::from_secs(15),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(m.starts_with("reading /p: no complete answer within the 30s deadline: 9 attempts in 30.0 s: 9 connections failed; last failure: no answer: Connection refused; check network access"), "{m}");
+        assert!(!m.contains("--timeout"), "{m}");
+        let t = Tally {
+            attempts: 12,
+            throttled: 11,
+            server_errors: 1,
+            last: Some((Cause::Throttled, "HTTP 400 ThrottlingException".into())),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(m.contains(": 11 throttled, 1 server error; last failure: HTTP 400 ThrottlingException; AWS throttled"), "{m}");
+        assert!(m.contains("quota") && m.contains("raise --timeout"), "{m}");
+        let t = Tally {
+            attempts: 1,
+            in_flight: 1,
+            stall: Duration::from_secs(15),
+            ..Tally::default()
+        };
+        let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+        assert!(
+            m.contains("1 attempt in 30.0 s; a request was still waiting"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn certificate_errors_are_found_through_nested_io_errors() {

@@ -3,7 +3,9 @@
 //! started, `env` prints nothing partial — within `--timeout` + 1 s. Never a hang. The
 //! daemon, started before the faults, answers each read with the exact payload or a JSON
 //! 502/504 within `--timeout` + 1 s, and serves again once upstream recovers.
-//! The run writes a fault × outcome table to target/fault-report.md.
+//! The same matrix runs for ssm and for dynamodb, whose reads are faulted on the Query, on
+//! the KMS Decrypt, and on both. The runs write fault × outcome tables to
+//! target/fault-report.md (ssm) and target/fault-report-dynamodb.md.
 
 mod common;
 
@@ -18,7 +20,25 @@ const DAEMON_GETS: usize = 4;
 
 /// Runs one command through the proxy under `faults` (the runner sets them when it is
 /// ready) and checks its all-or-nothing result.
-type Runner = fn(&Proxy, &Faults, &str, &[(String, String)]) -> Run;
+type Runner = fn(&Proxy, &Faults, &Target, &[(String, String)]) -> Run;
+
+/// What is read: a path of one backend.
+struct Target {
+    path: String,
+    /// `ECS_SECRETS_BACKEND`, when not the default (ssm).
+    backend: Option<&'static str>,
+}
+
+impl Target {
+    /// The binary against `endpoint`, with this target's backend.
+    fn ecs(&self, endpoint: &str) -> std::process::Command {
+        let mut c = ecs(endpoint);
+        if let Some(b) = self.backend {
+            c.env("ECS_SECRETS_BACKEND", b);
+        }
+        c
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Outcome {
@@ -170,15 +190,15 @@ fn cases() -> Vec<Case> {
 }
 
 /// `exec`: the command dumps the environment to a file only if it is started.
-fn run_exec(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+fn run_exec(proxy: &Proxy, faults: &Faults, target: &Target, expected: &[(String, String)]) -> Run {
     proxy.set_faults(faults.clone());
     let dir = TempDir::new("fault-exec");
     let dump = dir.join("env");
-    let mut c = ecs(&proxy.endpoint());
+    let mut c = target.ecs(&proxy.endpoint());
     c.args([
         "exec",
         "--path",
-        path,
+        &target.path,
         "--timeout",
         &TIMEOUT_SECS.to_string(),
         "--",
@@ -210,13 +230,13 @@ fn run_exec(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, Str
 }
 
 /// `env`: stdout is either every export, exactly, or only the failure line.
-fn run_env(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+fn run_env(proxy: &Proxy, faults: &Faults, target: &Target, expected: &[(String, String)]) -> Run {
     proxy.set_faults(faults.clone());
-    let mut c = ecs(&proxy.endpoint());
+    let mut c = target.ecs(&proxy.endpoint());
     c.args([
         "env",
         "--path",
-        path,
+        &target.path,
         "--timeout",
         &TIMEOUT_SECS.to_string(),
     ]);
@@ -250,13 +270,17 @@ fn run_env(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, Stri
 /// `DAEMON_GETS` concurrent reads of single secrets without a cache. Each answer is the
 /// exact payload or a JSON 502/504, within the deadline; afterwards, with the faults
 /// cleared, it serves again.
-fn run_daemon(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, String)]) -> Run {
+fn run_daemon(
+    proxy: &Proxy,
+    faults: &Faults,
+    target: &Target,
+    expected: &[(String, String)],
+) -> Run {
     let timeout = TIMEOUT_SECS.to_string();
-    let d = DaemonProcess::start(
-        &proxy.endpoint(),
-        path,
-        &["--cache-ttl", "0", "--timeout", &timeout],
-    );
+    let mut c = target.ecs(&proxy.endpoint());
+    c.args(["daemon", "--path", &target.path, "--listen", "127.0.0.1:0"])
+        .args(["--cache-ttl", "0", "--timeout", &timeout]);
+    let d = DaemonProcess::spawn(c);
     proxy.reset(); // count only the reads
     proxy.set_faults(faults.clone());
     let read = |(full, value): &(String, String)| {
@@ -340,12 +364,17 @@ fn run_daemon(proxy: &Proxy, faults: &Faults, path: &str, expected: &[(String, S
     }
 }
 
-#[test]
-fn every_fault_gives_all_or_nothing_within_the_deadline() {
-    let m = moto();
-    let path = unique_path("faults");
-    let expected = put_many(&m.endpoint, &path, SECRETS);
+/// Runs every case for exec, env and the daemon against `target` with the faults limited
+/// to `only_op` (all operations when `None`); returns the table rows, in order.
+fn matrix(
+    m: &Moto,
+    target: &Target,
+    only_op: Option<&str>,
+    expected: &[(String, String)],
+) -> Vec<String> {
     let modes: [(&str, Runner); 3] = [("exec", run_exec), ("env", run_env), ("daemon", run_daemon)];
+    let faulted = only_op.unwrap_or("all");
+    let backend = target.backend.unwrap_or("ssm");
     let mut table: BTreeMap<(usize, &str), String> = BTreeMap::new();
     for (mode, runner) in modes {
         // Cases run concurrently (each with its own proxy) to keep the wall time down.
@@ -354,11 +383,14 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
                 .into_iter()
                 .enumerate()
                 .map(|(i, case)| {
-                    let (path, expected) = (&path, &expected);
                     s.spawn(move || {
                         let proxy = Proxy::start(&m.endpoint);
-                        let run = runner(&proxy, &case.faults, path, expected);
-                        let what = format!("{mode} under {}", case.name);
+                        let faults = Faults {
+                            only_op: only_op.map(String::from),
+                            ..case.faults.clone()
+                        };
+                        let run = runner(&proxy, &faults, target, expected);
+                        let what = format!("{backend} {mode} under {} ({faulted})", case.name);
                         assert!(
                             run.took <= Duration::from_secs(TIMEOUT_SECS + 1),
                             "{what}: took {:?} (deadline {TIMEOUT_SECS} s)\n{}",
@@ -385,7 +417,7 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
                         (
                             i,
                             format!(
-                                "| {} | {mode} | {} | {:.2} s | {} | {} | {} |",
+                                "| {} | {faulted} | {mode} | {} | {:.2} s | {} | {} | {} |",
                                 case.name,
                                 run.cell,
                                 run.took.as_secs_f64(),
@@ -406,21 +438,96 @@ fn every_fault_gives_all_or_nothing_within_the_deadline() {
             table.insert((i, mode), row);
         }
     }
+    table.into_values().collect()
+}
+
+fn write_report(file: &str, title: &str, rows: &[String]) {
     let mut report = format!(
-        "Fault × outcome, {SECRETS} secrets (3 pages), --timeout {TIMEOUT_SECS}. daemon: started \
+        "{title}, {SECRETS} secrets, --timeout {TIMEOUT_SECS}. daemon: started \
          before the faults, then {DAEMON_GETS} concurrent GET /latest/secrets/{{name}} with \
          --cache-ttl 0; its time is the slowest answer, its requests exclude the start-up \
          check.\n\n\
-         | fault | command | outcome | time | requests | faults injected | error (if any) |\n\
-         |---|---|---|---:|---:|---:|---|\n"
+         | fault | faulted operations | command | outcome | time | requests | faults injected | error (if any) |\n\
+         |---|---|---|---|---:|---:|---:|---|\n"
     );
-    for row in table.values() {
+    for row in rows {
         report.push_str(row);
         report.push('\n');
     }
     println!("{report}");
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::write(target.join("fault-report.md"), &report).unwrap();
+    std::fs::write(target.join(file), &report).unwrap();
+}
+
+#[test]
+fn every_fault_gives_all_or_nothing_within_the_deadline() {
+    let m = moto();
+    let target = Target {
+        path: unique_path("faults"),
+        backend: None,
+    };
+    let expected = put_many(&m.endpoint, &target.path, SECRETS);
+    let rows = matrix(m, &target, None, &expected);
+    write_report("fault-report.md", "Fault × outcome, ssm (3 pages)", &rows);
+}
+
+/// dynamodb: `setup`, then `SECRETS` secrets created through the binary. Returns the
+/// (path/NAME, value) pairs, as `put_many` does for ssm.
+fn seed_dynamodb(m: &Moto, target: &Target) -> Vec<(String, String)> {
+    assert_ok(&run(target.ecs(&m.endpoint).args([
+        "setup",
+        "--path",
+        &target.path,
+    ])));
+    let expected: Vec<(String, String)> = (0..SECRETS)
+        .map(|i| {
+            (
+                format!("{}/S{i:02}", target.path),
+                format!("value-{i:02}-dynamo"),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for chunk in expected.chunks(SECRETS.div_ceil(4)) {
+            s.spawn(move || {
+                for (full, value) in chunk {
+                    let name = full.rsplit('/').next().unwrap();
+                    let out = stdin_run(
+                        target.ecs(&m.endpoint).args([
+                            "create",
+                            "--path",
+                            &target.path,
+                            "--name",
+                            name,
+                            "--payload-stdin",
+                        ]),
+                        value.as_bytes(),
+                    );
+                    assert_ok(&out);
+                }
+            });
+        }
+    });
+    expected
+}
+
+#[test]
+fn dynamodb_faults_on_query_decrypt_or_both_give_all_or_nothing_within_the_deadline() {
+    let m = moto();
+    let target = Target {
+        path: unique_path("faults-ddb"),
+        backend: Some("dynamodb"),
+    };
+    let expected = seed_dynamodb(m, &target);
+    let mut rows = Vec::new();
+    for only_op in [Some("Query"), Some("Decrypt"), None] {
+        rows.extend(matrix(m, &target, only_op, &expected));
+    }
+    write_report(
+        "fault-report-dynamodb.md",
+        "Fault × outcome, dynamodb (one Query page, one KMS Decrypt)",
+        &rows,
+    );
 }
 
 #[test]
@@ -458,4 +565,138 @@ fn throttling_30_percent_on_200_secrets_still_starts() {
         "faults were injected: {}",
         proxy.faults_injected()
     );
+}
+
+/// One start that fails on the first `n` requests, then works: it keeps retrying while the
+/// deadline has time (there is no attempt count to run out of first).
+#[test]
+fn server_errors_are_retried_until_the_deadline_not_for_ten_attempts() {
+    let m = moto();
+    let path = unique_path("eleven-500s");
+    let expected = put_many(&m.endpoint, &path, 3);
+    let proxy = Proxy::start(&m.endpoint);
+    // Eleven failures: more than the 10 attempts a start used to have. The backoff windows
+    // after them add up to at most 36.2 s, so they fit in the deadline whatever the jitter.
+    proxy.set_faults(Faults {
+        error500: 1.0,
+        first: 11,
+        ..Default::default()
+    });
+    let mut c = ecs(&proxy.endpoint());
+    c.args([
+        "env",
+        "--format",
+        "json",
+        "--path",
+        &path,
+        "--timeout",
+        "50",
+    ]);
+    let out = run_with(&mut c, None, Duration::from_secs(70))
+        .unwrap_or_else(|o| panic!("hung\n{}", describe(&o)));
+    let got: serde_json::Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    assert_eq!(got.as_object().unwrap().len(), expected.len(), "{got}");
+    assert_eq!(proxy.faults_injected(), 11);
+    assert_eq!(proxy.count("GetParametersByPath"), 12, "{:?}", proxy.ops());
+}
+
+/// An answer that arrives slowly but steadily (a piece every 400 ms, 4 s in all) is read to
+/// the end: attempts are given up when no byte arrives for a while (half the deadline),
+/// never because the whole answer takes long. Cutting it off would re-send it forever.
+#[test]
+fn a_slow_answer_that_keeps_arriving_is_not_cut_off_and_resent() {
+    let m = moto();
+    let path = unique_path("trickle");
+    let expected = put_many(&m.endpoint, &path, 2);
+    let proxy = Proxy::start(&m.endpoint);
+    proxy.set_faults(Faults {
+        trickle_ms: 400,
+        only_op: Some("GetParametersByPath".into()),
+        ..Default::default()
+    });
+    let dir = TempDir::new("trickle");
+    let dump = dir.join("env");
+    let mut c = ecs(&proxy.endpoint());
+    c.args(["exec", "--path", &path, "--timeout", "8", "--"])
+        .args(["sh", "-c", "env > \"$1\"", "sh"])
+        .arg(&dump);
+    let out = run_with(&mut c, None, Duration::from_secs(30))
+        .unwrap_or_else(|o| panic!("hung\n{}", describe(&o)));
+    assert_ok(&out);
+    let env = std::fs::read_to_string(&dump).unwrap();
+    for (name, value) in &expected {
+        let var = name.rsplit('/').next().unwrap();
+        assert!(env.contains(&format!("{var}={value}\n")), "{var} missing");
+    }
+    assert_eq!(
+        proxy.count("GetParametersByPath"),
+        1,
+        "the slow answer was cut off and re-sent: {:?}",
+        proxy.ops()
+    );
+}
+
+/// The error at the deadline says what happened — attempts, time, how they failed, the
+/// last failure — and gives advice that fits: more time helps a throttled fleet, not a
+/// refused connection.
+#[test]
+fn deadline_errors_name_attempts_and_cause_and_advise_what_would_help() {
+    let m = moto();
+    let path = unique_path("deadline-words");
+    put_many(&m.endpoint, &path, 1);
+    let proxy = Proxy::start(&m.endpoint);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        ..Default::default()
+    });
+    let start = Instant::now();
+    let e = assert_exec_not_started(ecs(&proxy.endpoint()), &["--path", &path, "--timeout", "6"]);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "gave up early: {took:?}\n{e}"
+    );
+    // "N attempts in T s: N throttled", N as the proxy counted (± the one in flight).
+    let n: usize = e
+        .split(" attempts in ")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no attempt count: {e}"));
+    assert!(
+        n >= 2 && n.abs_diff(proxy.total()) <= 1,
+        "{n} vs {}",
+        proxy.total()
+    );
+    for want in [
+        path.as_str(),
+        "6s deadline",
+        " throttled",
+        "ThrottlingException",
+        "quota",
+        "raise --timeout",
+        "dynamodb",
+    ] {
+        assert!(e.contains(want), "{want:?} missing: {e}");
+    }
+
+    // Nothing listens: retried until the deadline too, but more time would not help.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = assert_exec_not_started(
+        ecs(&format!("http://127.0.0.1:{port}")),
+        &["--path", &path, "--timeout", "3"],
+    );
+    for want in [
+        "3s deadline",
+        "attempts in",
+        "connections failed",
+        "Connection refused",
+    ] {
+        assert!(e.contains(want), "{want:?} missing: {e}");
+    }
+    assert!(!e.contains("--timeout"), "more time would not help: {e}");
 }

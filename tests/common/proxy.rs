@@ -50,7 +50,16 @@ pub struct Faults {
     /// Only requests whose operation ends with this are affected (latency
     /// included); `None` affects all.
     pub only_op: Option<String>,
+    /// When non-zero, only the first `first` affected requests draw a fault;
+    /// later ones are forwarded untouched (latency still applies).
+    pub first: usize,
+    /// When non-zero, a forwarded answer is sent in `TRICKLE_PIECES` pieces
+    /// with this pause before each: slow, but never stalled for longer.
+    pub trickle_ms: u64,
 }
+
+/// Pieces of a trickled answer (see [`Faults::trickle_ms`]).
+pub const TRICKLE_PIECES: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -89,12 +98,15 @@ impl XorShift {
 struct FaultState {
     faults: Faults,
     rng: XorShift,
+    /// Affected requests so far (for `Faults::first`).
+    affected: usize,
 }
 
 /// What to do with one request.
 struct Plan {
     latency: Duration,
     fault: Option<Fault>,
+    trickle: Duration,
 }
 
 struct Shared {
@@ -152,9 +164,14 @@ impl Shared {
             return Plan {
                 latency: Duration::ZERO,
                 fault: None,
+                trickle: Duration::ZERO,
             };
         }
         let latency = Duration::from_millis(f.latency_ms);
+        let trickle = Duration::from_millis(f.trickle_ms);
+        let limited = f.first > 0 && st.affected >= f.first;
+        st.affected += 1;
+        let f = &st.faults;
         let table = [
             (f.throttle, Fault::Throttle),
             (f.error500, Fault::Error500),
@@ -165,7 +182,7 @@ impl Shared {
         let mut fault = None;
         // Draw only when some fault is configured, so that adding latency
         // does not shift the random sequence.
-        if table.iter().any(|(p, _)| *p > 0.0) {
+        if !limited && table.iter().any(|(p, _)| *p > 0.0) {
             let r = st.rng.next_f64();
             let mut acc = 0.0;
             for (p, kind) in table {
@@ -179,7 +196,11 @@ impl Shared {
         if fault.is_some() {
             self.injected.fetch_add(1, Ordering::SeqCst);
         }
-        Plan { latency, fault }
+        Plan {
+            latency,
+            fault,
+            trickle,
+        }
     }
 
     /// Whether this request is the one the armed hold is waiting for.
@@ -227,6 +248,7 @@ impl Proxy {
             faults: Mutex::new(FaultState {
                 faults: Faults::default(),
                 rng: XorShift::new(0),
+                affected: 0,
             }),
             injected: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
@@ -261,6 +283,7 @@ impl Proxy {
     pub fn set_faults(&self, faults: Faults) {
         let mut st = lock(&self.shared.faults);
         st.rng = XorShift::new(faults.seed);
+        st.affected = 0;
         st.faults = faults;
     }
 
@@ -479,6 +502,15 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                         wr.write_all(&bytes).await?;
                         wr.shutdown().await?;
                         return Ok(());
+                    }
+                    _ if !plan.trickle.is_zero() => {
+                        let mut bytes = rhead.to_bytes(len, conn_hdr);
+                        bytes.extend_from_slice(&rbody);
+                        for piece in bytes.chunks(bytes.len().div_ceil(TRICKLE_PIECES)) {
+                            tokio::time::sleep(plan.trickle).await;
+                            wr.write_all(piece).await?;
+                            wr.flush().await?;
+                        }
                     }
                     _ => {
                         let mut bytes = rhead.to_bytes(len, conn_hdr);
