@@ -53,14 +53,15 @@ macro_rules! command {
         #[derive(FromArgs, Debug)]
         $(#[$meta])*
         pub struct $name {
-            /// where secrets are stored: ssm or dynamodb [env ECS_SECRETS_BACKEND; default ssm]
+            /// where secrets are stored: ssm, dynamodb or secretsmanager [env ECS_SECRETS_BACKEND;
+            /// default ssm]
             #[argh(option)]
             pub backend: Option<String>,
             /// the scope, e.g. /prod/grafana; repeatable for exec, env and list (later wins)
             /// [env ECS_SECRETS_PATH, comma-separated, else AWS_ENV_PATH]
             #[argh(option)]
             pub path: Vec<String>,
-            /// ssm: include nested paths; env names are the relative path with / as _
+            /// ssm, secretsmanager: include nested paths; env names are the relative path with / as _
             /// [env ECS_SECRETS_RECURSIVE=1]
             #[argh(switch)]
             pub recursive: bool,

@@ -74,6 +74,7 @@ impl Env {
 pub enum Backend {
     Ssm,
     Dynamodb,
+    SecretsManager,
 }
 
 impl Backend {
@@ -81,6 +82,7 @@ impl Backend {
         match self {
             Backend::Ssm => "ssm",
             Backend::Dynamodb => "dynamodb",
+            Backend::SecretsManager => "secretsmanager",
         }
     }
 }
@@ -128,9 +130,10 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     {
         None | Some("") | Some("ssm") => Backend::Ssm,
         Some("dynamodb") => Backend::Dynamodb,
+        Some("secretsmanager") => Backend::SecretsManager,
         Some(other) => {
             return Err(Error::usage(format!(
-                "unknown backend {other:?}: use --backend ssm or --backend dynamodb"
+                "unknown backend {other:?}: use --backend ssm, dynamodb or secretsmanager"
             )))
         }
     };
@@ -165,9 +168,9 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     }
 
     let recursive = shared.recursive || env.flag("ECS_SECRETS_RECURSIVE")?;
-    if recursive && backend != Backend::Ssm {
+    if recursive && backend == Backend::Dynamodb {
         return Err(Error::usage(
-            "--recursive applies to the ssm backend only: dynamodb paths are flat",
+            "--recursive applies to the ssm and secretsmanager backends only: dynamodb paths are flat",
         ));
     }
 

@@ -83,6 +83,17 @@ struct Scope {
     ssm_children_arn: Value,
     /// `ssm.<region>.amazonaws.com`.
     ssm_service: Value,
+    /// secretsmanager: the path's secrets and the service (`setup_sm`).
+    sm_secrets_arn: Value,
+    sm_service: Value,
+}
+
+fn sm(scope: &Scope) -> super::setup_sm::SmScope {
+    super::setup_sm::SmScope {
+        secrets_arn: scope.sm_secrets_arn.clone(),
+        service: scope.sm_service.clone(),
+        key_arn: scope.key_arn.clone(),
+    }
 }
 
 fn statement(sid: &str, actions: &[&str], resource: Value, condition: Option<Value>) -> Value {
@@ -120,6 +131,7 @@ fn via_ssm(scope: &Scope) -> Value {
 /// Readers: exec, env, daemon reads.
 fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
     match backend {
+        Backend::SecretsManager => super::setup_sm::fetch_policy(&sm(scope)),
         Backend::Dynamodb => document(vec![
             statement(
                 "ReadSecretsOfPath",
@@ -154,6 +166,7 @@ fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
 /// Writers: create, rotate, revoke, fetch, list, rotate-key (DeleteItem: retired data keys).
 fn create_policy(backend: Backend, scope: &Scope) -> Value {
     match backend {
+        Backend::SecretsManager => super::setup_sm::create_policy(&sm(scope)),
         Backend::Dynamodb => document(vec![
             statement(
                 "WriteSecretsOfPath",
@@ -301,9 +314,10 @@ async fn provision(
         "KMS key {key_arn} ({key}): {}",
         if created { "created" } else { "exists" }
     ));
-    if cfg.backend == Backend::Ssm {
+    if cfg.backend != Backend::Dynamodb {
         note(format_args!(
-            "create ssm secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply"
+            "create {} secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply",
+            cfg.backend.as_str()
         ));
     }
     // arn:PARTITION:kms:REGION:ACCOUNT:key/ID
@@ -330,6 +344,8 @@ async fn provision(
             "arn:{partition}:ssm:{region}:{account}:parameter{path}/*"
         )),
         ssm_service: json!(format!("ssm.{region}.amazonaws.com")),
+        sm_secrets_arn: super::setup_sm::secrets_arn(partition, &region, account, path),
+        sm_service: super::setup_sm::service(&region),
     };
     let mut out = String::new();
     for (access, principals, policy) in [
@@ -656,6 +672,8 @@ fn template(cfg: &StoreConfig, readers: &[Principal], writers: &[Principal]) -> 
         ssm_path_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}"}),
         ssm_children_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}/*"}),
         ssm_service: json!({"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}),
+        sm_secrets_arn: super::setup_sm::template_secrets_arn(),
+        sm_service: super::setup_sm::template_service(),
     };
     for (logical, access, principals, policy, description) in [
         (
@@ -739,6 +757,10 @@ mod tests {
             ssm_path_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app"),
             ssm_children_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app/*"),
             ssm_service: json!("ssm.eu-west-1.amazonaws.com"),
+            sm_secrets_arn: json!(
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/app/*"
+            ),
+            sm_service: json!("secretsmanager.eu-west-1.amazonaws.com"),
         }
     }
 

@@ -3,6 +3,7 @@
 //! clients pointed anywhere.
 
 pub mod dynamodb;
+pub mod secretsmanager;
 pub mod ssm;
 
 use crate::config::{Backend, StoreConfig};
@@ -14,6 +15,7 @@ use aws_config::SdkConfig;
 pub enum Store {
     Ssm(ssm::SsmStore),
     Dynamodb(dynamodb::DynamoStore),
+    SecretsManager(secretsmanager::SmStore),
 }
 
 fn attempts(cfg: &StoreConfig) -> crate::aws::Attempts {
@@ -41,6 +43,14 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
                 cfg.kms_key.clone(),
             ))
         }
+        Backend::SecretsManager => {
+            let b = aws_sdk_secretsmanager::config::Builder::from(sdk).interceptor(attempts(cfg));
+            Store::SecretsManager(secretsmanager::SmStore::new(
+                aws_sdk_secretsmanager::Client::from_conf(b.build()),
+                cfg.kms_key.clone(),
+                cfg.recursive,
+            ))
+        }
     }
 }
 
@@ -50,6 +60,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.read_path(path).await,
             Store::Dynamodb(d) => d.read_path(path).await,
+            Store::SecretsManager(m) => m.read_path(path).await,
         }
     }
 
@@ -59,6 +70,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.create(path, name, payload).await,
             Store::Dynamodb(d) => d.create(path, name, payload).await,
+            Store::SecretsManager(m) => m.create(path, name, payload).await,
         }
     }
 
@@ -67,6 +79,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.revoke(path, name, serial).await,
             Store::Dynamodb(d) => d.revoke(path, name, serial).await,
+            Store::SecretsManager(m) => m.revoke(path, name, serial).await,
         }
     }
 
@@ -75,6 +88,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.fetch(path, name, serial).await,
             Store::Dynamodb(d) => d.fetch(path, name, serial).await,
+            Store::SecretsManager(m) => m.fetch(path, name, serial).await,
         }
     }
 
@@ -83,6 +97,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.versions(path, name).await,
             Store::Dynamodb(d) => d.versions(path, name).await,
+            Store::SecretsManager(m) => m.versions(path, name).await,
         }
     }
 
@@ -91,7 +106,24 @@ impl Store {
         match self {
             Store::Ssm(s) => s.list(path, all_versions).await,
             Store::Dynamodb(d) => d.list(path, all_versions).await,
+            Store::SecretsManager(m) => m.list(path, all_versions).await,
         }
+    }
+
+    /// Rotation's second half: revoke every active version older than `serial`; returns the
+    /// serials revoked. On secretsmanager every other version loses its labels.
+    pub async fn revoke_older(&self, path: &str, name: &str, serial: u64) -> Result<Vec<u64>> {
+        if let Store::SecretsManager(m) = self {
+            return m.revoke_older(path, name, serial).await;
+        }
+        let mut revoked = Vec::new();
+        for v in self.versions(path, name).await? {
+            if v.active && v.serial < serial {
+                self.revoke(path, name, v.serial).await?;
+                revoked.push(v.serial);
+            }
+        }
+        Ok(revoked)
     }
 
     /// The largest payload the backend stores.
@@ -99,6 +131,7 @@ impl Store {
         match self {
             Store::Ssm(_) => ssm::MAX_PAYLOAD,
             Store::Dynamodb(_) => dynamodb::MAX_PAYLOAD,
+            Store::SecretsManager(_) => secretsmanager::MAX_PAYLOAD,
         }
     }
 
@@ -119,8 +152,10 @@ impl Store {
                 self.max_payload()
             )));
         }
-        if let Store::Ssm(_) = self {
-            ssm::check_payload(payload)?;
+        match self {
+            Store::Ssm(_) => ssm::check_payload(payload)?,
+            Store::SecretsManager(_) => secretsmanager::check_payload(payload)?,
+            Store::Dynamodb(_) => {}
         }
         Ok(())
     }

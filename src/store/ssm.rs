@@ -374,6 +374,7 @@ impl SsmStore {
                 serial: h.version,
                 active: !h.revoked,
                 created: h.created,
+                version_id: None,
             })
             .collect())
     }
