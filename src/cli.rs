@@ -127,6 +127,10 @@ command! {
         /// allow a secret to set this otherwise refused name, e.g. PATH or LD_PRELOAD (repeatable)
         #[argh(option)]
         pub allow_name: Vec<String>,
+        /// JSON-object values become one variable per leaf, <NAME>_<KEY>
+        /// [env ECS_SECRETS_JSON_KEYS=1]
+        #[argh(switch)]
+        pub json_keys: bool,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -146,6 +150,10 @@ command! {
         /// fail unless a secret with this env name was fetched (repeatable)
         #[argh(option)]
         pub require: Vec<String>,
+        /// JSON-object values become one variable per leaf, <NAME>_<KEY>
+        /// [env ECS_SECRETS_JSON_KEYS=1]
+        #[argh(switch)]
+        pub json_keys: bool,
     }
 }
 

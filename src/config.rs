@@ -307,6 +307,8 @@ pub struct ExecConfig {
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
     pub cmd: Vec<OsString>,
+    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    pub json_keys: bool,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -361,6 +363,7 @@ pub fn exec_config_with_cmd(
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         cmd,
+        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
     })
 }
 
@@ -371,6 +374,8 @@ pub struct EnvConfig {
     pub format: Format,
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
+    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    pub json_keys: bool,
 }
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
@@ -391,6 +396,7 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         format,
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
+        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod files;
+pub mod json;
 pub mod names;
 pub mod output;
 pub mod shell;
