@@ -24,6 +24,11 @@ if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, dotenv, fla
   echo "deps: installing moto[server] and python-dotenv with pip" >&2
   python3 -m pip install -q --disable-pip-version-check 'moto[server]' python-dotenv
 fi
+# AWS's policy and template linters (tests/secretsmanager.rs runs both on setup's output).
+if ! command -v parliament >/dev/null || ! command -v cfn-lint >/dev/null; then
+  echo "deps: installing parliament and cfn-lint with pip" >&2
+  python3 -m pip install -q --disable-pip-version-check parliament cfn-lint
+fi
 # pyenv keeps console scripts behind shims that need a rehash after an install.
 command -v pyenv >/dev/null && pyenv rehash || true
 command -v moto_server >/dev/null || { echo "deps: moto_server is still not on PATH" >&2; exit 1; }

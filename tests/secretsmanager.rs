@@ -715,3 +715,60 @@ fn bad_input_is_refused_before_anything_is_written() {
         .args(SM));
     assert_ok(&out);
 }
+
+/// Runs a linter; a missing one fails the test saying how to install it.
+fn lint(tool: &str, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(tool);
+    c.args(args).stdin(std::process::Stdio::null());
+    c.output().unwrap_or_else(|e| {
+        panic!("{tool} not runnable ({e}): install it with `pip install parliament cfn-lint` (scripts/deps.sh)")
+    })
+}
+
+#[test]
+fn setup_policies_and_template_pass_the_aws_linters() {
+    let m = moto();
+    let path = unique_path("smsetup");
+    let out = run(ecs(&m.endpoint)
+        .args(["setup", "--path", &path])
+        .args(SM)
+        .args(["--fetch-role", "arn:aws:iam::123456789012:role/task"]));
+    let lines: Vec<Value> = assert_ok(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let arn = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}/*",
+        prefix(&path)
+    );
+    for l in &lines {
+        let policy = l["policy"].to_string();
+        assert!(policy.contains(&arn), "{policy}");
+        let o = lint("parliament", &["--string", &policy]);
+        let findings = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success() && findings.trim().is_empty(),
+            "{}: {findings}",
+            l["access"]
+        );
+    }
+    let fetch = lines[0]["policy"].to_string();
+    assert!(
+        fetch.contains("\"Effect\":\"Deny\"") && fetch.contains("secretsmanager:VersionId"),
+        "{fetch}"
+    );
+    assert!(
+        !fetch.contains("PutSecretValue") && !fetch.contains("UpdateSecretVersionStage"),
+        "{fetch}"
+    );
+
+    let out = run(ecs(&m.endpoint)
+        .args(["setup", "--cloudformation", "--path", &path])
+        .args(SM));
+    let dir = TempDir::new("smcfn");
+    let file = dir.join("template.json");
+    std::fs::write(&file, assert_ok(&out)).unwrap();
+    let o = lint("cfn-lint", &[file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", describe(&o));
+}

@@ -6,7 +6,9 @@
 //! GetSecretValue per secret inside a batch), so they are on `*`; GetSecretValue is on the
 //! path's secrets only, and denied when a version id is asked for, which is what makes
 //! `revoke` hold for these readers (a revoked version keeps its id until Secrets Manager
-//! ages it out). kms:Decrypt only through Secrets Manager, only for the path's secrets.
+//! ages it out). DescribeSecret and ListSecretVersionIds (metadata, never values) let the
+//! daemon check access at start-up and list. kms:Decrypt only through Secrets Manager, only
+//! for the path's secrets.
 
 use serde_json::{json, Value};
 
@@ -82,7 +84,11 @@ pub fn fetch_policy(scope: &SmScope) -> Value {
         ),
         allow(
             "ReadSecretsOfPath",
-            &["secretsmanager:GetSecretValue"],
+            &[
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:ListSecretVersionIds",
+            ],
             scope.secrets_arn.clone(),
             None,
         ),
@@ -117,6 +123,7 @@ pub fn create_policy(scope: &SmScope) -> Value {
                 "secretsmanager:CreateSecret",
                 "secretsmanager:PutSecretValue",
                 "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
                 "secretsmanager:ListSecretVersionIds",
                 "secretsmanager:UpdateSecretVersionStage",
             ],

@@ -111,16 +111,7 @@ pub(super) async fn read_path(s: &SmStore, path: &str) -> Result<Vec<Secret>> {
                     printable(full)
                 )));
             }
-            let payload = match (v.secret_string, v.secret_binary) {
-                (Some(t), _) => Payload::from_string(t),
-                (None, Some(b)) => Payload::new(b.into_inner()),
-                (None, None) => {
-                    return Err(Error::data(format!(
-                        "{}: Secrets Manager returned no value for its AWSCURRENT version",
-                        printable(full)
-                    )))
-                }
-            };
+            let payload = value(&printable(full), v.secret_string, v.secret_binary)?;
             out.push(Secret {
                 name: rel.to_string(),
                 serial: serial_of(vid).unwrap_or(0),
@@ -146,24 +137,24 @@ pub(super) async fn fetch(
     serial: Option<u64>,
 ) -> Result<Fetched> {
     let id = secret_id(path, name);
-    let vers = s.vers(path, name).await?;
-    let unknown = || Error::not_found(format!("no secret {id} in Secrets Manager"));
-    let v = match serial {
-        None => vers.iter().find(|v| v.current()).ok_or_else(unknown)?,
-        Some(n) => vers
-            .iter()
-            .find(|v| v.serial() == Some(n))
-            .ok_or_else(|| Error::not_found(format!("{id} has no serial {n}")))?,
+    let Some(n) = serial else {
+        return fetch_current(s, &id, name).await;
     };
+    // A serial: look at its labels first, so a revoked version's value is never even read.
+    let vers = s.vers(path, name).await?;
+    if vers.is_empty() {
+        return Err(Error::not_found(format!(
+            "no secret {id} in Secrets Manager"
+        )));
+    }
+    let v = vers
+        .iter()
+        .find(|v| v.serial() == Some(n))
+        .ok_or_else(|| Error::not_found(format!("{id} has no serial {n}")))?;
     if !v.active() {
-        if serial.is_none() {
-            return Err(Error::not_found(format!(
-                "{id} has no active version (every version is revoked)"
-            )));
-        }
         return Ok(Fetched {
             name: name.to_string(),
-            serial: v.serial().unwrap_or(0),
+            serial: n,
             active: false,
             payload: None,
         });
@@ -175,18 +166,70 @@ pub(super) async fn fetch(
         .version_id(&v.id)
         .send()
         .await
-        .map_err(|e| crate::aws::error(format!("fetching {id} from Secrets Manager"), e))?;
-    let payload = match (resp.secret_string, resp.secret_binary) {
-        (Some(t), _) => Payload::from_string(t),
-        (None, Some(b)) => Payload::new(b.into_inner()),
-        (None, None) => return Err(Error::data(format!("{id}: no value"))),
-    };
+        .map_err(|e| {
+            crate::aws::error(format!("fetching {id} serial {n} from Secrets Manager"), e)
+        })?;
     Ok(Fetched {
         name: name.to_string(),
-        serial: v.serial().unwrap_or(0),
+        serial: n,
         active: true,
-        payload: Some(payload),
+        payload: Some(value(&id, resp.secret_string, resp.secret_binary)?),
     })
+}
+
+/// The newest active version is AWSCURRENT: one GetSecretValue by stage, which the readers'
+/// policy allows (it denies reads by version id).
+async fn fetch_current(s: &SmStore, id: &str, name: &str) -> Result<Fetched> {
+    let resp = s
+        .client
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage(CURRENT)
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Err(Error::not_found(format!(
+                "no secret {id} in Secrets Manager"
+            )))
+        }
+        Err(e) => {
+            return Err(crate::aws::error(
+                format!("fetching {id} from Secrets Manager"),
+                e,
+            ))
+        }
+    };
+    let vid = resp.version_id.clone().unwrap_or_default();
+    if is_tombstone(&vid) {
+        return Err(Error::not_found(format!(
+            "{id} has no active version (every version is revoked)"
+        )));
+    }
+    Ok(Fetched {
+        name: name.to_string(),
+        serial: serial_of(&vid).unwrap_or(0),
+        active: true,
+        payload: Some(value(id, resp.secret_string, resp.secret_binary)?),
+    })
+}
+
+fn value(
+    id: &str,
+    text: Option<String>,
+    binary: Option<aws_smithy_types::Blob>,
+) -> Result<Payload> {
+    match (text, binary) {
+        (Some(t), _) => Ok(Payload::from_string(t)),
+        (None, Some(b)) => Ok(Payload::new(b.into_inner())),
+        (None, None) => Err(Error::data(format!(
+            "{id}: Secrets Manager returned no value"
+        ))),
+    }
 }
 
 /// Names under the path come from ListSecrets (metadata only, never values); versions from
