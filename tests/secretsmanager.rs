@@ -577,6 +577,76 @@ fn rotate_and_revoke_take_every_label_off_as_the_readme_says() {
     );
     assert_eq!(c[0]["serial"], 6);
     assert_eq!(env_json(&m.endpoint, &["--path", &path])["DB"], "six");
+    // Revoking everything again writes a new tombstone (the same one again would be an
+    // ignored retry, leaving AWSCURRENT where it was).
+    admin_json(
+        &m.endpoint,
+        &path,
+        &["revoke", "--name", "DB", "--serial", "6"],
+    );
+    let labelled: Vec<_> = stages(&m.endpoint, &id)
+        .into_iter()
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    assert_eq!(labelled.len(), 1, "{labelled:?}");
+    assert!(
+        labelled[0].0.starts_with("ecs-secrets-tombstone-"),
+        "{labelled:?}"
+    );
+    assert_eq!(labelled[0].1, vec!["AWSCURRENT".to_string()]);
+    assert_eq!(env_json(&m.endpoint, &["--path", &path]), json!({}));
+}
+
+/// Revoking AWSCURRENT while an older version is still active moves AWSCURRENT to it.
+/// (moto's BatchGetSecretValue keeps answering the version that was current before a label
+/// move, without its AWSCURRENT label; ecs-secrets refuses such an answer, so this checks
+/// the labels and `fetch`, which reads by label, rather than `env`.)
+#[test]
+fn revoking_the_current_version_hands_awscurrent_to_the_previous_one() {
+    let m = moto();
+    let path = unique_path("smheir");
+    let id = format!("{}/DB", prefix(&path));
+    for v in ["one", "two"] {
+        admin_json(
+            &m.endpoint,
+            &path,
+            &["create", "--name", "DB", "--payload", v],
+        );
+    }
+    admin_json(
+        &m.endpoint,
+        &path,
+        &["revoke", "--name", "DB", "--serial", "2"],
+    );
+    assert_eq!(
+        stages(&m.endpoint, &id),
+        vec![
+            (
+                format!("ecs-secrets-serial-{:020}", 1),
+                vec!["AWSCURRENT".to_string()]
+            ),
+            (format!("ecs-secrets-serial-{:020}", 2), vec![]),
+        ]
+    );
+    assert_eq!(
+        get_stage(&m.endpoint, &id, "AWSCURRENT").as_deref(),
+        Some("one")
+    );
+    assert_eq!(get_stage(&m.endpoint, &id, "AWSPREVIOUS"), None);
+    let f = admin_json(&m.endpoint, &path, &["fetch", "--name", "DB"]);
+    assert_eq!(
+        f[0],
+        json!({"name": "DB", "serial": 1, "payload": "one", "active": true})
+    );
+    let listed = admin_json(&m.endpoint, &path, &["list", "--all-versions"]);
+    let active: Vec<(Value, Value)> = listed
+        .iter()
+        .map(|l| (l["serial"].clone(), l["active"].clone()))
+        .collect();
+    assert_eq!(
+        active,
+        vec![(json!(1), json!(true)), (json!(2), json!(false))]
+    );
 }
 
 #[test]

@@ -268,7 +268,12 @@ pub(super) async fn list(s: &SmStore, path: &str, all_versions: bool) -> Result<
     names.sort();
     let mut out = Vec::new();
     for n in names {
-        let vers = s.vers(path, &n).await?;
+        let vers = match s.vers(path, &n).await {
+            Ok(v) => v,
+            // Deleted (or scheduled for deletion) since ListSecrets answered.
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
         if all_versions {
             out.extend(
                 vers.iter()

@@ -22,7 +22,13 @@ pub(super) async fn create(s: &SmStore, path: &str, name: &str, payload: &Payloa
     let id = secret_id(path, name);
     for _ in 0..MAX_ROUNDS {
         let vers = s.vers(path, name).await?;
-        let next = vers.iter().filter_map(Ver::serial).max().unwrap_or(0) + 1;
+        let next = vers
+            .iter()
+            .filter_map(Ver::serial)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| Error::data(format!("{id}: the serials are exhausted")))?;
         let token = serial_id(next);
         // The SDK takes owned values; they leave our wiped buffers here.
         let text = payload.as_str().map(String::from);
@@ -117,9 +123,14 @@ async fn move_current_off(
     match heir {
         Some(h) => stage(s, &id, CURRENT, Some(&h.id), Some(&victim.id)).await,
         None => {
-            // Nothing active is left: AWSCURRENT must sit somewhere, so on a tombstone.
+            // Nothing active is left: AWSCURRENT must sit somewhere, so on a new tombstone.
+            // Always a new version (not a label move to an old tombstone): writing a version
+            // is what moves AWSCURRENT everywhere, moto's BatchGetSecretValue included.
+            // Its token is new too (highest serial, tombstones so far), else Secrets Manager
+            // would take it for a retry and ignore it.
             let top = vers.iter().filter_map(Ver::serial).max().unwrap_or(0);
-            let token = format!("{TOMBSTONE_PREFIX}{top:020}");
+            let n = vers.iter().filter(|v| super::is_tombstone(&v.id)).count();
+            let token = format!("{TOMBSTONE_PREFIX}{top:020}-{n}");
             s.client
                 .put_secret_value()
                 .secret_id(&id)
