@@ -433,7 +433,13 @@ fn twenty_concurrent_creates_get_twenty_distinct_serials() {
         let f: Value = serde_json::from_slice(&out.stdout).unwrap();
         // Only AWSCURRENT and AWSPREVIOUS keep labels (Secrets Manager's own rule), so
         // older serials answer inactive; the value is checked in Secrets Manager itself.
-        let vid = format!("ecs-secrets-serial-{serial:020}");
+        // (serial 1's id carries a random suffix: it was written by CreateSecret)
+        let want = format!("ecs-secrets-serial-{serial:020}");
+        let vid = stages(&m.endpoint, &format!("{}/DB", prefix(&path)))
+            .into_iter()
+            .map(|v| v.0)
+            .find(|v| v == &want || v.starts_with(&format!("{want}-")))
+            .unwrap_or_else(|| panic!("no version for serial {serial}"));
         let stored = block_on(
             secretsmanager(&m.endpoint)
                 .get_secret_value()
@@ -458,6 +464,34 @@ fn twenty_concurrent_creates_get_twenty_distinct_serials() {
     }
     let cur = env_json(&m.endpoint, &["--path", &path]);
     assert_eq!(cur["DB"], json!(got[19].1));
+}
+
+/// Secrets Manager ignores a repeated token with the same value, so writers racing with
+/// identical payloads must still end up with distinct serials.
+#[test]
+fn concurrent_creates_of_one_identical_value_get_distinct_serials() {
+    let m = moto();
+    let path = unique_path("smsame");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (endpoint, path) = (m.endpoint.clone(), path.clone());
+            std::thread::spawn(move || {
+                let out = run(ecs(&endpoint)
+                    .args(["create", "--backend", "secretsmanager", "--path", &path])
+                    .args(["--name", "DB", "--payload", "same", "--timeout", "120"]));
+                let v: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+                v["serial"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let mut serials: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    serials.sort();
+    assert_eq!(serials, (1..=8).collect::<Vec<u64>>());
+    // No writer's private label is left behind.
+    let id = format!("{}/DB", prefix(&path));
+    for (vid, s) in stages(&m.endpoint, &id) {
+        assert!(s.iter().all(|l| l.starts_with("AWS")), "{vid}: {s:?}");
+    }
 }
 
 #[test]
@@ -618,16 +652,16 @@ fn revoking_the_current_version_hands_awscurrent_to_the_previous_one() {
         &path,
         &["revoke", "--name", "DB", "--serial", "2"],
     );
-    assert_eq!(
-        stages(&m.endpoint, &id),
-        vec![
-            (
-                format!("ecs-secrets-serial-{:020}", 1),
-                vec!["AWSCURRENT".to_string()]
-            ),
-            (format!("ecs-secrets-serial-{:020}", 2), vec![]),
-        ]
+    let st = stages(&m.endpoint, &id);
+    assert_eq!(st.len(), 2, "{st:?}");
+    assert!(
+        st[0]
+            .0
+            .starts_with(&format!("ecs-secrets-serial-{:020}-", 1)),
+        "{st:?}"
     );
+    assert_eq!(st[0].1, vec!["AWSCURRENT".to_string()]);
+    assert_eq!(st[1], (format!("ecs-secrets-serial-{:020}", 2), vec![]));
     assert_eq!(
         get_stage(&m.endpoint, &id, "AWSCURRENT").as_deref(),
         Some("one")

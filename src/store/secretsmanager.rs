@@ -2,7 +2,7 @@
 //! Secrets Manager secret `prod/grafana/DB_PASSWORD`.
 //!
 //! Serials: a version this tool writes has the version id `ecs-secrets-serial-<N>` (N zero-
-//! padded to 20 digits), set through ClientRequestToken. Secrets Manager refuses a second,
+//! padded to 20 digits; the first, `-<random hex>` appended), set through ClientRequestToken. Secrets Manager refuses a second,
 //! different version under a token already used for that secret, so deriving the token from
 //! the serial makes every write a conditional write: of two writers choosing serial N, one
 //! wins and the other re-reads and takes N+1. Versions written by others (console, rotation
@@ -49,10 +49,12 @@ fn serial_id(n: u64) -> String {
     format!("{SERIAL_PREFIX}{n:020}")
 }
 
-/// The serial of a version id we wrote; `None` for versions written by others.
+/// The serial of a version id we wrote; `None` for versions written by others. The first
+/// version's id has a random suffix (`-<hex>`, see `write::create`).
 fn serial_of(id: &str) -> Option<u64> {
-    let digits = id.strip_prefix(SERIAL_PREFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let rest = id.strip_prefix(SERIAL_PREFIX)?;
+    let (digits, tail) = rest.split_at_checked(20)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !(tail.is_empty() || tail.starts_with('-')) {
         return None;
     }
     digits.parse().ok().filter(|n| *n > 0)
@@ -257,6 +259,8 @@ mod tests {
         assert_eq!(serial_of(&serial_id(7)), Some(7));
         assert_eq!(serial_of(&serial_id(u64::MAX)), Some(u64::MAX));
         assert_eq!(serial_of("ecs-secrets-serial-7"), None);
+        assert_eq!(serial_of(&format!("{}-0a1b", serial_id(1))), Some(1));
+        assert_eq!(serial_of(&format!("{}0", serial_id(1))), None);
         assert_eq!(serial_of(&serial_id(0)), None);
         assert_eq!(serial_of("b8f9e1c2-0000-4000-8000-000000000000"), None);
         assert_eq!(prefix("/prod/grafana"), "prod/grafana/");

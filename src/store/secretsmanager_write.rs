@@ -36,11 +36,15 @@ pub(super) async fn create(s: &SmStore, path: &str, name: &str, payload: &Payloa
             .is_none()
             .then(|| Blob::new(payload.as_bytes().to_vec()));
         if vers.is_empty() {
+            // CreateSecret is conditional on the name (ResourceExistsException), not on the
+            // token; a random suffix keeps a racing writer with the same value from having
+            // its request taken as a retry of ours (both would report serial 1).
+            let first = format!("{token}-{}", &write_mark()?[14..30]);
             let r = s
                 .client
                 .create_secret()
                 .name(&id)
-                .client_request_token(&token)
+                .client_request_token(&first)
                 .set_secret_string(text.clone())
                 .set_secret_binary(bin.clone())
                 .set_kms_key_id(s.kms_key.clone())
@@ -60,6 +64,10 @@ pub(super) async fn create(s: &SmStore, path: &str, name: &str, payload: &Payloa
                 }
             }
         }
+        // A label only this writer knows: Secrets Manager ignores a request repeating a
+        // token *and* value it has seen (another writer's identical payload under the same
+        // serial), and then our label is not on the version it answers about.
+        let mark = write_mark()?;
         let r = s
             .client
             .put_secret_value()
@@ -67,10 +75,23 @@ pub(super) async fn create(s: &SmStore, path: &str, name: &str, payload: &Payloa
             .client_request_token(&token)
             .set_secret_string(text.clone())
             .set_secret_binary(bin.clone())
+            .version_stages(CURRENT)
+            .version_stages(&mark)
             .send()
             .await;
         match r {
-            Ok(_) => return Ok(next),
+            Ok(out) if out.version_stages().iter().any(|l| l == &mark) => {
+                // The version is written; a label left behind (a concurrent revoke took
+                // it, or this fails) is harmless: revoke and rotate remove every label.
+                if let Err(e) = stage(s, &id, &mark, None, Some(&token)).await {
+                    crate::log::warn(format_args!(
+                        "{id}: label {mark} left on serial {next}: {e}"
+                    ));
+                }
+                return Ok(next);
+            }
+            // An identical value won this serial first: take the next one.
+            Ok(_) => continue,
             // The token (serial) is taken by a different version: another writer won it.
             Err(e) if conflict_or(&e, "ResourceExistsException") => continue,
             Err(e) => {
@@ -85,6 +106,19 @@ pub(super) async fn create(s: &SmStore, path: &str, name: &str, payload: &Payloa
     Err(Error::data(format!(
         "{id}: gave up after {MAX_ROUNDS} rounds of concurrent writers taking the next serial"
     )))
+}
+
+/// `ecs-secrets-w-<32 hex digits>`, from the OS random number generator.
+fn write_mark() -> Result<String> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut r = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut r)
+        .map_err(|_| Error::io("the system random number generator failed"))?;
+    Ok(format!(
+        "ecs-secrets-w-{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 /// Move or remove one label. `to`: the version that gets it; `from`: the one that loses it.
