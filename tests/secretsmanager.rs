@@ -334,6 +334,36 @@ fn json_keys_expand_objects_and_leave_everything_else_whole() {
 }
 
 #[test]
+fn json_keys_apply_to_files_too() {
+    let m = moto();
+    let path = unique_path("smjsonfiles");
+    put(
+        &m.endpoint,
+        &format!("{}/DB", prefix(&path)),
+        r#"{"user":"app","pw":{"v":"s3cr'et"}}"#,
+    );
+    let dir = TempDir::new("smjsonfiles");
+    let files = dir.join("secrets");
+    let out = run(ecs(&m.endpoint)
+        .args([
+            "exec",
+            "--json-keys",
+            "--allow-disk",
+            "--no-env",
+            "--path",
+            &path,
+        ])
+        .args(SM)
+        .arg("--files")
+        .arg(&files)
+        .args(["--", "sh", "-c", "printf %s \"${DB_user-unset}\""]));
+    assert_eq!(assert_ok(&out), "unset");
+    assert_eq!(std::fs::read(files.join("DB_user")).unwrap(), b"app");
+    assert_eq!(std::fs::read(files.join("DB_pw_v")).unwrap(), b"s3cr'et");
+    assert!(!files.join("DB").exists());
+}
+
+#[test]
 fn json_keys_collisions_and_refusals_fail_closed_naming_them() {
     let m = moto();
     let path = unique_path("smjsonbad");
