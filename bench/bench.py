@@ -4,7 +4,7 @@
 For N secrets under one path, it measures what a container start costs:
 wall time of `ecs-secrets exec --path P -- true`, the AWS requests it makes (counted by a
 proxy that adds --latency-ms to every request, like a cross-AZ call), and peak RSS — for the
-ssm and dynamodb backends, and for credstash (`credstash getall`, the peer) on the same moto.
+ssm, dynamodb and secretsmanager backends, and for credstash (`credstash getall`, the peer) on the same moto.
 
 Usage: bench/run.sh [--sizes 10,50,200,1000] [--latency-ms 10] [--runs 5]
 """
@@ -96,6 +96,19 @@ def seed_ssm(moto_env, path, n):
         list(ex.map(put, range(n)))
 
 
+def seed_secretsmanager(moto_env, path, n):
+    import boto3
+
+    sm = boto3.client("secretsmanager", endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+                      region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    prefix = path.lstrip("/")
+    def put(i):
+        sm.create_secret(Name=f"{prefix}/SECRET_{i:04d}", SecretString=f"value-{i:04d}-" + "x" * 24)
+    with cf.ThreadPoolExecutor(8) as ex:
+        list(ex.map(put, range(n)))
+
+
 def seed_dynamodb(moto_env, path, n, table):
     env = dict(moto_env)
     def put(i):
@@ -146,7 +159,7 @@ def main():
     ap.add_argument("--sizes", default="10,50,200,1000")
     ap.add_argument("--latency-ms", type=float, default=10.0)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--backends", default="ssm,dynamodb,credstash")
+    ap.add_argument("--backends", default="ssm,dynamodb,secretsmanager,credstash")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -191,6 +204,9 @@ def main():
                 if b == "ssm":
                     seed_ssm(moto_env, path, n)
                     cmd = [BIN, "exec", "--path", path, "--", "true"]
+                elif b == "secretsmanager":
+                    seed_secretsmanager(moto_env, path, n)
+                    cmd = [BIN, "exec", "--backend", "secretsmanager", "--path", path, "--", "true"]
                 elif b == "dynamodb":
                     seed_dynamodb(moto_env, path, n, "bench-ecs-secrets")
                     cmd = [BIN, "exec", "--backend", "dynamodb", "--table", "bench-ecs-secrets",
@@ -203,7 +219,8 @@ def main():
                     cmd = ["credstash", "-r", "us-east-1", "-t", table, "getall"]
                 seeded = time.time() - t0
                 r = measure(cmd, penv, proxy, args.runs if b != "credstash" or n <= 200 else 1)
-                floor = {"ssm": -(-n // 10), "dynamodb": 2, "credstash": 1 + 2 * n}[b]
+                floor = {"ssm": -(-n // 10), "dynamodb": 2, "secretsmanager": -(-n // 20),
+                         "credstash": 1 + 2 * n}[b]
                 r.update({"backend": b, "n": n, "floor": floor})
                 results["rows"].append(r)
                 print(f"  {b:9} N={n:5}  {r['wall_ms']:9.1f} ms  {r['requests']:5} req "
@@ -247,7 +264,8 @@ def report(results, out):
         print("(matplotlib not installed: no plot)", file=sys.stderr)
         return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for backend, style in [("ssm", "o-"), ("dynamodb", "s-"), ("credstash", "^-")]:
+    for backend, style in [("ssm", "o-"), ("dynamodb", "s-"), ("secretsmanager", "d-"),
+                           ("credstash", "^-")]:
         rows = [r for r in results["rows"] if r["backend"] == backend]
         if not rows:
             continue

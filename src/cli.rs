@@ -53,14 +53,15 @@ macro_rules! command {
         #[derive(FromArgs, ArgsInfo, Debug)]
         $(#[$meta])*
         pub struct $name {
-            /// where secrets are stored: ssm or dynamodb [env ECS_SECRETS_BACKEND; default ssm]
+            /// where secrets are stored: ssm, dynamodb or secretsmanager [env ECS_SECRETS_BACKEND;
+            /// default ssm]
             #[argh(option)]
             pub backend: Option<String>,
             /// the scope, e.g. /prod/grafana; repeatable for exec, env and list (later wins)
             /// [env ECS_SECRETS_PATH, comma-separated, else AWS_ENV_PATH]
             #[argh(option)]
             pub path: Vec<String>,
-            /// ssm: include nested paths; env names are the relative path with / as _
+            /// ssm, secretsmanager: include nested paths; env names are the relative path with / as _
             /// [env ECS_SECRETS_RECURSIVE=1]
             #[argh(switch)]
             pub recursive: bool,
@@ -126,6 +127,10 @@ command! {
         /// allow a secret to set this otherwise refused name, e.g. PATH or LD_PRELOAD (repeatable)
         #[argh(option)]
         pub allow_name: Vec<String>,
+        /// JSON-object values become one variable per leaf, <NAME>_<KEY>
+        /// [env ECS_SECRETS_JSON_KEYS=1]
+        #[argh(switch)]
+        pub json_keys: bool,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -145,6 +150,10 @@ command! {
         /// fail unless a secret with this env name was fetched (repeatable)
         #[argh(option)]
         pub require: Vec<String>,
+        /// JSON-object values become one variable per leaf, <NAME>_<KEY>
+        /// [env ECS_SECRETS_JSON_KEYS=1]
+        #[argh(switch)]
+        pub json_keys: bool,
     }
 }
 

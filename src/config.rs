@@ -74,6 +74,7 @@ impl Env {
 pub enum Backend {
     Ssm,
     Dynamodb,
+    SecretsManager,
 }
 
 impl Backend {
@@ -81,6 +82,7 @@ impl Backend {
         match self {
             Backend::Ssm => "ssm",
             Backend::Dynamodb => "dynamodb",
+            Backend::SecretsManager => "secretsmanager",
         }
     }
 }
@@ -128,9 +130,10 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     {
         None | Some("") | Some("ssm") => Backend::Ssm,
         Some("dynamodb") => Backend::Dynamodb,
+        Some("secretsmanager") => Backend::SecretsManager,
         Some(_) => {
             return Err(Error::usage(
-                "unknown backend: use --backend ssm or --backend dynamodb",
+                "unknown backend: use --backend ssm, dynamodb or secretsmanager",
             ))
         }
     };
@@ -165,9 +168,9 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
     }
 
     let recursive = shared.recursive || env.flag("ECS_SECRETS_RECURSIVE")?;
-    if recursive && backend != Backend::Ssm {
+    if recursive && backend == Backend::Dynamodb {
         return Err(Error::usage(
-            "--recursive applies to the ssm backend only: dynamodb paths are flat",
+            "--recursive applies to the ssm and secretsmanager backends only: dynamodb paths are flat",
         ));
     }
 
@@ -312,6 +315,8 @@ pub struct ExecConfig {
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
     pub cmd: Vec<OsString>,
+    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    pub json_keys: bool,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -365,6 +370,7 @@ pub fn exec_config_with_cmd(
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         cmd,
+        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
     })
 }
 
@@ -375,6 +381,8 @@ pub struct EnvConfig {
     pub format: Format,
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
+    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    pub json_keys: bool,
 }
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
@@ -390,6 +398,7 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         format,
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
+        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
     })
 }
 

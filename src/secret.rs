@@ -57,6 +57,32 @@ pub struct VersionInfo {
     pub active: bool,
     /// RFC 3339, UTC.
     pub created: String,
+    /// secretsmanager: the version id of a version not written by ecs-secrets (`serial` is
+    /// then 0, printed as `null`).
+    pub version_id: Option<String>,
+}
+
+impl VersionInfo {
+    /// `"version_id":"…",` for a version without a serial, else nothing.
+    pub fn version_id_json(&self) -> String {
+        match &self.version_id {
+            Some(id) => format!(
+                "\"version_id\":{},",
+                serde_json::to_string(id).expect("a str always serializes")
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// A serial as JSON: serials start at 1, so 0 (a secretsmanager version written by
+/// others) is `null`.
+pub fn serial_json(serial: u64) -> String {
+    if serial == 0 {
+        "null".into()
+    } else {
+        serial.to_string()
+    }
 }
 
 /// The answer to `fetch`: a revoked version has no payload.

@@ -102,13 +102,7 @@ pub fn rotate(cfg: &StoreConfig, name: &str, src: PayloadSource) -> Result<ExitC
     let (serial, revoked) = with_store(cfg, &what, async |store: &Store| {
         let payload = read_payload(src, store.max_payload())?;
         let serial = store.create(path, name, &payload).await?;
-        let mut revoked = Vec::new();
-        for v in store.versions(path, name).await? {
-            if v.active && v.serial < serial {
-                store.revoke(path, name, v.serial).await?;
-                revoked.push(v.serial);
-            }
-        }
+        let revoked = store.revoke_older(path, name, serial).await?;
         Ok((serial, revoked))
     })?;
     let list: Vec<String> = revoked.iter().map(u64::to_string).collect();
@@ -146,7 +140,7 @@ pub fn fetched_json(f: &crate::secret::Fetched) -> Result<Zeroizing<Vec<u8>>> {
         format!(
             "{{\"name\":{},\"serial\":{},\"payload\":",
             json_str(&f.name),
-            f.serial
+            crate::secret::serial_json(f.serial)
         )
         .as_bytes(),
     );
@@ -196,10 +190,11 @@ pub fn list(cfg: &StoreConfig, all_versions: bool) -> Result<ExitCode> {
     for (path, versions) in per_path {
         for v in versions {
             lines.push_str(&format!(
-                "{{\"path\":{},\"name\":{},\"serial\":{},\"active\":{},\"created\":{}}}\n",
+                "{{\"path\":{},\"name\":{},\"serial\":{},{}\"active\":{},\"created\":{}}}\n",
                 json_str(&path),
                 json_str(&v.name),
-                v.serial,
+                crate::secret::serial_json(v.serial),
+                v.version_id_json(),
                 v.active,
                 json_str(&v.created)
             ));

@@ -26,7 +26,7 @@ fn with_dynamo<T>(
     rt.block_on(crate::aws::with_deadline(cfg.timeout, what, async {
         match super::connect(cfg).await {
             Store::Dynamodb(d) => f(&d, crate::store::dynamodb::MAX_PAYLOAD).await,
-            Store::Ssm(_) => unreachable!("backend checked above"),
+            Store::Ssm(_) | Store::SecretsManager(_) => unreachable!("backend checked above"),
         }
     }))
 }

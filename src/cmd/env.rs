@@ -21,7 +21,10 @@ pub fn run(cfg: EnvConfig) -> Result<ExitCode> {
 
 fn render(cfg: &EnvConfig) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let rt = super::runtime()?;
-    let per_path = rt.block_on(super::fetch_paths(&cfg.store))?;
+    let mut per_path = rt.block_on(super::fetch_paths(&cfg.store))?;
+    if cfg.json_keys {
+        per_path = crate::inject::json::expand_all(per_path)?;
+    }
     let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
     output::render(cfg.format, &secrets)
 }

@@ -26,6 +26,11 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         drop(rt);
         r?
     };
+    let per_path = if cfg.json_keys {
+        crate::inject::json::expand_all(per_path)?
+    } else {
+        per_path
+    };
     let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
 
     let mut extras: Vec<ExtraVar> = Vec::new();

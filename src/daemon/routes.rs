@@ -185,9 +185,10 @@ async fn list(state: &State) -> Reply {
                         .iter()
                         .map(|v| {
                             format!(
-                                "{{\"name\":{},\"serial\":{},\"active\":{},\"created\":{}}}",
+                                "{{\"name\":{},\"serial\":{},{}\"active\":{},\"created\":{}}}",
                                 json_str(&v.name),
-                                v.serial,
+                                crate::secret::serial_json(v.serial),
+                                v.version_id_json(),
                                 v.active,
                                 json_str(&v.created)
                             )

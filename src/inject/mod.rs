@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod files;
+pub mod json;
 pub mod manifest;
 pub mod names;
 pub mod output;

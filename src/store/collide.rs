@@ -59,6 +59,7 @@ impl Store {
                 .into_iter()
                 .map(|v| v.name)
                 .collect()),
+            Store::SecretsManager(m) => m.names(path).await,
         }
     }
 

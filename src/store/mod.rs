@@ -4,6 +4,7 @@
 
 pub mod collide;
 pub mod dynamodb;
+pub mod secretsmanager;
 pub mod ssm;
 
 use crate::config::{Backend, StoreConfig};
@@ -15,6 +16,7 @@ use aws_config::SdkConfig;
 pub enum Store {
     Ssm(ssm::SsmStore),
     Dynamodb(dynamodb::DynamoStore),
+    SecretsManager(secretsmanager::SmStore),
 }
 
 fn attempts(cfg: &StoreConfig) -> crate::aws::Attempts {
@@ -42,6 +44,14 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
                 cfg.kms_key.clone(),
             ))
         }
+        Backend::SecretsManager => {
+            let b = aws_sdk_secretsmanager::config::Builder::from(sdk).interceptor(attempts(cfg));
+            Store::SecretsManager(secretsmanager::SmStore::new(
+                aws_sdk_secretsmanager::Client::from_conf(b.build()),
+                cfg.kms_key.clone(),
+                cfg.recursive,
+            ))
+        }
     }
 }
 
@@ -51,6 +61,7 @@ impl Store {
         let secrets = match self {
             Store::Ssm(s) => s.read_path(path).await,
             Store::Dynamodb(d) => d.read_path(path).await,
+            Store::SecretsManager(m) => m.read_path(path).await,
         }?;
         for s in &secrets {
             check_read(path, &s.name, s.serial, &s.payload)?;
@@ -66,6 +77,7 @@ impl Store {
         let serial = match self {
             Store::Ssm(s) => s.create(path, name, payload).await,
             Store::Dynamodb(d) => d.create(path, name, payload).await,
+            Store::SecretsManager(m) => m.create(path, name, payload).await,
         }?;
         self.undo_if_collided(path, name, serial).await?;
         Ok(serial)
@@ -76,6 +88,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.revoke(path, name, serial).await,
             Store::Dynamodb(d) => d.revoke(path, name, serial).await,
+            Store::SecretsManager(m) => m.revoke(path, name, serial).await,
         }
     }
 
@@ -84,6 +97,7 @@ impl Store {
         let fetched = match self {
             Store::Ssm(s) => s.fetch(path, name, serial).await,
             Store::Dynamodb(d) => d.fetch(path, name, serial).await,
+            Store::SecretsManager(m) => m.fetch(path, name, serial).await,
         }?;
         if let Some(p) = &fetched.payload {
             check_read(path, &fetched.name, fetched.serial, p)?;
@@ -96,6 +110,7 @@ impl Store {
         match self {
             Store::Ssm(s) => s.versions(path, name).await,
             Store::Dynamodb(d) => d.versions(path, name).await,
+            Store::SecretsManager(m) => m.versions(path, name).await,
         }
     }
 
@@ -104,7 +119,24 @@ impl Store {
         match self {
             Store::Ssm(s) => s.list(path, all_versions).await,
             Store::Dynamodb(d) => d.list(path, all_versions).await,
+            Store::SecretsManager(m) => m.list(path, all_versions).await,
         }
+    }
+
+    /// Rotation's second half: revoke every active version older than `serial`; returns the
+    /// serials revoked. On secretsmanager every other version loses its labels.
+    pub async fn revoke_older(&self, path: &str, name: &str, serial: u64) -> Result<Vec<u64>> {
+        if let Store::SecretsManager(m) = self {
+            return m.revoke_older(path, name, serial).await;
+        }
+        let mut revoked = Vec::new();
+        for v in self.versions(path, name).await? {
+            if v.active && v.serial < serial {
+                self.revoke(path, name, v.serial).await?;
+                revoked.push(v.serial);
+            }
+        }
+        Ok(revoked)
     }
 
     /// The largest payload the backend stores.
@@ -112,6 +144,7 @@ impl Store {
         match self {
             Store::Ssm(_) => ssm::MAX_PAYLOAD,
             Store::Dynamodb(_) => dynamodb::MAX_PAYLOAD,
+            Store::SecretsManager(_) => secretsmanager::MAX_PAYLOAD,
         }
     }
 
@@ -132,8 +165,10 @@ impl Store {
                 self.max_payload()
             )));
         }
-        if let Store::Ssm(_) = self {
-            ssm::check_payload(payload)?;
+        match self {
+            Store::Ssm(_) => ssm::check_payload(payload)?,
+            Store::SecretsManager(_) => secretsmanager::check_payload(payload)?,
+            Store::Dynamodb(_) => {}
         }
         Ok(())
     }

@@ -345,6 +345,7 @@ impl SsmStore {
                 serial: h.version,
                 active: !h.revoked,
                 created: h.created,
+                version_id: None,
             })
             .collect())
     }

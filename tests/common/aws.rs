@@ -91,6 +91,11 @@ macro_rules! client_fns {
 client_fns!(aws_sdk_ssm, ssm_config, ssm);
 client_fns!(aws_sdk_kms, kms_config, kms);
 client_fns!(aws_sdk_dynamodb, dynamodb_config, dynamodb);
+client_fns!(
+    aws_sdk_secretsmanager,
+    secretsmanager_config,
+    secretsmanager
+);
 
 /// Puts `name` = `value` as a SecureString (default key, overwriting);
 /// returns the new version.

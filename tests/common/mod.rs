@@ -35,7 +35,7 @@ mod scratch;
 
 pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
-    put_secure, rt, ssm, ssm_config,
+    put_secure, rt, secretsmanager, secretsmanager_config, ssm, ssm_config,
 };
 pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
@@ -45,7 +45,7 @@ pub use process::{
     assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
     stdin_run, DEFAULT_TIMEOUT,
 };
-pub use proxy::{Faults, Proxy};
+pub use proxy::{Faults, Proxy, Rewrite};
 pub use query::{aws_query, deploy_stack, percent_decode};
 pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};
 

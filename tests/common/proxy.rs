@@ -109,8 +109,14 @@ struct Plan {
     trickle: Duration,
 }
 
+/// Rewrites the body of a forwarded response (status 200 only) of the operations whose
+/// name ends with the given suffix: to fault what moto cannot, e.g. a per-secret `Errors`
+/// entry in a BatchGetSecretValue answer.
+pub type Rewrite = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 struct Shared {
     upstream: SocketAddr,
+    rewrite: Mutex<Option<(String, Rewrite)>>,
     ops: Mutex<Vec<String>>,
     faults: Mutex<FaultState>,
     injected: AtomicUsize,
@@ -244,6 +250,7 @@ impl Proxy {
         let upstream = super::loopback_addr(upstream_endpoint);
         let shared = Arc::new(Shared {
             upstream,
+            rewrite: Mutex::new(None),
             ops: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultState {
                 faults: Faults::default(),
@@ -285,6 +292,12 @@ impl Proxy {
         st.rng = XorShift::new(faults.seed);
         st.affected = 0;
         st.faults = faults;
+    }
+
+    /// Rewrite the successful responses of operations ending with `op` (see [`Rewrite`]);
+    /// `None` stops rewriting.
+    pub fn set_rewrite(&self, rewrite: Option<(&str, Rewrite)>) {
+        *lock(&self.shared.rewrite) = rewrite.map(|(op, f)| (op.to_string(), f));
     }
 
     /// Back to a transparent proxy (counters are kept).
@@ -466,7 +479,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             }
             _ => {
                 let method = head.request_line().0.to_string();
-                let (rhead, rbody, framed) =
+                let (rhead, mut rbody, framed) =
                     match forward(shared.upstream, &head, &body, &method).await {
                         Ok(r) => r,
                         Err(e) => {
@@ -483,6 +496,13 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
                             return Ok(());
                         }
                     };
+                let rewrite = lock(&shared.rewrite)
+                    .as_ref()
+                    .filter(|(o, _)| op.ends_with(o.as_str()))
+                    .map(|(_, f)| f.clone());
+                if let Some(f) = rewrite.filter(|_| rhead.status() == 200 && framed) {
+                    rbody = f(&rbody);
+                }
                 // Bodiless responses (HEAD, 204, 304) keep their own headers.
                 let len = framed.then_some(rbody.len());
                 match plan.fault {

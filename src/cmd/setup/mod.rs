@@ -8,11 +8,12 @@
 //!
 //! principal.rs parses `--fetch-role`/`--create-principal`, policy.rs writes the policy
 //! documents of each backend, template.rs the CloudFormation template and provision.rs
-//! calls AWS.
+//! calls AWS; sm.rs holds the Secrets Manager policies.
 
 mod policy;
 mod principal;
 mod provision;
+mod sm;
 mod template;
 
 use crate::config::{StoreConfig, DEFAULT_DYNAMODB_KEY};

@@ -21,6 +21,17 @@ pub(super) struct Scope {
     pub ssm_children_arn: Value,
     /// `ssm.<region>.amazonaws.com`.
     pub ssm_service: Value,
+    /// secretsmanager: the path's secrets and the service (`sm.rs`).
+    pub sm_secrets_arn: Value,
+    pub sm_service: Value,
+}
+
+fn sm(scope: &Scope) -> super::sm::SmScope {
+    super::sm::SmScope {
+        secrets_arn: scope.sm_secrets_arn.clone(),
+        service: scope.sm_service.clone(),
+        key_arn: scope.key_arn.clone(),
+    }
 }
 
 fn statement(sid: &str, actions: &[&str], resource: Value, condition: Option<Value>) -> Value {
@@ -58,6 +69,7 @@ fn via_ssm(scope: &Scope) -> Value {
 /// Readers: exec, env, daemon reads.
 pub(super) fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
     match backend {
+        Backend::SecretsManager => super::sm::fetch_policy(&sm(scope)),
         Backend::Dynamodb => document(vec![
             statement(
                 "ReadSecretsOfPath",
@@ -92,6 +104,7 @@ pub(super) fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
 /// Writers: create, rotate, revoke, fetch, list, rotate-key (DeleteItem: retired data keys).
 pub(super) fn create_policy(backend: Backend, scope: &Scope) -> Value {
     match backend {
+        Backend::SecretsManager => super::sm::create_policy(&sm(scope)),
         Backend::Dynamodb => document(vec![
             statement(
                 "WriteSecretsOfPath",
@@ -167,6 +180,10 @@ mod tests {
             ssm_path_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app"),
             ssm_children_arn: json!("arn:aws:ssm:eu-west-1:111122223333:parameter/prod/app/*"),
             ssm_service: json!("ssm.eu-west-1.amazonaws.com"),
+            sm_secrets_arn: json!(
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/app/*"
+            ),
+            sm_service: json!("secretsmanager.eu-west-1.amazonaws.com"),
         }
     }
 

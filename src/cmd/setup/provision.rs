@@ -63,9 +63,10 @@ pub(super) async fn provision(
             }
         ));
     }
-    if cfg.backend == Backend::Ssm {
+    if cfg.backend != Backend::Dynamodb {
         note(format_args!(
-            "create ssm secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply"
+            "create {} secrets with --kms-key {key} (or ECS_SECRETS_KMS_KEY={key}) so that they are encrypted under this key and the policies below apply",
+            cfg.backend.as_str()
         ));
     }
     let scope = Scope {
@@ -82,6 +83,8 @@ pub(super) async fn provision(
             "arn:{partition}:ssm:{region}:{account}:parameter{path}/*"
         )),
         ssm_service: json!(format!("ssm.{region}.amazonaws.com")),
+        sm_secrets_arn: super::sm::secrets_arn(partition, &region, account, path),
+        sm_service: super::sm::service(&region),
     };
     let mut out = String::new();
     for (access, principals, policy) in [

@@ -101,6 +101,8 @@ pub(super) fn template(
         ssm_path_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}"}),
         ssm_children_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}/*"}),
         ssm_service: json!({"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}),
+        sm_secrets_arn: super::sm::template_secrets_arn(),
+        sm_service: super::sm::template_service(),
     };
     for (logical, access, principals, policy, description) in [
         (

@@ -182,6 +182,7 @@ impl Version {
             serial: self.serial,
             active: self.active,
             created: self.created.clone(),
+            version_id: None,
         }
     }
 
