@@ -69,7 +69,7 @@ pub fn collect(env: &Env) -> Result<Vec<Ref>> {
             Ok(Some(t)) => t,
             Err(why) => {
                 return Err(Error::usage(format!(
-                    "--resolve-refs: ${} holds a malformed reference {:?}: {why}",
+                    "--resolve-refs: malformed reference ${} ({}): {why}",
                     printable(k),
                     printable(v)
                 )))
@@ -77,8 +77,9 @@ pub fn collect(env: &Env) -> Result<Vec<Ref>> {
         };
         if !valid_var(k) {
             return Err(Error::usage(format!(
-                "--resolve-refs: the variable {:?} holds a reference but is not a valid environment name",
-                printable(k)
+                "--resolve-refs: the variable {:?} holds the reference {} but its name is not a valid environment name",
+                printable(k),
+                printable(v)
             )));
         }
         out.push(Ref {
