@@ -61,10 +61,19 @@ pub fn collect(env: &Env) -> Result<Vec<Ref>> {
         if vars[i + 1..].iter().any(|(k2, _)| k2 == k) {
             continue;
         }
-        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+        let lossy = v.to_string_lossy();
+        let parsed = parse::parse(&lossy);
+        if parsed == Ok(None) {
             continue;
+        }
+        let k = k.to_string_lossy();
+        // Meant as a reference but not UTF-8: malformed, never passed through.
+        let parsed = match v.to_str() {
+            Some(_) => parsed,
+            None => Err("it is not valid UTF-8".into()),
         };
-        let target = match parse::parse(v) {
+        let (k, v) = (k.as_ref(), lossy.as_ref());
+        let target = match parsed {
             Ok(None) => continue,
             Ok(Some(t)) => t,
             Err(why) => {
@@ -458,6 +467,15 @@ mod tests {
         assert!(e.contains("$X") && e.contains("ssm:nope"), "{e}");
         let e = collect(&env(&[("X.Y", "ssm:/a")])).unwrap_err().to_string();
         assert!(e.contains("X.Y"), "{e}");
+        use std::os::unix::ffi::OsStringExt;
+        let bad = Env::from_pairs([(
+            OsString::from("B"),
+            OsString::from_vec(b"ssm:/a\xff".to_vec()),
+        )]);
+        let e = collect(&bad).unwrap_err().to_string();
+        assert!(e.contains("$B") && e.contains("UTF-8"), "{e}");
+        let fine = Env::from_pairs([(OsString::from("B"), OsString::from_vec(b"x\xff".to_vec()))]);
+        assert!(collect(&fine).unwrap().is_empty());
     }
 
     #[test]
@@ -482,5 +500,21 @@ mod tests {
             .to_string();
         assert!(e.contains("LD_PRELOAD") && !e.contains("hunter2"), "{e}");
         assert!(merge(vec![], &r[1..], vec![p("v")], false, &["LD_PRELOAD".into()]).is_ok());
+        // A JSON key of one reference and another reference for the same name.
+        let r = collect(&env(&[("J", "secretsmanager:j"), ("J_user", "ssm:/u")])).unwrap();
+        let e = merge(
+            vec![],
+            &r,
+            vec![p(r#"{"user":"hunter2"}"#), p("x")],
+            true,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("$J (secretsmanager:j)") && e.contains("$J_user (ssm:/u)"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }
