@@ -623,3 +623,45 @@ fn hostile_values_survive_eval_in_every_shell() {
         );
     }
 }
+
+#[test]
+fn throttled_batches_are_retried_and_debug_shows_no_value() {
+    let m = moto();
+    let t = tag();
+    const VALUE: &str = "debug-never-shows-this";
+    let mut vars = Vec::new();
+    for i in 0..12 {
+        put_secure(&m.endpoint, &format!("/{t}/d{i}"), VALUE);
+        vars.push((format!("P{i}"), format!("ssm:/{t}/d{i}")));
+        put_sm(&m.endpoint, "us-east-1", &format!("{t}/d{i}"), VALUE);
+        vars.push((format!("S{i}"), format!("secretsmanager:{t}/d{i}")));
+    }
+    vars.push(("PIN".into(), format!("secretsmanager:{t}/d0::AWSPREVIOUS")));
+    let proxy = Proxy::start(&m.endpoint);
+    proxy.set_faults(Faults {
+        throttle: 0.4,
+        seed: 12,
+        ..Default::default()
+    });
+    // d0 has no AWSPREVIOUS: that pin must fail, naming it, after retries of the rest.
+    let out = env_json(&proxy.endpoint(), &vars, &["--debug"]);
+    let stderr = assert_fail(&out);
+    assert!(
+        stderr.contains(&format!("$PIN (secretsmanager:{t}/d0::AWSPREVIOUS)")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(VALUE), "{stderr}");
+    vars.pop();
+    let out = env_json(&proxy.endpoint(), &vars, &["--debug"]);
+    let got = ok_json(&out);
+    assert_eq!(got.as_object().unwrap().len(), 24);
+    assert!(got.as_object().unwrap().values().all(|v| v == VALUE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("24 reference(s): 2 GetParameters, 1 BatchGetSecretValue, 0 GetSecretValue"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(VALUE), "{stderr}");
+    assert!(proxy.faults_injected() > 0);
+}

@@ -110,6 +110,17 @@ pub fn without_refs(vars: &[(OsString, OsString)], refs: &[Ref]) -> Vec<(OsStrin
         .collect()
 }
 
+/// `--resolve-refs`' own next step for an access denied (the generic one points at a path's
+/// policy, which references do not use).
+pub(crate) fn with_hint(mut e: Error, grant: &str) -> Error {
+    if let Error::Aws { kind, hint, .. } = &mut e {
+        if *kind == crate::error::AwsKind::AccessDenied {
+            *hint = format!("; grant the task role {grant} (README \"References\")");
+        }
+    }
+    e
+}
+
 /// For messages: the variables that refer to each requested name or id.
 #[derive(Default)]
 pub(crate) struct LabelMap(HashMap<String, String>);

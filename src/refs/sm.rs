@@ -46,9 +46,11 @@ fn checked(label: String, id: &str, p: Option<Payload>) -> Result<Payload> {
     }
 }
 
+const GRANT: &str = "secretsmanager:GetSecretValue on the secret and kms:Decrypt on its key";
+
 fn hint(kind: AwsKind) -> String {
     if kind == AwsKind::AccessDenied {
-        "; grant the role secretsmanager:GetSecretValue on it and kms:Decrypt on its key (README \"References\")".into()
+        format!("; grant the task role {GRANT} (README \"References\")")
     } else {
         String::new()
     }
@@ -71,7 +73,10 @@ pub(super) async fn batch(
             .send()
             .await
             .map_err(|e| {
-                crate::aws::error(format!("resolving the references {}", labels.list(&ids)), e)
+                super::with_hint(
+                    crate::aws::error(format!("resolving the references {}", labels.list(&ids)), e),
+                    GRANT,
+                )
             })?;
         if let Some(e) = resp.errors.as_deref().unwrap_or_default().first() {
             let id = e.secret_id.clone().unwrap_or_default();
@@ -144,13 +149,10 @@ pub(super) async fn pinned(
         .await;
     match resp {
         Ok(r) => checked(label, &id, value(r.secret_string, r.secret_binary)),
-        Err(e) => {
-            let mut err = crate::aws::error(format!("cannot resolve {label}"), e);
-            if let Error::Aws { kind, hint: h, .. } = &mut err {
-                *h = hint(*kind);
-            }
-            Err(err)
-        }
+        Err(e) => Err(super::with_hint(
+            crate::aws::error(format!("cannot resolve {label}"), e),
+            GRANT,
+        )),
     }
 }
 

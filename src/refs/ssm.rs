@@ -23,9 +23,12 @@ pub(super) async fn batch(
         .send()
         .await
         .map_err(|e| {
-            crate::aws::error(
-                format!("resolving the references {}", labels.list(&names)),
-                e,
+            super::with_hint(
+                crate::aws::error(
+                    format!("resolving the references {}", labels.list(&names)),
+                    e,
+                ),
+                "ssm:GetParameters on each parameter and kms:Decrypt on its key",
             )
         })?;
     if let Some(bad) = resp.invalid_parameters().first() {
