@@ -665,3 +665,25 @@ fn throttled_batches_are_retried_and_debug_shows_no_value() {
     assert!(!stderr.contains(VALUE), "{stderr}");
     assert!(proxy.faults_injected() > 0);
 }
+
+#[test]
+fn a_stalled_batch_fails_closed_at_the_deadline() {
+    let m = moto();
+    let t = tag();
+    put_secure(&m.endpoint, &format!("/{t}/a"), "a");
+    put_sm(&m.endpoint, "us-east-1", &format!("{t}/b"), "b");
+    let proxy = Proxy::start(&m.endpoint);
+    proxy.set_faults(Faults {
+        stall: 1.0,
+        only_op: Some("BatchGetSecretValue".into()),
+        ..Default::default()
+    });
+    let mut c = ecs(&proxy.endpoint());
+    c.env("A", format!("ssm:/{t}/a"))
+        .env("B", format!("secretsmanager:{t}/b"));
+    let stderr = assert_exec_not_started(c, &["--resolve-refs", "--timeout", "3"]);
+    assert!(
+        stderr.contains("resolving 2 reference(s)") && stderr.contains("deadline"),
+        "{stderr}"
+    );
+}
