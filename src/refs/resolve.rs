@@ -81,22 +81,23 @@ pub async fn resolve(sdk: &SdkConfig, cfg: &StoreConfig, refs: &[Ref]) -> Result
         .iter()
         .map(|r| key(&r.target, default_region.as_deref()))
         .collect();
-    // Distinct keys, grouped by (service, region) for batching.
-    let mut ssm_groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
-    let mut sm_groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    // Distinct keys, grouped by (service, region) for batching, each group with the
+    // variables that refer to each of its names.
+    type Groups = BTreeMap<Option<String>, (Vec<String>, LabelMap)>;
+    let mut ssm_groups: Groups = BTreeMap::new();
+    let mut sm_groups: Groups = BTreeMap::new();
     let mut pins: Vec<(Key, String)> = Vec::new();
-    let mut labels = LabelMap::default();
     for (r, k) in refs.iter().zip(&keys) {
         match k {
             Key::Ssm(region, name) => {
-                let g = ssm_groups.entry(region.clone()).or_default();
+                let (g, labels) = ssm_groups.entry(region.clone()).or_default();
                 if !g.contains(name) {
                     g.push(name.clone());
                 }
                 labels.add(name, r);
             }
             Key::Sm(region, id) => {
-                let g = sm_groups.entry(region.clone()).or_default();
+                let (g, labels) = sm_groups.entry(region.clone()).or_default();
                 if !g.contains(id) {
                     g.push(id.clone());
                 }
@@ -111,7 +112,6 @@ pub async fn resolve(sdk: &SdkConfig, cfg: &StoreConfig, refs: &[Ref]) -> Result
             },
         }
     }
-    let labels: Labels = Arc::new(labels);
     let attempts = || crate::aws::Attempts { debug: cfg.debug };
     let ssm_client = |region: &Option<String>| {
         let mut b = aws_sdk_ssm::config::Builder::from(sdk).interceptor(attempts());
@@ -130,8 +130,8 @@ pub async fn resolve(sdk: &SdkConfig, cfg: &StoreConfig, refs: &[Ref]) -> Result
 
     let mut jobs: Vec<Job> = Vec::new();
     let (mut n_ssm, mut n_sm) = (0, 0);
-    for (region, names) in &ssm_groups {
-        let client = ssm_client(region);
+    for (region, (names, labels)) in ssm_groups {
+        let (client, labels): (_, Labels) = (ssm_client(&region), Arc::new(labels));
         for chunk in names.chunks(ssm::BATCH) {
             n_ssm += 1;
             let (client, chunk, labels, region) = (
@@ -149,8 +149,8 @@ pub async fn resolve(sdk: &SdkConfig, cfg: &StoreConfig, refs: &[Ref]) -> Result
             }));
         }
     }
-    for (region, ids) in &sm_groups {
-        let client = sm_client(region);
+    for (region, (ids, labels)) in sm_groups {
+        let (client, labels): (_, Labels) = (sm_client(&region), Arc::new(labels));
         for chunk in ids.chunks(sm::BATCH) {
             n_sm += 1;
             let (client, chunk, labels, region) = (
