@@ -131,6 +131,11 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// replace every inherited variable whose whole value is an SSM or Secrets Manager
+        /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
+        /// [env ECS_SECRETS_RESOLVE_REFS=1]
+        #[argh(switch)]
+        pub resolve_refs: bool,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -154,6 +159,11 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// replace every inherited variable whose whole value is an SSM or Secrets Manager
+        /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
+        /// [env ECS_SECRETS_RESOLVE_REFS=1]
+        #[argh(switch)]
+        pub resolve_refs: bool,
     }
 }
 

@@ -118,6 +118,8 @@ pub enum PathArity {
     One,
     /// setup with --cloudformation may still name a path; rotate-key etc. need one.
     Optional,
+    /// exec and env with --resolve-refs: any number of paths, none included.
+    ManyOrNone,
 }
 
 pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<StoreConfig> {
@@ -317,6 +319,8 @@ pub struct ExecConfig {
     pub cmd: Vec<OsString>,
     /// `--json-keys`: expand JSON-object values (inject/json.rs).
     pub json_keys: bool,
+    /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
+    pub refs: Vec<crate::refs::Ref>,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -330,7 +334,8 @@ pub fn exec_config_with_cmd(
     env: &Env,
     cmd: Vec<OsString>,
 ) -> Result<ExecConfig> {
-    let store = store_config(&a.shared(), env, PathArity::Many)?;
+    let (arity, refs) = refs_config(a.resolve_refs, env)?;
+    let store = store_config(&a.shared(), env, arity)?;
     if cmd.is_empty() {
         return Err(Error::usage(
             "no command given: ecs-secrets exec [options] -- CMD [ARG…]",
@@ -371,6 +376,7 @@ pub fn exec_config_with_cmd(
         allow_names: a.allow_name.clone(),
         cmd,
         json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
+        refs,
     })
 }
 
@@ -383,10 +389,13 @@ pub struct EnvConfig {
     pub allow_names: Vec<String>,
     /// `--json-keys`: expand JSON-object values (inject/json.rs).
     pub json_keys: bool,
+    /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
+    pub refs: Vec<crate::refs::Ref>,
 }
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
-    let store = store_config(&a.shared(), env, PathArity::Many)?;
+    let (arity, refs) = refs_config(a.resolve_refs, env)?;
+    let store = store_config(&a.shared(), env, arity)?;
     let format = match a.format.as_deref() {
         None | Some("shell") => Format::Shell,
         Some("dotenv") => Format::Dotenv,
@@ -399,7 +408,18 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
+        refs,
     })
+}
+
+/// `--resolve-refs` [env ECS_SECRETS_RESOLVE_REFS=1]: paths become optional, and the
+/// references among the inherited variables are collected (a malformed one is an error).
+pub fn refs_config(flag: bool, env: &Env) -> Result<(PathArity, Vec<crate::refs::Ref>)> {
+    if flag || env.flag("ECS_SECRETS_RESOLVE_REFS")? {
+        Ok((PathArity::ManyOrNone, crate::refs::collect(env)?))
+    } else {
+        Ok((PathArity::Many, Vec::new()))
+    }
 }
 
 /// Where a new version's value comes from.

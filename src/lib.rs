@@ -18,6 +18,7 @@ pub mod exec;
 pub mod inject;
 pub mod log;
 pub mod privs;
+pub mod refs;
 pub mod secret;
 pub mod store;
 

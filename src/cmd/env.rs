@@ -21,10 +21,17 @@ pub fn run(cfg: EnvConfig) -> Result<ExitCode> {
 
 fn render(cfg: &EnvConfig) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let rt = super::runtime()?;
-    let mut per_path = rt.block_on(super::fetch_paths(&cfg.store))?;
+    let (mut per_path, ref_values) = rt.block_on(crate::refs::fetch(&cfg.store, &cfg.refs))?;
     if cfg.json_keys {
         per_path = crate::inject::json::expand_all(per_path)?;
     }
+    let per_path = crate::refs::merge(
+        per_path,
+        &cfg.refs,
+        ref_values,
+        cfg.json_keys,
+        &cfg.allow_names,
+    )?;
     let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
     output::render(cfg.format, &secrets)
 }

@@ -21,16 +21,24 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
 
     let per_path = {
         let rt = super::runtime()?;
-        let r = rt.block_on(super::fetch_paths(&cfg.store));
+        let r = rt.block_on(crate::refs::fetch(&cfg.store, &cfg.refs));
         // Dropping the runtime here stops its threads before the execve.
         drop(rt);
         r?
     };
+    let (per_path, ref_values) = per_path;
     let per_path = if cfg.json_keys {
         crate::inject::json::expand_all(per_path)?
     } else {
         per_path
     };
+    let per_path = crate::refs::merge(
+        per_path,
+        &cfg.refs,
+        ref_values,
+        cfg.json_keys,
+        &cfg.allow_names,
+    )?;
     let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
 
     let mut extras: Vec<ExtraVar> = Vec::new();
@@ -51,8 +59,10 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         .collect();
 
     let mut warn = |msg: String| crate::log::warn(format_args!("{msg}"));
+    // The variables that held references are replaced, never kept beside their values.
+    let inherited = crate::refs::without_refs(env.vars(), &cfg.refs);
     let envp = child_env(
-        env.vars(),
+        &inherited,
         &secrets,
         &extras,
         &forced,

@@ -1,0 +1,287 @@
+//! Which values are references, and what they name. A value is a reference only when the
+//! WHOLE value has one of the forms below; anything else (text around an ARN, an ARN of a
+//! service we do not read, an SSM ARN of something other than a parameter) is not one.
+//!
+//! - `arn:<partition>:ssm:<region>:<account>:parameter/<name>` (ECS's `valueFrom`)
+//! - `ssm:/<name>`
+//! - `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>[:<json-key>[:<version-stage>[:<version-id>]]]`
+//! - `secretsmanager:<name>[:<json-key>[:<version-stage>[:<version-id>]]]`
+//!
+//! A value that starts like one of these but does not parse is malformed: an error naming
+//! the variable, never passed through to the application.
+
+use crate::inject::env::printable;
+
+pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+/// Secrets Manager's stage that BatchGetSecretValue answers: asking for it is no pin.
+pub const CURRENT: &str = "AWSCURRENT";
+
+/// What a reference points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Parameter Store parameter, by name (read with decryption).
+    Ssm {
+        region: Option<String>,
+        name: String,
+    },
+    /// A Secrets Manager secret by name or ARN, optionally one JSON key of it, optionally a
+    /// version stage and/or version id (a pin: one GetSecretValue of its own).
+    Sm {
+        region: Option<String>,
+        id: String,
+        json_key: Option<String>,
+        stage: Option<String>,
+        version_id: Option<String>,
+    },
+}
+
+impl Target {
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Target::Ssm { region, .. } | Target::Sm { region, .. } => region.as_deref(),
+        }
+    }
+
+    pub fn json_key(&self) -> Option<&str> {
+        match self {
+            Target::Sm { json_key, .. } => json_key.as_deref(),
+            Target::Ssm { .. } => None,
+        }
+    }
+
+    /// A Secrets Manager reference to a version other than AWSCURRENT.
+    pub fn is_pinned(&self) -> bool {
+        matches!(self, Target::Sm { stage, version_id, .. }
+            if version_id.is_some() || stage.as_deref().is_some_and(|s| s != CURRENT))
+    }
+}
+
+/// `Ok(None)`: not a reference. `Err(why)`: meant as one, but malformed.
+pub fn parse(value: &str) -> Result<Option<Target>, String> {
+    if let Some(rest) = value.strip_prefix("ssm:") {
+        if !rest.starts_with('/') {
+            return Err("an ssm: reference is ssm:/<name> (the name starts with /)".into());
+        }
+        return ssm_name(rest).map(|name| Some(Target::Ssm { region: None, name }));
+    }
+    if let Some(rest) = value.strip_prefix("secretsmanager:") {
+        let parts: Vec<&str> = rest.split(':').collect();
+        return sm(None, parts[0], &parts[1..]).map(Some);
+    }
+    let Some(rest) = value.strip_prefix("arn:") else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = rest.splitn(5, ':').collect();
+    if parts.len() < 5 {
+        return Ok(None);
+    }
+    let (partition, service, region, account, resource) =
+        (parts[0], parts[1], parts[2], parts[3], parts[4]);
+    if service != "ssm" && service != "secretsmanager" {
+        return Ok(None);
+    }
+    if service == "ssm" && !resource.starts_with("parameter/") {
+        return Ok(None); // a document, an association…: not something we read
+    }
+    if service == "secretsmanager" && !resource.starts_with("secret:") {
+        return Ok(None);
+    }
+    if !PARTITIONS.contains(&partition) {
+        return Err(format!(
+            "partition {:?} is not one of aws, aws-cn, aws-us-gov",
+            printable(partition)
+        ));
+    }
+    check_region(region)?;
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("account {:?} is not 12 digits", printable(account)));
+    }
+    let region = Some(region.to_string());
+    if service == "ssm" {
+        let rest = &resource["parameter/".len()..];
+        // SSM writes the ARN of `/a/b` as `parameter/a/b` and of `x` as `parameter/x`.
+        let name = if rest.contains('/') {
+            format!("/{rest}")
+        } else {
+            rest.to_string()
+        };
+        return ssm_name(&name).map(|name| Some(Target::Ssm { region, name }));
+    }
+    let fields: Vec<&str> = resource["secret:".len()..].split(':').collect();
+    let arn_id = format!(
+        "arn:{partition}:secretsmanager:{}:{account}:secret:{}",
+        region.as_deref().unwrap_or_default(),
+        fields[0]
+    );
+    let mut t = sm(region, fields[0], &fields[1..])?;
+    if let Target::Sm { id, .. } = &mut t {
+        *id = arn_id;
+    }
+    Ok(Some(t))
+}
+
+fn check_region(r: &str) -> Result<(), String> {
+    let ok = (4..=32).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !r.starts_with('-')
+        && !r.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("region {:?} is not a region name", printable(r)))
+    }
+}
+
+/// Parameter names: letters, digits, `_ . - /`, at most 2048 characters. A `:` would be a
+/// version selector, which ECS's `valueFrom` does not use either.
+fn ssm_name(name: &str) -> Result<String, String> {
+    if name.contains(':') {
+        return Err(
+            "parameter version selectors (name:version, name:label) are not supported".into(),
+        );
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 2048
+        && name != "/"
+        && !name.contains("//")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a parameter name (letters, digits, _ . - /)",
+            printable(name)
+        ))
+    }
+}
+
+fn sm(region: Option<String>, name: &str, rest: &[&str]) -> Result<Target, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 512
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-!".contains(c));
+    if !ok {
+        return Err(format!(
+            "{:?} is not a secret name (letters, digits, / _ + = . @ - and the ! of rds!… names)",
+            printable(name)
+        ));
+    }
+    if rest.len() > 3 {
+        return Err(
+            "too many fields: after the secret come at most json-key:version-stage:version-id"
+                .into(),
+        );
+    }
+    let field = |i: usize| rest.get(i).filter(|s| !s.is_empty()).map(|s| s.to_string());
+    let (json_key, stage, version_id) = (field(0), field(1), field(2));
+    for (what, v, max) in [
+        ("version stage", &stage, 256),
+        ("version id", &version_id, 64),
+    ] {
+        if let Some(v) = v {
+            if v.len() > max || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!("{what} {:?} is not valid", printable(v)));
+            }
+        }
+    }
+    Ok(Target::Sm {
+        region,
+        id: name.to_string(),
+        json_key,
+        stage,
+        version_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssm(region: Option<&str>, name: &str) -> Option<Target> {
+        Some(Target::Ssm {
+            region: region.map(String::from),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn the_forms() {
+        assert_eq!(parse("ssm:/prod/db").unwrap(), ssm(None, "/prod/db"));
+        assert_eq!(
+            parse("arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db").unwrap(),
+            ssm(Some("eu-west-1"), "/prod/db")
+        );
+        assert_eq!(
+            parse("arn:aws-cn:ssm:cn-north-1:123456789012:parameter/Top").unwrap(),
+            ssm(Some("cn-north-1"), "Top")
+        );
+        let t = parse("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbCdEf:password:AWSPREVIOUS:")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t,
+            Target::Sm {
+                region: Some("us-gov-west-1".into()),
+                id: "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbCdEf"
+                    .into(),
+                json_key: Some("password".into()),
+                stage: Some("AWSPREVIOUS".into()),
+                version_id: None,
+            }
+        );
+        assert!(t.is_pinned());
+        let t = parse("secretsmanager:rds!db-1234::AWSCURRENT")
+            .unwrap()
+            .unwrap();
+        assert!(!t.is_pinned() && t.json_key().is_none());
+        let t = parse("secretsmanager:prod/db:user").unwrap().unwrap();
+        assert_eq!(t.json_key(), Some("user"));
+        assert!(!t.is_pinned());
+        let t = parse("secretsmanager:prod/db:::v1").unwrap().unwrap();
+        assert!(t.is_pinned());
+    }
+
+    #[test]
+    fn not_references() {
+        for v in [
+            "",
+            "hello",
+            "/prod/db",
+            " ssm:/prod/db",
+            "x arn:aws:ssm:us-east-1:123456789012:parameter/a",
+            "arn:aws:iam::123456789012:role/x",
+            "arn:aws:ssm:us-east-1:123456789012:document/x",
+            "arn:aws:s3:::bucket",
+            "arn:aws",
+            "postgres://u:p@h/db",
+        ] {
+            assert_eq!(parse(v), Ok(None), "{v}");
+        }
+    }
+
+    #[test]
+    fn malformed() {
+        for v in [
+            "ssm:prod/db",
+            "ssm:/",
+            "ssm:/a b",
+            "ssm:/a:3",
+            "ssm:/a//b",
+            "secretsmanager:",
+            "secretsmanager:a b",
+            "secretsmanager:a:k:s:v:extra",
+            "arn:aws-iso:ssm:us-east-1:123456789012:parameter/a",
+            "arn:aws:ssm:US-EAST-1:123456789012:parameter/a",
+            "arn:aws:ssm:us-east-1.evil.com:123456789012:parameter/a",
+            "arn:aws:ssm:us-east-1:12345:parameter/a",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+        ] {
+            assert!(parse(v).is_err(), "{v}");
+        }
+    }
+}
