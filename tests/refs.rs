@@ -479,6 +479,21 @@ fn every_failure_fails_closed_naming_the_variable_and_the_reference() {
             !stdout.contains("export") && !stdout.contains(SECRET),
             "{stdout}"
         );
+        // ... and that line stops an evaluating shell that ignores the exit status
+        // (malformed references are configuration errors, caught before any fetch).
+        let e = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "eval '{}'; echo CONTINUED",
+                stdout.replace('\'', "'\\''")
+            ))
+            .output()
+            .unwrap();
+        assert!(!e.status.success(), "{var}: {stdout}");
+        assert!(
+            !String::from_utf8_lossy(&e.stdout).contains("CONTINUED"),
+            "{var}: {stdout}"
+        );
     }
     // Access denied on one secret of a batch (an `Errors` entry; moto never sends one).
     let proxy = Proxy::start(&m.endpoint);
