@@ -15,6 +15,7 @@ pub mod log;
 pub mod privs;
 pub mod secret;
 pub mod store;
+pub mod tls;
 
 use argh::FromArgs;
 use cli::{Command, HasShared, TopLevel};
