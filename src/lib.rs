@@ -170,7 +170,7 @@ fn dispatch(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Import(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;
-            cmd::dynamo_admin::import(&cfg, &a.from_ecs_secrets_table)
+            cmd::import_source(&cfg, &a)
         }
         Command::Setup(a) => {
             let arity = if a.cloudformation {
