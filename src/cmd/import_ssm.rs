@@ -1,6 +1,7 @@
 //! `import --from-ssm-path P`: the newest active version of every secret under the SSM
-//! Parameter Store path P (its direct children; nested ones too with `--recursive`),
-//! re-created under the dynamodb `--path` with the same names and serial = SSM version.
+//! Parameter Store path P, nested ones included (`P/sub/name` becomes the name `sub/name`,
+//! which a dynamodb path holds as it is), re-created under the dynamodb `--path` with the
+//! same names and serial = SSM version.
 //!
 //! Revocation as the ssm backend records it (see `store::ssm`) is honoured through that
 //! backend's own reader: a revoked version is never imported, the internal copies and
@@ -25,7 +26,7 @@ pub fn run(cfg: &crate::config::StoreConfig, source: &str) -> Result<ExitCode> {
                 .interceptor(crate::aws::Attempts { debug: cfg.debug })
                 .build(),
         );
-        let ssm = SsmStore::new(client, None, cfg.recursive);
+        let ssm = SsmStore::new(client, None, true);
         let versions = read(&ssm, &source).await?;
         super::import_credstash::write(dest, path, &versions).await
     })?;
