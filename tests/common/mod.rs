@@ -9,6 +9,8 @@
 //! * [`ssm()`], [`kms()`], [`dynamodb()`], [`put_secure()`], [`put_many()`]:
 //!   SDK clients for seeding and checking moto without the tool under test.
 //! * [`EcsCredsServer`]: imitation of the ECS container credentials endpoint.
+//! * [`ImdsServer`]: imitation of the EC2 instance metadata service (IMDSv2).
+//! * [`ConnectProxy`]: a forward proxy for `HTTPS_PROXY` that records its tunnels.
 //! * [`http_request()`]: a tiny blocking HTTP client for loopback servers.
 //! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
@@ -23,9 +25,11 @@
 #![allow(dead_code, unused_imports)]
 
 mod aws;
+mod connect;
 mod creds;
 mod daemon;
 mod http;
+mod imds;
 mod moto;
 mod process;
 mod proxy;
@@ -35,9 +39,11 @@ pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
     put_secure, rt, ssm, ssm_config,
 };
+pub use connect::ConnectProxy;
 pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
 pub use http::{http_request, HttpResponse};
+pub use imds::ImdsServer;
 pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
 pub use process::{
     assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,

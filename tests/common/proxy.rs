@@ -100,6 +100,7 @@ struct Plan {
 struct Shared {
     upstream: SocketAddr,
     ops: Mutex<Vec<String>>,
+    signers: Mutex<Vec<(String, Option<String>)>>,
     faults: Mutex<FaultState>,
     injected: AtomicUsize,
     connections: AtomicUsize,
@@ -165,6 +166,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream,
             ops: Mutex::new(Vec::new()),
+            signers: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultState {
                 faults: Faults::default(),
                 rng: XorShift::new(0),
@@ -227,6 +229,12 @@ impl Proxy {
         lock(&self.shared.ops).clone()
     }
 
+    /// `(operation, access key id)` of each request in arrival order: the key its SigV4
+    /// `Authorization` header names (`Credential=AKID/...`), `None` when unsigned.
+    pub fn signers(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.shared.signers).clone()
+    }
+
     /// Requests that got a fault (latency alone is not a fault).
     pub fn faults_injected(&self) -> usize {
         self.shared.injected.load(Ordering::SeqCst)
@@ -241,6 +249,7 @@ impl Proxy {
     /// fault configuration stays.
     pub fn reset(&self) {
         lock(&self.shared.ops).clear();
+        lock(&self.shared.signers).clear();
         self.shared.injected.store(0, Ordering::SeqCst);
         self.shared.connections.store(0, Ordering::SeqCst);
     }
@@ -284,6 +293,12 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         }
         let body = read_body(&mut rd, request_body_len(&head)?).await?;
         let (op, protocol) = operation(&head, &body);
+        let key = head
+            .header("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .map(str::to_string);
+        lock(&shared.signers).push((op.clone(), key));
         let plan = shared.admit(&op);
         let keep_alive = head.keep_alive();
         if !plan.latency.is_zero() {
