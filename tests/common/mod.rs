@@ -13,6 +13,7 @@
 //! * [`ConnectProxy`]: a forward proxy for `HTTPS_PROXY` that records its tunnels.
 //! * [`http_request()`]: a tiny blocking HTTP client for loopback servers.
 //! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
+//! * [`TestCa`]: a private CA and a server certificate (for [`fresh_moto_tls()`]).
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
 //!
 //! Only loopback addresses are ever contacted; helpers that take an address
@@ -34,6 +35,7 @@ mod moto;
 mod process;
 mod proxy;
 mod scratch;
+mod testca;
 
 pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
@@ -44,13 +46,14 @@ pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
 pub use http::{http_request, HttpResponse};
 pub use imds::ImdsServer;
-pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
+pub use moto::{fresh_moto, fresh_moto_tls, moto, Moto, MOTO_MISSING};
 pub use process::{
     assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
     stdin_run, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy};
 pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};
+pub use testca::{TestCa, OPENSSL_MISSING};
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
