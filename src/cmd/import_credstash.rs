@@ -75,12 +75,11 @@ pub fn run(cfg: &crate::config::StoreConfig, table: &str, context: &[String]) ->
                 .build(),
         );
         let items = scan(&ddb, table).await?;
-        let mut versions = Vec::with_capacity(items.len());
-        for item in &items {
-            let c = Credential::parse(item, table)?;
-            let payload = c.open(&kms, &context).await?;
-            versions.push((c.name, c.version, payload));
-        }
+        let credentials = items
+            .iter()
+            .map(|i| Credential::parse(i, table))
+            .collect::<Result<Vec<_>>>()?;
+        let mut versions = open_all(credentials, &kms, &context).await?;
         versions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         refuse_duplicates(&versions, table)?;
         write(dest, path, &versions).await
@@ -88,6 +87,44 @@ pub fn run(cfg: &crate::config::StoreConfig, table: &str, context: &[String]) ->
     super::dynamo_admin::print_imported(&imported, &format!("credstash table {table}"))?;
     Ok(ExitCode::Success)
 }
+
+/// Every item has its own data key, so one KMS Decrypt each: [`PARALLEL`] at a time. On
+/// failure, the error of the first failing credential in table order.
+async fn open_all(
+    credentials: Vec<Credential>,
+    kms: &aws_sdk_kms::Client,
+    context: &BTreeMap<String, String>,
+) -> Result<Vec<(String, u64, Payload)>> {
+    let mut results: Vec<Option<Result<Payload>>> = (0..credentials.len()).map(|_| None).collect();
+    let credentials: Vec<std::sync::Arc<Credential>> =
+        credentials.into_iter().map(std::sync::Arc::new).collect();
+    for (n, chunk) in credentials.chunks(PARALLEL).enumerate() {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, c) in chunk.iter().enumerate() {
+            let (c, kms, context) = (c.clone(), kms.clone(), context.clone());
+            set.spawn(async move { (n * PARALLEL + i, c.open(&kms, &context).await) });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (i, r) = joined.map_err(|e| Error::data(format!("internal error: {e}")))?;
+            results[i] = Some(r);
+        }
+        // Stop at the first chunk with a failure.
+        if let Some(i) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+            return Err(results.swap_remove(i).expect("just found").unwrap_err());
+        }
+    }
+    Ok(credentials
+        .iter()
+        .zip(results)
+        .map(|(c, r)| {
+            let payload = r.expect("every credential joined").expect("no failure");
+            (c.name.clone(), c.version, payload)
+        })
+        .collect())
+}
+
+/// KMS Decrypts in flight at once.
+const PARALLEL: usize = 8;
 
 /// Refuse names that exist under `path` already (one history per name: an import never
 /// merges into another), then write every version with its serial.
