@@ -401,6 +401,43 @@ fn an_import_never_merges_into_names_that_exist() {
     assert_eq!(fetched(ep, &path, "shared", 1), "mine");
 }
 
+#[test]
+fn names_that_would_share_an_environment_name_are_refused() {
+    let (ep, key) = ready();
+    // Within the source: two credstash names, one variable.
+    let table = credstash_table(ep);
+    put(ep, &table, key, "db.pw", "a", &[]);
+    put(ep, &table, key, "db-pw", "b", &[]);
+    let path = unique_path("import-env-clash");
+    let stderr = assert_fail(&import(ep, &path, &["--from-credstash-table", &table]));
+    assert!(
+        stderr.contains("db-pw and db.pw would both map"),
+        "{stderr}"
+    );
+    assert!(listed(ep, &path).is_empty());
+    // Against the destination: ssm's nested `db/pw` next to a `db_pw` the path holds.
+    let src = unique_path("import-env-clash-src");
+    put_secure(ep, &format!("{src}/db/pw"), "nested");
+    let out = stdin_run(
+        ddb(ep).args([
+            "create",
+            "--path",
+            &path,
+            "--name",
+            "db_pw",
+            "--payload-stdin",
+        ]),
+        b"mine",
+    );
+    assert_ok(&out);
+    let stderr = assert_fail(&import(ep, &path, &["--from-ssm-path", &src]));
+    assert!(
+        stderr.contains("db_pw and db/pw would both map"),
+        "{stderr}"
+    );
+    assert_eq!(listed(ep, &path), vec![("db_pw".into(), 1, true)]);
+}
+
 fn ssm_cmd(endpoint: &str, args: &[&str]) -> String {
     assert_ok(&run(ecs(endpoint).args(args)))
 }

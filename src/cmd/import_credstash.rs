@@ -14,7 +14,7 @@
 //! naming the credential, and nothing is written.
 
 use crate::error::{AwsKind, Error, ExitCode, Result};
-use crate::inject::env::printable;
+use crate::inject::env::{env_name, printable};
 use crate::secret::Payload;
 use crate::store::dynamodb::{DynamoStore, MAX_PAYLOAD};
 use aws_sdk_dynamodb::types::AttributeValue as Av;
@@ -134,18 +134,33 @@ pub(super) async fn write(
     versions: &[(String, u64, Payload)],
 ) -> Result<Vec<(String, u64)>> {
     let incoming: BTreeSet<&str> = versions.iter().map(|v| v.0.as_str()).collect();
-    let clash: BTreeSet<String> = dest
+    let existing: BTreeSet<String> = dest
         .list(path, true)
         .await?
         .into_iter()
-        .filter(|v| incoming.contains(v.name.as_str()))
         .map(|v| v.name)
+        .collect();
+    let clash: Vec<&str> = existing
+        .iter()
+        .map(String::as_str)
+        .filter(|n| incoming.contains(n))
         .collect();
     if !clash.is_empty() {
         return Err(Error::data(format!(
             "nothing imported: {path} has these names already ({}); import into a fresh --path",
-            clash.into_iter().collect::<Vec<_>>().join(", ")
+            clash.join(", ")
         )));
+    }
+    // Readers refuse a path where two names map to one environment name (`db.pw`, `db_pw`,
+    // `db/pw`): refuse to make one, counting the names the path holds already.
+    let mut by_env: BTreeMap<String, &str> = BTreeMap::new();
+    for name in existing.iter().map(String::as_str).chain(incoming) {
+        if let Some(other) = by_env.insert(env_name(name), name) {
+            return Err(Error::data(format!(
+                "nothing imported: {other} and {name} would both map to the environment name {} under {path}, which readers refuse; rename one in the source first",
+                env_name(name)
+            )));
+        }
     }
     dest.import_versions(path, versions).await
 }
