@@ -25,9 +25,9 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The HTTPS client, or, when `AWS_CA_BUNDLE` or `HTTPS_PROXY` is unusable, a client whose
@@ -67,10 +67,13 @@ fn build(store: tls::TrustStore, proxy: ProxyConfig) -> SharedHttpClient {
     })
 }
 
-/// The trust roots as DER, deduplicated.
+/// The trust roots, each certificate decoded and parsed at most once. A certificate is known
+/// by its base64 text first (so the usual duplicates, the same PEM in a bundle, in a
+/// directory and compiled in, are skipped before any decoding), then by its DER bytes.
 #[derive(Default)]
 struct Roots {
-    seen: HashSet<Vec<u8>>,
+    seen_text: HashSet<Vec<u8>>,
+    seen_der: HashSet<Vec<u8>>,
     pem: Vec<Vec<u8>>,
 }
 
@@ -79,16 +82,12 @@ impl Roots {
         let mut roots = Roots::default();
         for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
             // Compiled in and known to parse: no check needed.
-            roots.add_trusted(der.as_ref());
+            roots.add_trusted(der.as_ref(), None);
         }
         let file = std::env::var_os("SSL_CERT_FILE");
-        let dir = std::env::var_os("SSL_CERT_DIR");
-        if file.is_some() || dir.is_some() {
-            // The same reader (and rules) as before: rustls-native-certs reads exactly these
-            // two variables when either is set, each file once.
-            for der in rustls_native_certs::load_native_certs().certs {
-                roots.add_checked(der.as_ref());
-            }
+        let dirs = std::env::var_os("SSL_CERT_DIR");
+        if file.is_some() || dirs.is_some() {
+            roots.add_system(file.as_deref().map(Path::new), dirs.as_deref());
         }
         if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
             roots.add_bundle(Path::new(&bundle))?;
@@ -96,28 +95,61 @@ impl Roots {
         Ok(roots)
     }
 
+    /// OpenSSL's variables, read as rustls-native-certs reads them: the file, then each
+    /// directory of the `:`-separated list (not recursively), every file once (symlinks are
+    /// followed, and a file already read under another name is skipped). What cannot be
+    /// read, decoded or parsed is skipped.
+    fn add_system(&mut self, file: Option<&Path>, dirs: Option<&std::ffi::OsStr>) {
+        let mut files_seen = HashSet::new();
+        let mut read = |path: &Path, roots: &mut Roots| {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return;
+            };
+            if meta.is_file() && files_seen.insert((meta.dev(), meta.ino())) {
+                if let Ok(bytes) = std::fs::read(path) {
+                    for body in pem_bodies(&bytes) {
+                        if let Ok(Some(der)) = roots.decode_new(&body) {
+                            if parses(&der).is_ok() {
+                                roots.add_trusted(&der, Some(&body));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(f) = file {
+            read(f, self);
+        }
+        for dir in dirs.map(std::env::split_paths).into_iter().flatten() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                read(&p, self);
+            }
+        }
+    }
+
     fn add_bundle(&mut self, path: &Path) -> Result<(), String> {
         let shown = path.display();
         let bytes = std::fs::read(path)
             .map_err(|e| format!("AWS_CA_BUNDLE={shown}: cannot read it: {e}"))?;
         let mut n = 0;
-        for (i, der) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
-            let der = der.map_err(|e| {
-                format!(
-                    "AWS_CA_BUNDLE={shown}: certificate {} is not valid PEM: {e}",
-                    i + 1
-                )
+        for body in pem_bodies(&bytes) {
+            n += 1;
+            let der = self.decode_new(&body).map_err(|()| {
+                format!("AWS_CA_BUNDLE={shown}: certificate {n} is not valid PEM (base64)")
             })?;
-            if !self.seen.contains(der.as_ref()) {
+            if let Some(der) = der {
                 parses(&der).map_err(|e| {
                     format!(
-                        "AWS_CA_BUNDLE={shown}: certificate {} is not a usable CA certificate: {e}",
-                        i + 1
+                        "AWS_CA_BUNDLE={shown}: certificate {n} is not a usable CA certificate: {e}"
                     )
                 })?;
-                self.add_trusted(der.as_ref());
+                self.add_trusted(&der, Some(&body));
             }
-            n += 1;
         }
         if n == 0 {
             return Err(format!(
@@ -127,18 +159,35 @@ impl Roots {
         Ok(())
     }
 
-    /// A certificate from the system's files: added when new and parsable (one that does not
-    /// parse is skipped, as rustls does with these files).
-    fn add_checked(&mut self, der: &[u8]) {
-        if !self.seen.contains(der) && parses(&CertificateDer::from(der)).is_ok() {
-            self.add_trusted(der);
+    /// The DER of a PEM body not seen before, `None` for one already known (by its text or
+    /// its bytes), `Err` for one that is not base64.
+    fn decode_new(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        if self.seen_text.contains(body) {
+            return Ok(None);
         }
+        let text = std::str::from_utf8(body).map_err(|_| ())?;
+        let der = aws_smithy_types::base64::decode(text).map_err(|_| ())?;
+        if der.is_empty() {
+            return Err(());
+        }
+        if self.seen_der.contains(&der) {
+            // Known under another formatting: remember this one too.
+            self.seen_text.insert(body.to_vec());
+            return Ok(None);
+        }
+        Ok(Some(der))
     }
 
-    /// Adds `der` unless already present. The SDK expects it to parse (it panics otherwise).
-    fn add_trusted(&mut self, der: &[u8]) {
-        if self.seen.insert(der.to_vec()) {
-            self.pem.push(pem(der));
+    /// Adds `der` (which must parse: the SDK panics otherwise) unless already present.
+    fn add_trusted(&mut self, der: &[u8], body: Option<&[u8]>) {
+        if !self.seen_der.insert(der.to_vec()) {
+            return;
+        }
+        let b64 = aws_smithy_types::base64::encode(der);
+        self.pem.push(pem(&b64));
+        self.seen_text.insert(b64.into_bytes());
+        if let Some(b) = body {
+            self.seen_text.insert(b.to_vec());
         }
     }
 
@@ -151,15 +200,30 @@ impl Roots {
     }
 }
 
-/// Whether rustls accepts `der` as a trust anchor: the same check the SDK makes (with
-/// `expect`) when it builds its root store. Only certificates that are not already known
-/// are checked, so in the usual case (system files holding Mozilla's roots) none is.
-fn parses(der: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-    rustls::RootCertStore::empty().add(der.clone())
+/// The base64 text of each `CERTIFICATE` block of a PEM file, whitespace removed (other
+/// blocks, and text between blocks, are ignored).
+fn pem_bodies(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut body: Option<Vec<u8>> = None;
+    for line in text.split(|&b| b == b'\n') {
+        match (line.trim_ascii(), body.as_mut()) {
+            (b"-----BEGIN CERTIFICATE-----", _) => body = Some(Vec::with_capacity(2048)),
+            (b"-----END CERTIFICATE-----", Some(_)) => out.extend(body.take()),
+            (l, Some(b)) => b.extend(l.iter().filter(|c| !c.is_ascii_whitespace())),
+            (_, None) => {}
+        }
+    }
+    out
 }
 
-fn pem(der: &[u8]) -> Vec<u8> {
-    let b64 = aws_smithy_types::base64::encode(der);
+/// Whether rustls accepts `der` as a trust anchor: the same check the SDK makes (with
+/// `expect`) when it builds its root store. Only certificates not already known are
+/// checked, so in the usual case (system files holding Mozilla's roots) few are.
+fn parses(der: &[u8]) -> Result<(), rustls::Error> {
+    rustls::RootCertStore::empty().add(CertificateDer::from(der.to_vec()))
+}
+
+fn pem(b64: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 60);
     out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {
@@ -241,18 +305,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_root_named_twice_is_added_once() {
+    fn a_root_named_twice_is_added_once_and_decoded_at_most_once() {
         let mut roots = Roots::default();
         for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-            roots.add_trusted(der.as_ref());
+            roots.add_trusted(der.as_ref(), None);
         }
         let n = roots.pem.len();
-        for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-            roots.add_checked(der.as_ref());
+        // The same roots as PEM text, as a system bundle holds them: known by their text.
+        let bundle: Vec<u8> = roots.pem.concat();
+        let bodies = pem_bodies(&bundle);
+        assert_eq!(bodies.len(), n);
+        for b in &bodies {
+            assert_eq!(roots.decode_new(b), Ok(None));
         }
+        // Other line lengths and CRLF: the same text once whitespace is removed.
+        let b64 =
+            aws_smithy_types::base64::encode(webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].as_ref());
+        let mut odd = b"junk\r\n-----BEGIN CERTIFICATE-----\r\n".to_vec();
+        for line in b64.as_bytes().chunks(76) {
+            odd.extend_from_slice(line);
+            odd.extend_from_slice(b"\r\n");
+        }
+        odd.extend_from_slice(b"-----END CERTIFICATE-----\r\n");
+        let bodies = pem_bodies(&odd);
+        assert_eq!(bodies, vec![b64.clone().into_bytes()]);
+        assert_eq!(roots.decode_new(&bodies[0]), Ok(None));
         assert_eq!(roots.pem.len(), n);
-        roots.add_checked(b"not a certificate");
-        assert_eq!(roots.pem.len(), n);
+        assert_eq!(roots.decode_new(b"not base64!"), Err(()));
+        assert!(parses(b"not a certificate").is_err());
     }
 
     #[test]
