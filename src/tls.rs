@@ -1,8 +1,8 @@
 //! The HTTPS client under every AWS call: rustls on ring, the trust roots, and the forward
 //! proxy. (`aws.rs` wraps it to make certificate errors final.)
 //!
-//! Trust roots, each certificate parsed once (a certificate that several sources name is
-//! added once, by its DER bytes):
+//! Trust roots, each certificate added once (a certificate that several sources name is
+//! recognised by its text, or its DER bytes, and neither decoded nor parsed again):
 //! - Mozilla's, compiled in, so an image without /etc/ssl works;
 //! - with `SSL_CERT_FILE` and/or `SSL_CERT_DIR` set, the certificates they name (OpenSSL's
 //!   variables; unreadable entries are skipped, as OpenSSL does);
@@ -26,7 +26,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use rustls::pki_types::CertificateDer;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -67,19 +67,57 @@ fn build(store: tls::TrustStore, proxy: ProxyConfig) -> SharedHttpClient {
     })
 }
 
-/// The trust roots, each certificate decoded and parsed at most once. A certificate is known
-/// by its base64 text first (so the usual duplicates, the same PEM in a bundle, in a
-/// directory and compiled in, are skipped before any decoding), then by its DER bytes.
+/// The trust roots, each certificate added once. A certificate is known by its base64 text
+/// first (so the usual duplicates, the same PEM in a bundle, in a directory and compiled in,
+/// are skipped before any decoding), then by its DER bytes. A new certificate from a file is
+/// parsed twice: checked here, because the SDK panics on one that does not parse, and again
+/// when the SDK builds its root store (which takes PEM only).
 #[derive(Default)]
 struct Roots {
-    seen_text: HashSet<Vec<u8>>,
-    seen_der: HashSet<Vec<u8>>,
+    seen_text: Seen,
+    seen_der: Seen,
     pem: Vec<Vec<u8>>,
+}
+
+/// A set of certificates' bytes (DER or base64), hashed by their length and last 48 bytes
+/// only: those fall in the signature, which differs between any two certificates, so a hit
+/// is then confirmed by comparing all the bytes. Hashing whole certificates was a fifth of
+/// the cost of reading the system's bundle and directory.
+#[derive(Default)]
+struct Seen(HashMap<(usize, [u8; 48]), Vec<Vec<u8>>>);
+
+impl Seen {
+    fn key(b: &[u8]) -> (usize, [u8; 48]) {
+        let mut tail = [0u8; 48];
+        let t = &b[b.len().saturating_sub(48)..];
+        tail[..t.len()].copy_from_slice(t);
+        (b.len(), tail)
+    }
+
+    fn contains(&self, b: &[u8]) -> bool {
+        self.0
+            .get(&Self::key(b))
+            .is_some_and(|v| v.iter().any(|x| x == b))
+    }
+
+    /// Whether `b` was new.
+    fn insert(&mut self, b: &[u8]) -> bool {
+        let v = self.0.entry(Self::key(b)).or_default();
+        if v.iter().any(|x| x == b) {
+            return false;
+        }
+        v.push(b.to_vec());
+        true
+    }
 }
 
 impl Roots {
     fn from_env() -> Result<Roots, String> {
-        let mut roots = Roots::default();
+        let mut roots = Roots {
+            seen_text: Seen(HashMap::with_capacity(512)),
+            seen_der: Seen(HashMap::with_capacity(512)),
+            pem: Vec::with_capacity(256),
+        };
         for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
             // Compiled in and known to parse: no check needed.
             roots.add_trusted(der.as_ref(), None);
@@ -124,9 +162,7 @@ impl Roots {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            paths.sort();
-            for p in paths {
+            for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
                 read(&p, self);
             }
         }
@@ -172,7 +208,7 @@ impl Roots {
         }
         if self.seen_der.contains(&der) {
             // Known under another formatting: remember this one too.
-            self.seen_text.insert(body.to_vec());
+            self.seen_text.insert(body);
             return Ok(None);
         }
         Ok(Some(der))
@@ -180,15 +216,15 @@ impl Roots {
 
     /// Adds `der` (which must parse: the SDK panics otherwise) unless already present.
     fn add_trusted(&mut self, der: &[u8], body: Option<&[u8]>) {
-        if !self.seen_der.insert(der.to_vec()) {
+        if !self.seen_der.insert(der) {
             return;
         }
         let b64 = aws_smithy_types::base64::encode(der);
         self.pem.push(pem(&b64));
-        self.seen_text.insert(b64.into_bytes());
-        if let Some(b) = body {
-            self.seen_text.insert(b.to_vec());
+        if let Some(b) = body.filter(|b| *b != b64.as_bytes()) {
+            self.seen_text.insert(b);
         }
+        self.seen_text.insert(b64.as_bytes());
     }
 
     fn into_store(self) -> tls::TrustStore {
@@ -209,6 +245,8 @@ fn pem_bodies(text: &[u8]) -> Vec<Vec<u8>> {
         match (line.trim_ascii(), body.as_mut()) {
             (b"-----BEGIN CERTIFICATE-----", _) => body = Some(Vec::with_capacity(2048)),
             (b"-----END CERTIFICATE-----", Some(_)) => out.extend(body.take()),
+            // OpenSSL writes no whitespace inside a line: copy whole lines when so.
+            (l, Some(b)) if !l.iter().any(u8::is_ascii_whitespace) => b.extend_from_slice(l),
             (l, Some(b)) => b.extend(l.iter().filter(|c| !c.is_ascii_whitespace())),
             (_, None) => {}
         }
@@ -333,6 +371,19 @@ mod tests {
         assert_eq!(roots.pem.len(), n);
         assert_eq!(roots.decode_new(b"not base64!"), Err(()));
         assert!(parses(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn seen_compares_all_the_bytes_behind_the_tail() {
+        let mut seen = Seen::default();
+        let a = [vec![1u8; 100], vec![9u8; 48]].concat();
+        let b = [vec![2u8; 100], vec![9u8; 48]].concat();
+        assert!(seen.insert(&a));
+        assert!(!seen.insert(&a));
+        assert!(!seen.contains(&b), "same length and tail, other bytes");
+        assert!(seen.insert(&b));
+        assert!(seen.contains(&a) && seen.contains(&b));
+        assert!(seen.insert(b"short") && seen.contains(b"short"));
     }
 
     #[test]
