@@ -145,10 +145,10 @@ impl Roots {
             };
             if meta.is_file() && files_seen.insert((meta.dev(), meta.ino())) {
                 if let Ok(bytes) = std::fs::read(path) {
-                    for body in pem_bodies(&bytes) {
-                        if let Ok(Some(der)) = roots.decode_new(&body) {
+                    for body in pem_bodies(&String::from_utf8_lossy(&bytes)) {
+                        if let Ok(Some(der)) = roots.decode_new(body) {
                             if parses(&der).is_ok() {
-                                roots.add_trusted(&der, Some(&body));
+                                roots.add_trusted(&der, Some(body));
                             }
                         }
                     }
@@ -173,9 +173,9 @@ impl Roots {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("AWS_CA_BUNDLE={shown}: cannot read it: {e}"))?;
         let mut n = 0;
-        for body in pem_bodies(&bytes) {
+        for body in pem_bodies(&String::from_utf8_lossy(&bytes)) {
             n += 1;
-            let der = self.decode_new(&body).map_err(|()| {
+            let der = self.decode_new(body).map_err(|()| {
                 format!("AWS_CA_BUNDLE={shown}: certificate {n} is not valid PEM (base64)")
             })?;
             if let Some(der) = der {
@@ -184,7 +184,7 @@ impl Roots {
                         "AWS_CA_BUNDLE={shown}: certificate {n} is not a usable CA certificate: {e}"
                     )
                 })?;
-                self.add_trusted(&der, Some(&body));
+                self.add_trusted(&der, Some(body));
             }
         }
         if n == 0 {
@@ -197,34 +197,34 @@ impl Roots {
 
     /// The DER of a PEM body not seen before, `None` for one already known (by its text or
     /// its bytes), `Err` for one that is not base64.
-    fn decode_new(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, ()> {
-        if self.seen_text.contains(body) {
+    fn decode_new(&mut self, body: &str) -> Result<Option<Vec<u8>>, ()> {
+        if self.seen_text.contains(body.as_bytes()) {
             return Ok(None);
         }
-        let text = std::str::from_utf8(body).map_err(|_| ())?;
-        let der = aws_smithy_types::base64::decode(text).map_err(|_| ())?;
+        let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let der = aws_smithy_types::base64::decode(&b64).map_err(|_| ())?;
         if der.is_empty() {
             return Err(());
         }
         if self.seen_der.contains(&der) {
             // Known under another formatting: remember this one too.
-            self.seen_text.insert(body);
+            self.seen_text.insert(body.as_bytes());
             return Ok(None);
         }
         Ok(Some(der))
     }
 
     /// Adds `der` (which must parse: the SDK panics otherwise) unless already present.
-    fn add_trusted(&mut self, der: &[u8], body: Option<&[u8]>) {
+    fn add_trusted(&mut self, der: &[u8], body: Option<&str>) {
         if !self.seen_der.insert(der) {
             return;
         }
-        let b64 = aws_smithy_types::base64::encode(der);
-        self.pem.push(pem(&b64));
-        if let Some(b) = body.filter(|b| *b != b64.as_bytes()) {
-            self.seen_text.insert(b);
+        let (pem, ours) = pem(der);
+        if let Some(b) = body.filter(|b| b.as_bytes() != &pem[ours.clone()]) {
+            self.seen_text.insert(b.as_bytes());
         }
-        self.seen_text.insert(b64.as_bytes());
+        self.seen_text.insert(&pem[ours]);
+        self.pem.push(pem);
     }
 
     fn into_store(self) -> tls::TrustStore {
@@ -236,20 +236,20 @@ impl Roots {
     }
 }
 
-/// The base64 text of each `CERTIFICATE` block of a PEM file, whitespace removed (other
-/// blocks, and text between blocks, are ignored).
-fn pem_bodies(text: &[u8]) -> Vec<Vec<u8>> {
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
+
+/// The text between the markers of each `CERTIFICATE` block of a PEM file, trimmed (other
+/// blocks, and text between blocks, are ignored). Found with `str::find`, which is fast:
+/// nothing here looks at each byte.
+fn pem_bodies(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut body: Option<Vec<u8>> = None;
-    for line in text.split(|&b| b == b'\n') {
-        match (line.trim_ascii(), body.as_mut()) {
-            (b"-----BEGIN CERTIFICATE-----", _) => body = Some(Vec::with_capacity(2048)),
-            (b"-----END CERTIFICATE-----", Some(_)) => out.extend(body.take()),
-            // OpenSSL writes no whitespace inside a line: copy whole lines when so.
-            (l, Some(b)) if !l.iter().any(u8::is_ascii_whitespace) => b.extend_from_slice(l),
-            (l, Some(b)) => b.extend(l.iter().filter(|c| !c.is_ascii_whitespace())),
-            (_, None) => {}
-        }
+    let mut rest = text;
+    while let Some(b) = rest.find(BEGIN) {
+        let after = &rest[b + BEGIN.len()..];
+        let Some(e) = after.find(END) else { break };
+        out.push(after[..e].trim());
+        rest = &after[e + END.len()..];
     }
     out
 }
@@ -261,15 +261,26 @@ fn parses(der: &[u8]) -> Result<(), rustls::Error> {
     rustls::RootCertStore::empty().add(CertificateDer::from(der.to_vec()))
 }
 
-fn pem(b64: &str) -> Vec<u8> {
+/// `der` as PEM, and where its body (the part between the markers) lies in it: 64-column
+/// lines of base64 joined by `\n`, exactly as OpenSSL writes certificates, so a system
+/// file's copy of a compiled-in root is recognised by its text.
+fn pem(der: &[u8]) -> (Vec<u8>, std::ops::Range<usize>) {
+    let b64 = aws_smithy_types::base64::encode(der);
     let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 60);
-    out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
+    out.extend_from_slice(BEGIN.as_bytes());
+    out.push(b'\n');
+    let start = out.len();
+    for (i, line) in b64.as_bytes().chunks(64).enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
         out.extend_from_slice(line);
-        out.push(b'\n');
     }
-    out.extend_from_slice(b"-----END CERTIFICATE-----\n");
-    out
+    let body = start..out.len();
+    out.push(b'\n');
+    out.extend_from_slice(END.as_bytes());
+    out.push(b'\n');
+    (out, body)
 }
 
 fn env_either(upper: &str, lower: &str) -> Option<String> {
@@ -350,26 +361,32 @@ mod tests {
         }
         let n = roots.pem.len();
         // The same roots as PEM text, as a system bundle holds them: known by their text.
-        let bundle: Vec<u8> = roots.pem.concat();
+        let bundle = String::from_utf8(roots.pem.concat()).unwrap();
         let bodies = pem_bodies(&bundle);
         assert_eq!(bodies.len(), n);
         for b in &bodies {
             assert_eq!(roots.decode_new(b), Ok(None));
+            assert!(roots.seen_text.contains(b.as_bytes()));
         }
-        // Other line lengths and CRLF: the same text once whitespace is removed.
-        let b64 =
-            aws_smithy_types::base64::encode(webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].as_ref());
-        let mut odd = b"junk\r\n-----BEGIN CERTIFICATE-----\r\n".to_vec();
+        // Other line lengths and CRLF: known by their DER once decoded, and that text
+        // remembered.
+        let der = webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].as_ref();
+        let b64 = aws_smithy_types::base64::encode(der);
+        let mut odd = format!("junk\r\n{BEGIN}\r\n");
         for line in b64.as_bytes().chunks(76) {
-            odd.extend_from_slice(line);
-            odd.extend_from_slice(b"\r\n");
+            odd.push_str(std::str::from_utf8(line).unwrap());
+            odd.push_str("\r\n");
         }
-        odd.extend_from_slice(b"-----END CERTIFICATE-----\r\n");
+        odd.push_str(END);
+        odd.push_str("\r\ntrailing");
         let bodies = pem_bodies(&odd);
-        assert_eq!(bodies, vec![b64.clone().into_bytes()]);
-        assert_eq!(roots.decode_new(&bodies[0]), Ok(None));
+        assert_eq!(bodies.len(), 1);
+        assert!(!roots.seen_text.contains(bodies[0].as_bytes()));
+        assert_eq!(roots.decode_new(bodies[0]), Ok(None));
+        assert!(roots.seen_text.contains(bodies[0].as_bytes()));
         assert_eq!(roots.pem.len(), n);
-        assert_eq!(roots.decode_new(b"not base64!"), Err(()));
+        assert_eq!(roots.decode_new("not base64!"), Err(()));
+        assert_eq!(pem_bodies(&format!("{BEGIN}\nAAAA")), Vec::<&str>::new());
         assert!(parses(b"not a certificate").is_err());
     }
 
