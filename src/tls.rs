@@ -145,7 +145,7 @@ impl Roots {
             };
             if meta.is_file() && files_seen.insert((meta.dev(), meta.ino())) {
                 if let Ok(bytes) = std::fs::read(path) {
-                    for body in pem_bodies(&String::from_utf8_lossy(&bytes)) {
+                    for body in pem_bodies(&text(&bytes)) {
                         if let Ok(Some(der)) = roots.decode_new(body) {
                             if parses(&der).is_ok() {
                                 roots.add_trusted(&der, Some(body));
@@ -173,7 +173,7 @@ impl Roots {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("AWS_CA_BUNDLE={shown}: cannot read it: {e}"))?;
         let mut n = 0;
-        for body in pem_bodies(&String::from_utf8_lossy(&bytes)) {
+        for body in pem_bodies(&text(&bytes)) {
             n += 1;
             let der = self.decode_new(body).map_err(|()| {
                 format!("AWS_CA_BUNDLE={shown}: certificate {n} is not valid PEM (base64)")
@@ -201,7 +201,11 @@ impl Roots {
         if self.seen_text.contains(body.as_bytes()) {
             return Ok(None);
         }
-        let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        // Line by line (whitespace inside a line is not base64, and fails below).
+        let mut b64 = String::with_capacity(body.len());
+        for line in body.lines() {
+            b64.push_str(line.trim());
+        }
         let der = aws_smithy_types::base64::decode(&b64).map_err(|_| ())?;
         if der.is_empty() {
             return Err(());
@@ -233,6 +237,15 @@ impl Roots {
             store.add_pem_certificate(p);
         }
         store
+    }
+}
+
+/// A file's bytes as text: `str::from_utf8` is fast on ASCII, the lossy conversion only
+/// for the rare file that is not UTF-8 (whose certificate blocks are ASCII all the same).
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
