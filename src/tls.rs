@@ -113,6 +113,20 @@ impl Seen {
 
 impl Roots {
     fn from_env() -> Result<Roots, String> {
+        let file = std::env::var_os("SSL_CERT_FILE");
+        let dirs = std::env::var_os("SSL_CERT_DIR");
+        let bundle = std::env::var_os("AWS_CA_BUNDLE").filter(|b| !b.is_empty());
+        if file.is_none() && dirs.is_none() && bundle.is_none() {
+            // Only the compiled-in roots: nothing to recognise, so nothing to remember.
+            let pem = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| pem(der.as_ref()).0)
+                .collect();
+            return Ok(Roots {
+                pem,
+                ..Roots::default()
+            });
+        }
         let mut roots = Roots {
             seen_text: Seen(HashMap::with_capacity(512)),
             seen_der: Seen(HashMap::with_capacity(512)),
@@ -122,12 +136,10 @@ impl Roots {
             // Compiled in and known to parse: no check needed.
             roots.add_trusted(der.as_ref(), None);
         }
-        let file = std::env::var_os("SSL_CERT_FILE");
-        let dirs = std::env::var_os("SSL_CERT_DIR");
         if file.is_some() || dirs.is_some() {
             roots.add_system(file.as_deref().map(Path::new), dirs.as_deref());
         }
-        if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
+        if let Some(bundle) = bundle {
             roots.add_bundle(Path::new(&bundle))?;
         }
         Ok(roots)
