@@ -30,6 +30,10 @@ if ! command -v cfn-lint >/dev/null || ! command -v parliament >/dev/null \
   echo "deps: installing cfn-lint, parliament and boto3 with pip" >&2
   python3 -m pip install -q --disable-pip-version-check cfn-lint parliament boto3
 fi
+if ! command -v credstash >/dev/null; then
+  echo "deps: installing credstash with pip (tests/import.rs writes its tables with it)" >&2
+  python3 -m pip install -q --disable-pip-version-check credstash
+fi
 # pyenv keeps console scripts behind shims that need a rehash after an install.
 command -v pyenv >/dev/null && pyenv rehash || true
 command -v moto_server >/dev/null || { echo "deps: moto_server is still not on PATH" >&2; exit 1; }

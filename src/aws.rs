@@ -8,7 +8,6 @@ use crate::error::{AwsKind, Error, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, SdkConfig};
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
@@ -67,26 +66,9 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         .await
 }
 
-/// HTTPS through rustls on ring. Trust roots: Mozilla's, compiled in (so an image without
-/// /etc/ssl works), plus the files named by `SSL_CERT_FILE`/`SSL_CERT_DIR` when set.
+/// HTTPS as `crate::tls` builds it (trust roots, proxy), with certificate errors final.
 fn http_client() -> SharedHttpClient {
-    let mut store = tls::TrustStore::empty().with_native_roots(
-        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some(),
-    );
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        store.add_pem_certificate(pem(der));
-    }
-    let ctx = tls::TlsContext::builder()
-        .with_trust_store(store)
-        .build()
-        .expect("the TLS context has no fallible settings here");
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .tls_context(ctx)
-        .build_https();
-    SharedHttpClient::new(CertErrorsAreFinal(https))
+    SharedHttpClient::new(CertErrorsAreFinal(crate::tls::https_client()))
 }
 
 /// Every connector it hands out retries signed requests until the deadline (retry.rs).
@@ -182,20 +164,8 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 const CERT_HINT: &str = "; the server's certificate is not trusted: the compiled-in Mozilla \
-    roots are used, plus SSL_CERT_FILE/SSL_CERT_DIR when set — for a private CA or a \
-    TLS-inspecting proxy, set SSL_CERT_FILE to its PEM bundle";
-
-fn pem(der: &[u8]) -> Vec<u8> {
-    let b64 = aws_smithy_types::base64::encode(der);
-    let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 60);
-    out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    out.extend_from_slice(b"-----END CERTIFICATE-----\n");
-    out
-}
+    roots are used, plus SSL_CERT_FILE/SSL_CERT_DIR/AWS_CA_BUNDLE when set — for a private CA \
+    or a TLS-inspecting proxy, set AWS_CA_BUNDLE to its PEM bundle";
 
 /// Run `fut` under the overall deadline (`--timeout`), which bounds credential resolution,
 /// every page and every retry together.

@@ -251,12 +251,24 @@ command! {
 }
 
 command! {
-    /// dynamodb: copy the active versions of an original AWS Labs ecs-secrets table
+    /// dynamodb: copy secrets in from an original AWS Labs ecs-secrets table, a credstash
+    /// table or an SSM Parameter Store path (exactly one source)
     #[argh(subcommand, name = "import")]
     pub struct ImportArgs {
-        /// the original table, e.g. ECS-Secrets-myapp-Secrets
+        /// the original table, e.g. ECS-Secrets-myapp-Secrets: its active versions
         #[argh(option)]
-        pub from_ecs_secrets_table: String,
+        pub from_ecs_secrets_table: Option<String>,
+        /// a credstash table, e.g. credential-store: every version of every credential
+        #[argh(option)]
+        pub from_credstash_table: Option<String>,
+        /// with --from-credstash-table: the KMS encryption context k=v the credentials were
+        /// stored with (repeat for several pairs)
+        #[argh(option)]
+        pub context: Vec<String>,
+        /// an SSM Parameter Store path, e.g. /prod/app: the newest active version of each
+        /// secret under it
+        #[argh(option)]
+        pub from_ssm_path: Option<String>,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod privs;
 pub mod refs;
 pub mod secret;
 pub mod store;
+pub mod tls;
 
 use argh::FromArgs;
 use cli::{Command, HasShared, TopLevel};
@@ -200,7 +201,7 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
         }
         Command::Import(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;
-            cmd::dynamo_admin::import(&cfg, &a.from_ecs_secrets_table)
+            cmd::import_source(&cfg, &a)
         }
         Command::Setup(a) => {
             let arity = if a.cloudformation {

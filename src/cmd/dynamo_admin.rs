@@ -31,6 +31,40 @@ fn with_dynamo<T>(
     }))
 }
 
+/// Like `with_dynamo`, for imports that read another source too: `f` also gets the SDK
+/// configuration the store's clients were built from.
+pub(super) fn with_dynamo_sdk<T>(
+    cfg: &StoreConfig,
+    what: &str,
+    f: impl AsyncFnOnce(&DynamoStore, &aws_config::SdkConfig) -> Result<T>,
+) -> Result<T> {
+    if cfg.backend != Backend::Dynamodb {
+        return Err(Error::usage(
+            "import applies to the dynamodb backend only: pass --backend dynamodb (or set ECS_SECRETS_BACKEND=dynamodb)",
+        ));
+    }
+    let rt = super::runtime()?;
+    rt.block_on(crate::aws::with_deadline(cfg.timeout, what, async {
+        let sdk = crate::aws::load(cfg).await;
+        match crate::store::open(cfg, &sdk) {
+            Store::Dynamodb(d) => f(&d, &sdk).await,
+            Store::Ssm(_) => unreachable!("backend checked above"),
+        }
+    }))
+}
+
+/// One line per imported version; a warning when there was nothing to import.
+pub(super) fn print_imported(imported: &[(String, u64)], source: &str) -> Result<()> {
+    if imported.is_empty() {
+        crate::log::warn(format_args!("{source}: nothing imported"));
+    }
+    let lines: String = imported
+        .iter()
+        .map(|(name, serial)| format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name)))
+        .collect();
+    print(&lines)
+}
+
 fn print(lines: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(lines.as_bytes())

@@ -33,16 +33,28 @@ pub fn check_batch<'a>(
     new: impl IntoIterator<Item = &'a str>,
     active: impl IntoIterator<Item = &'a str>,
 ) -> Result<()> {
-    let mut seen: Vec<(String, &str)> = active.into_iter().map(|n| (env_name(n), n)).collect();
+    // (environment name, secret name, whether it is one of the new ones)
+    let mut seen: Vec<(String, &str, bool)> = active
+        .into_iter()
+        .map(|n| (env_name(n), n, false))
+        .collect();
     for name in new {
         let env = env_name(name);
-        if let Some((_, other)) = seen.iter().find(|(e, n)| *e == env && *n != name) {
-            return Err(Error::usage(format!(
-                "nothing written: {}",
+        if let Some((_, other, is_new)) = seen.iter().find(|(e, n, _)| *e == env && *n != name) {
+            let why = if *is_new {
+                format!(
+                    "{path}/{} and {path}/{} would both set the environment name {}, which \
+                     would make every start of {path} fail: rename one in the source first",
+                    printable(other),
+                    printable(name),
+                    printable(&env)
+                )
+            } else {
                 refusal(path, name, other)
-            )));
+            };
+            return Err(Error::usage(format!("nothing written: {why}")));
         }
-        seen.push((env, name));
+        seen.push((env, name, true));
     }
     Ok(())
 }

@@ -9,9 +9,12 @@
 //! * [`ssm()`], [`kms()`], [`dynamodb()`], [`put_secure()`], [`put_many()`]:
 //!   SDK clients for seeding and checking moto without the tool under test.
 //! * [`EcsCredsServer`]: imitation of the ECS container credentials endpoint.
+//! * [`ImdsServer`]: imitation of the EC2 instance metadata service (IMDSv2).
+//! * [`ConnectProxy`]: a forward proxy for `HTTPS_PROXY` that records its tunnels.
 //! * [`http_request()`]: a tiny blocking HTTP client for loopback servers.
 //! * [`aws_query()`], [`deploy_stack()`]: IAM and CloudFormation calls to moto.
 //! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
+//! * [`TestCa`]: a private CA and a server certificate (for [`fresh_moto_tls()`]).
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
 //!
 //! Only loopback addresses are ever contacted; helpers that take an address
@@ -24,23 +27,28 @@
 #![allow(dead_code, unused_imports)]
 
 mod aws;
+mod connect;
 mod creds;
 mod daemon;
 mod http;
+mod imds;
 mod moto;
 mod process;
 mod proxy;
 mod query;
 mod scratch;
+mod testca;
 
 pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
     put_secure, rt, secretsmanager, secretsmanager_config, ssm, ssm_config,
 };
+pub use connect::ConnectProxy;
 pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
 pub use http::{closed_within, http_request, small_window, HttpResponse};
-pub use moto::{fresh_moto, moto, Moto, MOTO_MISSING};
+pub use imds::ImdsServer;
+pub use moto::{fresh_moto, fresh_moto_tls, moto, Moto, MOTO_MISSING};
 pub use process::{
     assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
     stdin_run, DEFAULT_TIMEOUT,
@@ -48,6 +56,7 @@ pub use process::{
 pub use proxy::{Faults, Proxy, Rewrite};
 pub use query::{aws_query, deploy_stack, percent_decode};
 pub use scratch::{fs_magic, Scratch, TMPFS_MAGIC};
+pub use testca::{TestCa, OPENSSL_MISSING};
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;

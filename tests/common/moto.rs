@@ -117,23 +117,34 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A private moto serving HTTPS with this certificate and key (PEM files), at
+/// `https://127.0.0.1:PORT`. Killed on drop.
+pub fn fresh_moto_tls(cert: &Path, key: &Path) -> Moto {
+    start_with(TempDir::new("moto-tls"), Some((cert, key))).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn start(dir: TempDir) -> Result<Moto, String> {
+    start_with(dir, None)
+}
+
+fn start_with(dir: TempDir, tls: Option<(&Path, &Path)>) -> Result<Moto, String> {
     let exe = find_on_path("moto_server").unwrap_or_else(|| panic!("{MOTO_MISSING}"));
     let mut errors = String::new();
     for attempt in 1..=PORT_ATTEMPTS {
         let port = free_port();
         let log = dir.join(format!("moto-{port}.log"));
-        let child = Supervised::spawn(&exe, port, &log)?;
-        match wait_ready(port, &child, &log) {
+        let child = Supervised::spawn(&exe, port, &log, tls)?;
+        match wait_ready(port, &child, &log, tls.is_some()) {
             Ok(()) => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
                 return Ok(Moto {
-                    endpoint: format!("http://127.0.0.1:{port}"),
+                    endpoint: format!("{scheme}://127.0.0.1:{port}"),
                     port,
                     log,
                     kill: Some(child.kill),
                     supervisor: Some(child.thread),
                     dir: Some(dir),
-                })
+                });
             }
             Err(e) => {
                 child.stop();
@@ -167,15 +178,21 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn spawn(exe: &Path, port: u16, log: &Path) -> Result<Supervised, String> {
+    fn spawn(
+        exe: &Path,
+        port: u16,
+        log: &Path,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Supervised, String> {
         let out =
             std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("dup log fd: {e}"))?;
         let mut cmd = Command::new(exe);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("-c").arg(cert).arg("-k").arg(key);
+        }
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let parent = std::process::id();
         // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
         // fork and exec.
@@ -259,7 +276,9 @@ impl Supervised {
 /// exits with "Address already in use" while the squatter answers. So also
 /// require werkzeug's "Running on" line (printed only after its bind
 /// succeeded) and that the child is still alive.
-fn wait_ready(port: u16, child: &Supervised, log: &Path) -> Result<(), String> {
+///
+/// Over TLS, the plain-HTTP probe cannot answer: a TCP connection must do.
+fn wait_ready(port: u16, child: &Supervised, log: &Path, tls: bool) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
@@ -267,7 +286,12 @@ fn wait_ready(port: u16, child: &Supervised, log: &Path) -> Result<(), String> {
             return Err(format!("moto_server exited during start-up: {status}"));
         }
         let bound = std::fs::read_to_string(log).is_ok_and(|l| l.contains("Running on"));
-        if bound && answers(addr) && child.exit_status().is_none() {
+        let up = if tls {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        } else {
+            answers(addr)
+        };
+        if bound && up && child.exit_status().is_none() {
             return Ok(());
         }
         if Instant::now() > deadline {

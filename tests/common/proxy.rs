@@ -118,6 +118,7 @@ struct Shared {
     upstream: SocketAddr,
     rewrite: Mutex<Option<(String, Rewrite)>>,
     ops: Mutex<Vec<String>>,
+    signers: Mutex<Vec<(String, Option<String>)>>,
     faults: Mutex<FaultState>,
     injected: AtomicUsize,
     connections: AtomicUsize,
@@ -252,6 +253,7 @@ impl Proxy {
             upstream,
             rewrite: Mutex::new(None),
             ops: Mutex::new(Vec::new()),
+            signers: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultState {
                 faults: Faults::default(),
                 rng: XorShift::new(0),
@@ -325,6 +327,12 @@ impl Proxy {
     /// `GetCallerIdentity`), else `"METHOD /path"`.
     pub fn ops(&self) -> Vec<String> {
         lock(&self.shared.ops).clone()
+    }
+
+    /// `(operation, access key id)` of each request in arrival order: the key its SigV4
+    /// `Authorization` header names (`Credential=AKID/...`), `None` when unsigned.
+    pub fn signers(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.shared.signers).clone()
     }
 
     /// Requests that got a fault (latency alone is not a fault).
@@ -408,6 +416,7 @@ impl Proxy {
     /// fault configuration stays.
     pub fn reset(&self) {
         lock(&self.shared.ops).clear();
+        lock(&self.shared.signers).clear();
         self.shared.injected.store(0, Ordering::SeqCst);
         self.shared.connections.store(0, Ordering::SeqCst);
     }
@@ -453,6 +462,12 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let _in_flight = InFlight(&shared.in_flight);
         let (op, protocol) = operation(&head, &body);
+        let key = head
+            .header("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .map(str::to_string);
+        lock(&shared.signers).push((op.clone(), key));
         let plan = shared.admit(&op);
         let keep_alive = head.keep_alive();
         let delay = plan.latency + shared.jitter();

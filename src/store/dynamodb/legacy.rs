@@ -20,6 +20,18 @@ impl DynamoStore {
         max_payload: usize,
     ) -> Result<Vec<(String, u64)>> {
         let legacy = self.read_legacy(source, max_payload).await?;
+        self.import_versions(path, &legacy).await
+    }
+
+    /// Write already-checked versions `(name, serial, payload)` under `path` with exactly
+    /// those serials, in order (the write half of every import). A serial that exists
+    /// already under `path`, or names that would set one environment name twice, are an
+    /// error before anything is written.
+    pub async fn import_versions(
+        &self,
+        path: &str,
+        legacy: &[(String, u64, Payload)],
+    ) -> Result<Vec<(String, u64)>> {
         // Refuse before writing anything when a serial is taken.
         let what = format!("listing {path} in DynamoDB table {}", self.table);
         let metadata = self.metadata_of(path, VERSION_PREFIX, &what).await?;
@@ -52,7 +64,7 @@ impl DynamoStore {
         let pk = self.current_key(path).await?;
         let created = now_rfc3339();
         let mut out = Vec::new();
-        for (name, serial, payload) in &legacy {
+        for (name, serial, payload) in legacy {
             let at = Binding {
                 path,
                 name,
