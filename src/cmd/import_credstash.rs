@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::AttributeValue as Av;
 use aws_smithy_types::Blob;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::hmac;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use zeroize::Zeroizing;
 
 type Item = HashMap<String, Av>;
