@@ -48,7 +48,7 @@ pub(super) fn with_dynamo_sdk<T>(
         let sdk = crate::aws::load(cfg).await;
         match crate::store::open(cfg, &sdk) {
             Store::Dynamodb(d) => f(&d, &sdk).await,
-            Store::Ssm(_) => unreachable!("backend checked above"),
+            Store::Ssm(_) | Store::SecretsManager(_) => unreachable!("backend checked above"),
         }
     }))
 }
