@@ -312,6 +312,8 @@ pub struct ExecConfig {
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
     pub cmd: Vec<OsString>,
+    /// `--refresh`: supervise CMD instead of becoming it.
+    pub refresh: Option<crate::supervise::Refresh>,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -354,7 +356,17 @@ pub fn exec_config_with_cmd(
             ));
         }
     }
+    let refresh = crate::supervise::config::parse(
+        &crate::supervise::config::RefreshArgs {
+            refresh: a.refresh.as_deref(),
+            splay: a.splay.as_deref(),
+            on_change: a.on_change.as_deref(),
+            grace: a.grace.as_deref(),
+        },
+        files.is_some(),
+    )?;
     Ok(ExecConfig {
+        refresh,
         store,
         files,
         file_env: a.file_env,

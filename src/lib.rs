@@ -16,6 +16,7 @@ pub mod log;
 pub mod privs;
 pub mod secret;
 pub mod store;
+pub mod supervise;
 
 use argh::FromArgs;
 use cli::{Command, HasShared, TopLevel};
@@ -206,6 +207,11 @@ fn dispatch(mut rest: Vec<OsString>) -> Result<ExitCode> {
         Command::Daemon(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;
             daemon::run(&cfg, &a, &env)
+        }
+        Command::Sync(a) => {
+            let cfg = cmd::sync::config(&a, &env)?;
+            log::set_debug(cfg.exec.store.debug);
+            cmd::sync::run(cfg)
         }
         Command::InstallLinks(a) => cmd::links::run(&a.dir),
     }

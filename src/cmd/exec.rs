@@ -8,6 +8,9 @@ use crate::inject::files;
 use crate::privs;
 
 pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
+    if let Some(r) = cfg.refresh {
+        return crate::supervise::run(cfg, r, env);
+    }
     // Resolve the target user first: an unknown user fails before anything is fetched or
     // written.
     let target = match &cfg.user {

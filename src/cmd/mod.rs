@@ -7,6 +7,7 @@ pub mod env;
 pub mod exec;
 pub mod links;
 pub mod setup;
+pub mod sync;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};

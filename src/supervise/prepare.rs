@@ -1,0 +1,60 @@
+//! What a start checks and builds, for the first start and for every refresh alike: the
+//! plan (names, refusals, collisions, `--require`), the `--file-env` variables, the child's
+//! environment and its size, then the files.
+
+use crate::config::{Env, ExecConfig};
+use crate::error::Result;
+use crate::inject::env::{child_env, plan, EnvEntry, ExtraVar, Injection};
+use crate::inject::files;
+use crate::privs::Target;
+use crate::secret::Secret;
+
+pub fn secrets(per_path: Vec<(String, Vec<Secret>)>, cfg: &ExecConfig) -> Result<Vec<Injection>> {
+    plan(per_path, &cfg.allow_names, &cfg.require)
+}
+
+/// CMD's environment, checked as exec checks it (nothing is written yet).
+pub fn environment(
+    cfg: &ExecConfig,
+    env: &Env,
+    secrets: &[Injection],
+    target: Option<&Target>,
+) -> Result<Vec<EnvEntry>> {
+    let mut extras: Vec<ExtraVar> = Vec::new();
+    if let Some(dir) = &cfg.files {
+        if cfg.file_env && !cfg.no_env {
+            files::check_file_env_names(secrets)?;
+        }
+        if cfg.file_env {
+            extras = files::file_env_vars(dir, secrets)?;
+        }
+    }
+    let forced: Vec<ExtraVar> = target
+        .iter()
+        .map(|t| ExtraVar {
+            name: "HOME".into(),
+            value: t.home.clone().into_bytes(),
+        })
+        .collect();
+    let mut warn = |msg: String| crate::log::warn(format_args!("{msg}"));
+    let envp = child_env(
+        env.vars(),
+        secrets,
+        &extras,
+        &forced,
+        !cfg.no_env,
+        cfg.no_override,
+        &mut warn,
+    );
+    crate::exec::check_size(&cfg.cmd, &envp, env.get_os("PATH"), secrets)?;
+    Ok(envp)
+}
+
+/// `--files`: every secret written atomically, the files of secrets that are gone removed.
+pub fn write_files(cfg: &ExecConfig, secrets: &[Injection], target: Option<&Target>) -> Result<()> {
+    if let Some(dir) = &cfg.files {
+        let owner = target.map(|t| (t.uid, t.gid));
+        files::write_all(dir, secrets, owner, cfg.allow_disk)?;
+    }
+    Ok(())
+}
