@@ -674,3 +674,104 @@ fn refresh_flags_are_checked() {
     assert!(out.stdout.is_empty(), "{}", describe(&out));
     let _ = ExitStatus::from_raw(0);
 }
+
+#[test]
+fn with_user_the_command_runs_as_the_user_and_the_supervisor_stays_root() {
+    let m = moto();
+    let path = unique_path("user");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let dir = Scratch::shm("user");
+    let d = dir.0.to_str().unwrap().to_string();
+    let script = format!(
+        "echo \"start $(id -u):$(id -g) HOME=$HOME $(stat -c '%u:%g %a' {d}/A) $(cat {d}/A)\"; \
+         trap 'exit 0' TERM; while :; do sleep 0.1; done"
+    );
+    let mut r = Running::start(exec_sh(
+        &m.endpoint,
+        &path,
+        &[
+            "--user",
+            "4242:4242",
+            "--files",
+            &d,
+            "--refresh",
+            "1",
+            "--splay",
+            "0",
+        ],
+        &script,
+    ));
+    assert_eq!(
+        r.line("start ", PATIENCE),
+        "start 4242:4242 HOME=/ 4242:4242 400 one"
+    );
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    assert_eq!(
+        r.line("start ", PATIENCE),
+        "start 4242:4242 HOME=/ 4242:4242 400 two"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", r.child.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(1), Some("0"), "{uid}");
+}
+
+#[test]
+fn a_restart_whose_command_cannot_start_exits_with_execs_status() {
+    let m = moto();
+    let path = unique_path("gone");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let dir = TempDir::new("gone");
+    let app = dir.join("app");
+    std::fs::write(
+        &app,
+        "#!/bin/sh\necho \"start A=$A\"\ntrap 'exit 0' TERM\nwhile :; do sleep 0.1; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&app, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = ecs(&m.endpoint);
+    c.args([
+        "exec",
+        "--path",
+        &path,
+        "--refresh",
+        "1",
+        "--splay",
+        "0",
+        "--",
+    ])
+    .arg(&app);
+    let mut r = Running::start(c);
+    r.line("start A=one", PATIENCE);
+    std::fs::remove_file(&app).unwrap();
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    let st = r.wait(PATIENCE);
+    assert_eq!(st.code(), Some(127), "{}", r.stderr());
+    assert!(r.stderr().contains("command not found"), "{}", r.stderr());
+}
+
+#[test]
+fn a_signal_before_the_command_started_ends_ecs_secrets_and_nothing_starts() {
+    let m = moto();
+    let proxy = Proxy::start(&m.endpoint);
+    let path = unique_path("early");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    proxy.set_faults(Faults {
+        stall: 1.0,
+        ..Default::default()
+    });
+    let mut r = Running::start(exec_sh(
+        &proxy.endpoint(),
+        &path,
+        &["--refresh", "1", "--timeout", "60"],
+        "echo started",
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.total() == 0 {
+        assert!(Instant::now() < deadline, "no request\n{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.signal(libc::SIGTERM);
+    let st = r.wait(PATIENCE);
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{}", r.stderr());
+    assert!(r.drain(Duration::from_millis(200)).is_empty());
+}
