@@ -775,3 +775,63 @@ fn a_signal_before_the_command_started_ends_ecs_secrets_and_nothing_starts() {
     assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{}", r.stderr());
     assert!(r.drain(Duration::from_millis(200)).is_empty());
 }
+
+/// Where `needle` occurs in the readable memory of process `pid` (names of the mappings).
+fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut hits = Vec::new();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if !f[1].starts_with('r') || f.get(5).is_some_and(|n| n.starts_with("[v")) {
+            continue;
+        }
+        let (a, b) = f[0].split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        if buf.windows(needle.len()).any(|w| w == needle) {
+            hits.push(line.to_string());
+        }
+    }
+    hits
+}
+
+#[test]
+fn between_refreshes_the_supervisor_holds_no_plaintext() {
+    let m = moto();
+    let path = unique_path("plain");
+    let (one, two) = ("Plain1-k9Qz7wXv", "Plain2-r4Tm8yLb");
+    put_secure(&m.endpoint, &format!("{path}/A"), one);
+    let mut r = Running::start(exec_sh(
+        &m.endpoint,
+        &path,
+        &["--refresh", "1", "--splay", "0"],
+        START_STOP,
+    ));
+    r.line("start ", PATIENCE);
+    // A few refreshes that find nothing new.
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = r.child.id();
+    assert_eq!(find_in_memory(pid, one.as_bytes()), Vec::<String>::new());
+    put_secure(&m.endpoint, &format!("{path}/A"), two);
+    r.line("start ", PATIENCE);
+    std::thread::sleep(Duration::from_secs(3));
+    for v in [one, two] {
+        assert_eq!(
+            find_in_memory(pid, v.as_bytes()),
+            Vec::<String>::new(),
+            "{v}"
+        );
+    }
+    // The scan does find what is there: CMD holds the value in its environment.
+    let cmd = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let cmd: u32 = cmd.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(!find_in_memory(cmd, two.as_bytes()).is_empty());
+}

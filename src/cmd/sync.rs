@@ -7,7 +7,7 @@ use crate::config::{self, Env, ExecConfig, PathArity};
 use crate::error::{Error, ExitCode, Result};
 use crate::inject::files;
 use crate::privs;
-use crate::supervise::{config as rconfig, digest, prepare, refresher::Refresher, signals};
+use crate::supervise::{config as rconfig, digest, memory, prepare, refresher::Refresher, signals};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,6 +83,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     };
 
+    memory::wipe_freed();
     let set = signals::Set::of(&[
         libc::SIGTERM,
         libc::SIGINT,
@@ -106,6 +107,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     prepare::write_files(c, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
+    memory::scrub_stack();
 
     let schedule = || Instant::now() + r.every + digest::random_upto(r.splay);
     let mut next = schedule();
@@ -131,6 +133,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                     }
                     Ok::<_, Error>(())
                 })();
+                memory::scrub_stack();
                 if let Err(e) = applied {
                     crate::log::warn(format_args!(
                         "refresh failed, the files keep the current secrets (next try in \

@@ -18,6 +18,7 @@
 pub mod child;
 pub mod config;
 pub mod digest;
+pub mod memory;
 pub mod prepare;
 pub mod refresher;
 pub mod signals;
@@ -61,6 +62,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         files::check_dir(dir, cfg.allow_disk)?;
     }
     let program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
+    memory::wipe_freed();
     // Before any thread exists.
     let set = signals::Set::catchable();
     set.block();
@@ -92,6 +94,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
     drop(secrets);
     let mut pid = program.spawn(&envp)?;
     drop(envp);
+    memory::scrub_stack();
 
     let sup = Supervisor {
         cfg: &cfg,
@@ -131,6 +134,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
                 } if !stop_requested => {
                     pid = program.spawn(&envp)?;
                     drop(envp);
+                    memory::scrub_stack();
                     next = Some(sup.schedule());
                 }
                 _ => std::process::exit(code),
@@ -149,7 +153,9 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
             if let Some(f) = refresher.answer() {
                 in_flight = false;
                 next = Some(sup.schedule());
-                match sup.apply(f, &key, &mut current) {
+                let action = sup.apply(f, &key, &mut current);
+                memory::scrub_stack();
+                match action {
                     None | Some(Action::Nothing) => {}
                     Some(Action::Signal(s)) => child::send(pid, s),
                     Some(Action::Stop(then)) => {
