@@ -835,3 +835,38 @@ fn between_refreshes_the_supervisor_holds_no_plaintext() {
     let cmd: u32 = cmd.split_whitespace().next().unwrap().parse().unwrap();
     assert!(!find_in_memory(cmd, two.as_bytes()).is_empty());
 }
+
+#[test]
+fn a_stalled_refresh_delays_no_signal_and_no_exit() {
+    let m = moto();
+    let proxy = Proxy::start(&m.endpoint);
+    let path = unique_path("stalled");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let script = "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 9' TERM; echo ready; \
+                  while :; do sleep 0.1; done";
+    let mut r = Running::start(exec_sh(
+        &proxy.endpoint(),
+        &path,
+        &["--refresh", "1", "--splay", "0", "--timeout", "120"],
+        script,
+    ));
+    r.line("ready", PATIENCE);
+    proxy.set_faults(Faults {
+        stall: 1.0,
+        ..Default::default()
+    });
+    proxy.reset();
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.total() == 0 {
+        assert!(Instant::now() < deadline, "no refresh\n{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A refresh now hangs for up to 120 s; signals and CMD's exit must not wait for it.
+    let t = Instant::now();
+    r.signal(libc::SIGUSR1);
+    r.line("got USR1", PATIENCE);
+    r.signal(libc::SIGTERM);
+    r.line("got TERM", PATIENCE);
+    assert_eq!(r.wait(PATIENCE).code(), Some(9), "{}", r.stderr());
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+}
