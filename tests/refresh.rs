@@ -870,3 +870,30 @@ fn a_stalled_refresh_delays_no_signal_and_no_exit() {
     assert_eq!(r.wait(PATIENCE).code(), Some(9), "{}", r.stderr());
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
 }
+
+#[test]
+fn as_pid_1_sigterm_from_outside_is_forwarded_and_the_status_mirrored() {
+    let m = moto();
+    let path = unique_path("pid1term");
+    put_secure(&m.endpoint, &format!("{path}/A"), "x");
+    let script = "trap 'echo got TERM; exit 42' TERM; echo ready $$; while :; do sleep 0.1; done";
+    let mut c = Command::new("unshare");
+    scrub_env(&mut c, &m.endpoint);
+    c.args(["--fork", "--pid", "--mount-proc", "--", bin()])
+        .args(["exec", "--path", &path, "--refresh", "600", "--"])
+        .args(["sh", "-c", script]);
+    let mut r = Running::start(c);
+    // ecs-secrets is PID 1 of the namespace, CMD its child.
+    let ready = r.line("ready", PATIENCE);
+    assert_ne!(ready, "ready 1");
+    let kids =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", r.child.id())).unwrap();
+    let pid1: i32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{pid1}/comm")).unwrap();
+    assert_eq!(comm.trim(), "ecs-secrets");
+    // As `docker stop` / ECS do: SIGTERM to the container's PID 1 from outside.
+    // SAFETY: a signal to a process we started.
+    assert_eq!(unsafe { libc::kill(pid1, libc::SIGTERM) }, 0);
+    r.line("got TERM", PATIENCE);
+    assert_eq!(r.wait(PATIENCE).code(), Some(42), "{}", r.stderr());
+}
