@@ -3,7 +3,9 @@
 //! awkward moment and nothing is lost while CMD is being started or stopped.
 //!
 //! Left unblocked: the signals the kernel sends for our own faults (SEGV, BUS, FPE, ILL,
-//! TRAP, SYS) — blocking those would hide a crash — and KILL/STOP, which cannot be caught.
+//! TRAP, SYS) — blocking those would hide a crash —, KILL/STOP, which cannot be caught, and
+//! PIPE, which the Rust runtime ignores: blocked, the SIGPIPE of our own write to a closed
+//! stderr would be taken and forwarded, and kill CMD.
 
 use std::time::Duration;
 
