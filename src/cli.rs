@@ -100,7 +100,8 @@ macro_rules! command {
 
 command! {
     /// fetch the secrets of the path(s), put them in the environment (and files), then
-    /// become CMD (execve: same PID, signals go straight to it)
+    /// become CMD (execve: same PID, signals go straight to it); with --refresh, stay its
+    /// parent and keep the secrets current
     #[argh(subcommand, name = "exec")]
     pub struct ExecArgs {
         /// also write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
