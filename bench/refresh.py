@@ -1,6 +1,7 @@
 """The supervisor's footprint (`exec --refresh`): RSS and CPU while idle, then over 1,000
 refresh cycles against moto (one in ten finds a changed value and rewrites the files and
-signals CMD), to show nothing grows. Prints the figures; writes bench/out/refresh.json.
+signals CMD), to show nothing grows; then how long a rotation takes to reach the files with
+`--refresh 1 --splay 0`. Prints the figures; writes bench/out/refresh.json.
 
     python3 bench/refresh.py [--bin PATH] [--secrets 20] [--cycles 1000] [--interval 0.1]
 """
@@ -52,6 +53,7 @@ def main():
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--interval", type=float, default=0.1)
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle measurement")
+    ap.add_argument("--pickups", type=int, default=10, help="rotations timed with --refresh 1")
     a = ap.parse_args()
     out_dir = os.path.join(ROOT, "bench", "out")
     os.makedirs(out_dir, exist_ok=True)
@@ -127,6 +129,36 @@ def main():
         err = p.stderr.read().decode()
         results["cycles"]["changes_applied"] = err.count("secrets changed")
         results["cycles"]["failed_refreshes"] = err.count("refresh failed")
+
+        # 3. Pick-up time with --refresh 1 --splay 0: from the write in SSM to the new file.
+        p = subprocess.Popen(
+            [a.bin, "exec", "--path", path, "--files", files, "--no-env", "--refresh", "1",
+             "--splay", "0", "--on-change", "none", "--", "sleep", "100000"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        time.sleep(2)
+        delays = []
+        for i in range(a.pickups):
+            value = f"pickup-{i}"
+            t0 = time.time()
+            ssm.put_parameter(Name=f"{path}/S001", Value=value, Type="SecureString", Overwrite=True)
+            while True:
+                try:
+                    with open(os.path.join(files, "S001")) as f:
+                        if f.read() == value:
+                            break
+                except OSError:
+                    pass
+                if time.time() - t0 > 30:
+                    sys.exit("a rotation was not picked up within 30 s")
+                time.sleep(0.005)
+            delays.append(time.time() - t0)
+            time.sleep(0.37 * (i % 3))
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+        delays.sort()
+        results["pickup"] = {"refresh": 1, "splay": 0, "n": len(delays),
+                             "median_s": delays[len(delays) // 2], "max_s": delays[-1]}
     finally:
         for q in procs:
             if q.poll() is None:
@@ -146,6 +178,9 @@ def main():
               f"{s['fds']} fds, {s['threads']} threads")
     print(f"RSS growth from cycle {c['samples'][0]['cycle']} to {c['samples'][-1]['cycle']}: "
           f"{c['rss_growth_kib_100_to_end']} KiB")
+    k = results["pickup"]
+    print(f"rotation picked up (--refresh 1 --splay 0, {k['n']} rotations): median "
+          f"{k['median_s']:.2f} s, max {k['max_s']:.2f} s")
     with open(os.path.join(out_dir, "refresh.json"), "w") as f:
         json.dump(results, f, indent=2)
 
