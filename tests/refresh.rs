@@ -897,3 +897,48 @@ fn as_pid_1_sigterm_from_outside_is_forwarded_and_the_status_mirrored() {
     r.line("got TERM", PATIENCE);
     assert_eq!(r.wait(PATIENCE).code(), Some(42), "{}", r.stderr());
 }
+
+#[test]
+fn dynamodb_rotation_and_revocation_are_picked_up_too() {
+    let m = moto();
+    let path = unique_path("ddb");
+    let ddb = |args: &[&str]| {
+        let mut c = ecs(&m.endpoint);
+        c.env("ECS_SECRETS_BACKEND", "dynamodb")
+            .env("ECS_SECRETS_TABLE", "refresh-tests")
+            .args(args);
+        c
+    };
+    assert_ok(&run(&mut ddb(&["setup", "--path", &path])));
+    let put = |name: &str, value: &str| {
+        assert_ok(&stdin_run(
+            &mut ddb(&["rotate", "--path", &path, "--name", name, "--payload-stdin"]),
+            value.as_bytes(),
+        ));
+    };
+    put("A", "one");
+    put("B", "b");
+    let mut c = ddb(&[
+        "exec",
+        "--path",
+        &path,
+        "--refresh",
+        "1",
+        "--splay",
+        "0",
+        "--",
+    ]);
+    c.args([
+        "sh",
+        "-c",
+        "echo \"start A=$A B=${B-unset}\"; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let mut r = Running::start(c);
+    assert_eq!(r.line("start ", PATIENCE), "start A=one B=b");
+    put("A", "two");
+    assert_eq!(r.line("start ", PATIENCE), "start A=two B=b");
+    assert_ok(&run(&mut ddb(&[
+        "revoke", "--path", &path, "--name", "B", "--serial", "1",
+    ])));
+    assert_eq!(r.line("start ", PATIENCE), "start A=two B=unset");
+}
