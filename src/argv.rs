@@ -26,21 +26,25 @@ pub struct Walked {
     pub values: Vec<String>,
 }
 
-/// Walk `args` (without argv[0]): the arguments for argh, or the first mistake.
-pub fn walk(args: &[String]) -> Result<Walked> {
+/// Walk `args` (without argv[0]): the arguments for argh, or the first mistake. Messages
+/// number arguments as the user typed them: `implied` says the first one (the mode) came
+/// from the program's name, not the command line.
+pub fn walk(args: &[String], implied: bool) -> Result<Walked> {
     let mut w = Walked::default();
-    walk_into(args, &mut w).map(|()| w)
+    walk_into(args, &mut w, implied).map(|()| w)
 }
 
 /// As `walk`, but on a mistake also what was walked before it (to tell which format an
 /// `env` that failed was asked for).
 pub fn walk_partial(args: &[String]) -> Walked {
     let mut w = Walked::default();
-    let _ = walk_into(args, &mut w);
+    let _ = walk_into(args, &mut w, false);
     w
 }
 
-fn walk_into(args: &[String], w: &mut Walked) -> Result<()> {
+fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
+    // The number the user sees for args[i].
+    let number = |i: usize| if implied { i } else { i + 1 };
     let top = TopLevel::get_args_info();
     let mut i = 0;
     // Top-level switches (--version, --help), then the subcommand.
@@ -53,7 +57,7 @@ fn walk_into(args: &[String], w: &mut Walked) -> Result<()> {
                 Some(_) => w.args.push(a.clone()),
                 None => {
                     let known: Vec<&str> = top.flags.iter().map(|f| f.long).collect();
-                    return Err(unknown_flag(a, i, "ecs-secrets", &known));
+                    return Err(unknown_flag(a, number(i), "ecs-secrets", &known));
                 }
             }
             i += 1;
@@ -102,7 +106,7 @@ fn walk_into(args: &[String], w: &mut Walked) -> Result<()> {
                 return Err(Error::usage(format!(
                     "unexpected argument {}: `{cmd}` takes {}; quote a value that has spaces, \
                      and give every value after its flag",
-                    pos + 1,
+                    number(pos),
                     match info.positionals.len() {
                         0 => "no positional arguments".to_string(),
                         1 => "one positional argument".to_string(),
@@ -125,7 +129,7 @@ fn walk_into(args: &[String], w: &mut Walked) -> Result<()> {
         let (name, inline) = split_inline(a);
         let Some(flag) = info.flags.iter().find(|f| f.long == name) else {
             let known: Vec<&str> = info.flags.iter().map(|f| f.long).collect();
-            return Err(unknown_flag(a, pos, &cmd, &known));
+            return Err(unknown_flag(a, number(pos), &cmd, &known));
         };
         match flag.kind {
             FlagInfoKind::Switch => {
@@ -184,8 +188,8 @@ fn takes_no_value(name: &str) -> Error {
 }
 
 /// Names the flag only when it is a near miss of a real one (a typo): anything else may be
-/// a stray value, and is named by its position.
-fn unknown_flag(a: &str, pos: usize, cmd: &str, known: &[&str]) -> Error {
+/// a stray value, and is named by its position (`number`, as the user counts).
+fn unknown_flag(a: &str, number: usize, cmd: &str, known: &[&str]) -> Error {
     let (name, _) = split_inline(a);
     let near = known
         .iter()
@@ -193,7 +197,7 @@ fn unknown_flag(a: &str, pos: usize, cmd: &str, known: &[&str]) -> Error {
         .min_by_key(|k| edit_distance(name, k));
     let shown = match near {
         Some(k) => format!("unknown flag {name} (did you mean {k}?)"),
-        None => format!("argument {} is not a flag of `{cmd}`", pos + 1),
+        None => format!("argument {number} is not a flag of `{cmd}`"),
     };
     Error::usage(format!("{shown}: run `{cmd} --help` for the flags"))
 }
@@ -240,13 +244,17 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    fn walk_t(a: &[String]) -> Result<Walked> {
+        walk(a, false)
+    }
+
     fn err(a: &[&str]) -> String {
-        walk(&args(a)).unwrap_err().to_string()
+        walk_t(&args(a)).unwrap_err().to_string()
     }
 
     #[test]
     fn equals_form_is_split_for_options_only() {
-        let w = walk(&args(&[
+        let w = walk_t(&args(&[
             "create",
             "--name=DB",
             "--payload=a=b",
@@ -268,10 +276,10 @@ mod tests {
         );
         assert_eq!(w.options[1], ("--payload".to_string(), "a=b".to_string()));
         // A value that looks like a flag is still the value.
-        let w = walk(&args(&["create", "--payload", "--name=x", "--name", "N"])).unwrap();
+        let w = walk_t(&args(&["create", "--payload", "--name=x", "--name", "N"])).unwrap();
         assert_eq!(w.args[2], "--name=x");
         // exec's command is never rewritten.
-        let w = walk(&args(&["exec", "--path=/a/b", "ls", "--color=auto", "x"])).unwrap();
+        let w = walk_t(&args(&["exec", "--path=/a/b", "ls", "--color=auto", "x"])).unwrap();
         assert_eq!(
             w.args,
             ["exec", "--path", "/a/b", "ls", "--color=auto", "x"]
@@ -322,23 +330,26 @@ mod tests {
         assert!(err(&["env", "--debug=1"]).contains("takes no value"));
         assert!(err(&["bogus"]).contains("unknown command \"bogus\""));
         // Repeatable flags repeat.
-        assert!(walk(&args(&["env", "--path=/a/b", "--path", "/c/d"])).is_ok());
+        assert!(walk_t(&args(&["env", "--path=/a/b", "--path", "/c/d"])).is_ok());
     }
 
     #[test]
     fn help_and_positionals_pass_through() {
-        let w = walk(&args(&["create", "--help"])).unwrap();
+        let w = walk_t(&args(&["create", "--help"])).unwrap();
         assert_eq!(w.args, ["create", "--help"]);
-        let w = walk(&args(&["install-links", "/bin"])).unwrap();
+        let w = walk_t(&args(&["install-links", "/bin"])).unwrap();
         assert_eq!(w.args, ["install-links", "/bin"]);
         assert!(err(&["install-links", "/bin", "/x"]).contains("unexpected argument 3"));
-        let w = walk(&args(&["--version"])).unwrap();
+        // Under the ecs-secrets-env name, `env` is not one of the user's arguments.
+        let e = walk(&args(&["env", "--path", "/a/b", "stray"]), true).unwrap_err();
+        assert!(e.to_string().contains("unexpected argument 3"), "{e}");
+        let w = walk_t(&args(&["--version"])).unwrap();
         assert_eq!(w.args, ["--version"]);
     }
 
     #[test]
     fn argh_messages_that_quote_a_value_are_replaced() {
-        let w = walk(&args(&["create", "--payload", "hunter2"])).unwrap();
+        let w = walk_t(&args(&["create", "--payload", "hunter2"])).unwrap();
         assert_eq!(argh_message("bad 'hunter2'\n", &w), "invalid command line");
         assert_eq!(
             argh_message("Required options not provided:\n    --name\n", &w),

@@ -29,7 +29,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Run the program with these arguments (argv[0] included) and return the exit status.
 pub fn run(args: Vec<OsString>) -> i32 {
     harden();
-    let args = with_mode(args);
+    let (args, implied) = with_mode(args);
     // `env` in shell format is evaluated by a shell that may ignore our exit status: every
     // failure, whatever its cause (a panic included), must leave on stdout only the line that
     // makes that shell exit.
@@ -42,7 +42,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             cmd::env::print_failure_line();
         }));
     }
-    match dispatch(args) {
+    match dispatch(args, implied) {
         Ok(code) => code.into(),
         Err(e) => {
             log::error(format_args!("{e}"));
@@ -74,18 +74,20 @@ fn mode_from_argv0(argv0: &OsString) -> Option<&'static str> {
     }
 }
 
-/// The arguments after argv[0], with the mode its file name implies put first.
-fn with_mode(args: Vec<OsString>) -> Vec<OsString> {
+/// The arguments after argv[0], with the mode its file name implies put first (and whether
+/// it did).
+fn with_mode(args: Vec<OsString>) -> (Vec<OsString>, bool) {
     let mut args = args.into_iter();
     let argv0 = args.next().unwrap_or_else(|| OsString::from("ecs-secrets"));
     let mut rest: Vec<OsString> = args.collect();
-    if let Some(mode) = mode_from_argv0(&argv0) {
+    let mode = mode_from_argv0(&argv0);
+    if let Some(mode) = mode {
         rest.insert(0, OsString::from(mode));
     }
-    rest
+    (rest, mode.is_some())
 }
 
-fn dispatch(mut rest: Vec<OsString>) -> Result<ExitCode> {
+fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
     // Everything after `--` is exec's command, passed on byte for byte (it may not be UTF-8).
     let mut raw_cmd: Option<Vec<OsString>> = None;
     if rest.first().is_some_and(|a| a == "exec") {
@@ -98,12 +100,13 @@ fn dispatch(mut rest: Vec<OsString>) -> Result<ExitCode> {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            a.to_str()
-                .map(String::from)
-                .ok_or_else(|| Error::usage(format!("argument {} is not valid UTF-8", i + 1)))
+            a.to_str().map(String::from).ok_or_else(|| {
+                let n = if implied { i } else { i + 1 };
+                Error::usage(format!("argument {n} is not valid UTF-8"))
+            })
         })
         .collect::<Result<_>>()?;
-    let walked = argv::walk(&strs)?;
+    let walked = argv::walk(&strs, implied)?;
     let refs: Vec<&str> = walked.args.iter().map(String::as_str).collect();
     let top = match TopLevel::from_args(&["ecs-secrets"], &refs) {
         Ok(t) => t,

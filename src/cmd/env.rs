@@ -98,7 +98,10 @@ pub fn install_signal_guard() {
     }
 }
 
-fn block_signals() {
+/// Block the terminating signals in the calling thread: in the runtime's threads (so a
+/// signal is always handled by the main thread, whose writes it must not interleave with),
+/// and in the main thread once the output is ready.
+pub fn block_signals() {
     // SAFETY: plain signal-mask calls on a set we own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

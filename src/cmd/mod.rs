@@ -19,6 +19,8 @@ use crate::store::{self, Store};
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Terminating signals go to the main thread only (see `env::install_signal_guard`).
+        .on_thread_start(env::block_signals)
         .build()
         .map_err(|e| Error::io(format!("cannot start the async runtime: {e}")))
 }

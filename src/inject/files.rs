@@ -31,9 +31,13 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 /// Check DIR before anything is fetched: it (or, when missing, its parent) must be a real
-/// directory on tmpfs or ramfs unless `allow_disk`. Creates nothing; `write_all` checks again.
+/// directory on tmpfs or ramfs unless `allow_disk`, and a record of earlier files in it must
+/// be one we can trust. Creates nothing; `write_all` checks again.
 pub fn check_dir(dir: &Path, allow_disk: bool) -> Result<()> {
-    open_dir(dir, None, allow_disk, false).map(drop)
+    match open_dir(dir, None, allow_disk, false)? {
+        Some(opened) => manifest::read(&opened.fd, &shown(dir)).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// `--file-env` adds `<NAME>_FILE` beside each secret `NAME`; a secret already called that
@@ -122,6 +126,9 @@ pub fn write_all(
             earlier_entries,
             &mut progress,
         )?;
+        remove_gone(&opened.fd, &shown, earlier_entries, &progress)?;
+        // Last: a root without CAP_DAC_OVERRIDE cannot write into DIR once it is the
+        // target's.
         if let (Some((uid, gid)), Some(_)) = (owner, &opened.created) {
             fchown(
                 &opened.fd,
@@ -141,7 +148,7 @@ pub fn write_all(
                 ))
             })?;
         }
-        remove_gone(&opened.fd, &shown, earlier_entries, &progress)
+        Ok(())
     })();
     if let Err(e) = written {
         rollback(&opened, &progress, &shown, earlier.as_deref());
