@@ -942,3 +942,83 @@ fn dynamodb_rotation_and_revocation_are_picked_up_too() {
     ])));
     assert_eq!(r.line("start ", PATIENCE), "start A=two B=unset");
 }
+
+#[test]
+fn with_user_the_capabilities_a_supervisor_needs_are_checked_before_the_start() {
+    let m = moto();
+    let base = "+chown,+setuid,+setgid";
+    for (caps, refused) in [
+        ("+kill,+dac_override", None),
+        ("+dac_override", Some("KILL")),
+        ("+kill", Some("DAC_OVERRIDE")),
+    ] {
+        let path = unique_path("caps");
+        put_secure(&m.endpoint, &format!("{path}/A"), "one");
+        let dir = Scratch::shm("caps");
+        let d = dir.join("app");
+        let d = d.to_str().unwrap();
+        let mut c = Command::new("setpriv");
+        scrub_env(&mut c, &m.endpoint);
+        c.arg(format!("--bounding-set=-all,{base},{caps}"))
+            .args([
+                bin(),
+                "exec",
+                "--path",
+                &path,
+                "--user",
+                "4242:4242",
+                "--files",
+                d,
+            ])
+            .args([
+                "--refresh",
+                "1",
+                "--splay",
+                "0",
+                "--on-change",
+                "signal:SIGHUP",
+                "--",
+            ])
+            .args(["sh", "-c"])
+            .arg(format!(
+                "trap 'echo \"hup $(cat {d}/A)\"' HUP; echo start; while :; do sleep 0.1; done"
+            ));
+        if let Some(cap) = refused {
+            let out = run(&mut c);
+            assert_eq!(out.status.code(), Some(2), "{caps}: {}", describe(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("needs the capability {cap}")),
+                "{caps}: {err}"
+            );
+            assert!(out.stdout.is_empty() && !dir.join("app").exists(), "{caps}");
+            continue;
+        }
+        let mut r = Running::start(c);
+        r.line("start", PATIENCE);
+        put_secure(&m.endpoint, &format!("{path}/A"), "two");
+        assert_eq!(r.line("hup ", PATIENCE), "hup two", "{caps}");
+        r.signal(libc::SIGTERM);
+        assert_eq!(r.wait(PATIENCE).code(), Some(128 + libc::SIGTERM));
+    }
+    // sync --refresh --user rewrites the user's files: DAC_OVERRIDE.
+    let dir = Scratch::shm("caps-sync");
+    let mut c = Command::new("setpriv");
+    scrub_env(&mut c, &m.endpoint);
+    c.arg("--bounding-set=-all,+chown")
+        .args([
+            bin(),
+            "sync",
+            "--path",
+            "/x/y",
+            "--user",
+            "4242",
+            "--refresh",
+            "1",
+        ])
+        .arg("--files")
+        .arg(dir.join("app"));
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("capability DAC_OVERRIDE"));
+}

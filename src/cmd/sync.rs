@@ -7,7 +7,9 @@ use crate::config::{self, Env, ExecConfig, PathArity};
 use crate::error::{Error, ExitCode, Result};
 use crate::inject::files;
 use crate::privs;
-use crate::supervise::{config as rconfig, digest, memory, prepare, refresher::Refresher, signals};
+use crate::supervise::{
+    caps, config as rconfig, digest, memory, prepare, refresher::Refresher, signals,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -73,6 +75,9 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     let dir = c.files.as_ref().expect("sync always has --files");
     files::check_dir(dir, c.allow_disk)?;
 
+    if let (Some(t), Some(_)) = (&target, &cfg.refresh) {
+        caps::check(t.uid, false, true, "sync")?;
+    }
     let Some(r) = cfg.refresh else {
         let per_path = {
             let rt = super::runtime()?;
@@ -137,8 +142,8 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                 if let Err(e) = applied {
                     crate::log::warn(format_args!(
                         "refresh failed, the files keep the current secrets (next try in \
-                         about {} s): {e}",
-                        r.every.as_secs_f64().round()
+                         about {}): {e}",
+                        rconfig::shown_secs(r.every)
                     ));
                 }
             }

@@ -247,7 +247,14 @@ pub fn reap(cmd: i32) -> Option<i32> {
 /// as it would if it were PID 1 itself).
 pub fn send(pid: i32, sig: i32) {
     // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(pid, sig);
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // ESRCH: CMD is exiting (a zombie still has its pid, so this is not a reused pid).
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            crate::log::warn(format_args!(
+                "cannot send {} to the command: {e}",
+                super::signals::name(sig)
+            ));
+        }
     }
 }

@@ -41,6 +41,16 @@ pub struct RefreshArgs<'a> {
     pub grace: Option<&'a str>,
 }
 
+/// A duration for messages: `300 s`, `0.5 s`.
+pub fn shown_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 fn secs(v: &str, flag: &str, min: f64, max: f64) -> Result<Duration> {
     let range = format!("use from {min} to {max} seconds");
     let s: f64 = v

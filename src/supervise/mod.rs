@@ -15,6 +15,7 @@
 //! Between refreshes no plaintext is kept: a keyed digest (`digest.rs`) detects changes,
 //! and every fetched value is dropped (zeroized) once the files are written and CMD started.
 
+pub mod caps;
 pub mod child;
 pub mod config;
 pub mod digest;
@@ -58,6 +59,9 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
+    if let Some(t) = &target {
+        caps::check(t.uid, true, cfg.files.is_some(), "exec")?;
+    }
     if let Some(dir) = &cfg.files {
         files::check_dir(dir, cfg.allow_disk)?;
     }
@@ -207,8 +211,8 @@ impl Supervisor<'_> {
             Err(e) => {
                 crate::log::warn(format_args!(
                     "refresh failed, the command keeps its current secrets (next try in about \
-                     {} s): {e}",
-                    self.r.every.as_secs_f64().round()
+                     {}): {e}",
+                    config::shown_secs(self.r.every)
                 ));
                 None
             }
