@@ -1022,3 +1022,37 @@ fn with_user_the_capabilities_a_supervisor_needs_are_checked_before_the_start() 
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("capability DAC_OVERRIDE"));
 }
+
+#[test]
+fn a_path_that_became_empty_is_applied_with_the_starts_warning_unless_required() {
+    let m = moto();
+    for require in [false, true] {
+        let path = unique_path("emptied");
+        put_secure(&m.endpoint, &format!("{path}/A"), "one");
+        let mut args = vec!["--refresh", "1", "--splay", "0"];
+        if require {
+            args.extend(["--require", "A"]);
+        }
+        let mut r = Running::start(exec_sh(&m.endpoint, &path, &args, START_STOP));
+        assert!(r.line("start ", PATIENCE).ends_with(" A=one"));
+        assert_ok(&run(ecs(&m.endpoint).args([
+            "revoke", "--path", &path, "--name", "A", "--serial", "1",
+        ])));
+        if require {
+            let deadline = Instant::now() + PATIENCE;
+            while !r.stderr().contains("required secret A not found") {
+                assert!(Instant::now() < deadline, "{}", r.stderr());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(!r
+                .drain(Duration::from_secs(1))
+                .iter()
+                .any(|l| l.starts_with("st")));
+        } else {
+            assert!(r.line("start ", PATIENCE).ends_with(" A="));
+            let err = r.stderr();
+            assert!(err.contains(&format!("no secrets under {path}")), "{err}");
+        }
+        assert!(r.running());
+    }
+}

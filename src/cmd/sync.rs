@@ -108,7 +108,9 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
             return Ok(ExitCode::Success);
         }
     };
-    let secrets = prepare::secrets(first?, c)?;
+    let first = first?;
+    prepare::warn_empty(&prepare::empty_paths(&first), c);
+    let secrets = prepare::secrets(first, c)?;
     prepare::write_files(c, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
@@ -129,10 +131,13 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                 in_flight = false;
                 next = schedule();
                 let applied = (|| {
-                    let secrets = prepare::secrets(f?, c)?;
+                    let f = f?;
+                    let empty = prepare::empty_paths(&f);
+                    let secrets = prepare::secrets(f, c)?;
                     let d = key.digest(&secrets);
                     if d != current {
                         prepare::write_files(c, &secrets, target.as_ref())?;
+                        prepare::warn_empty(&empty, c);
                         current = d;
                         crate::log::warn(format_args!("secrets changed: files rewritten"));
                     }

@@ -91,7 +91,9 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
             }
         }
     };
-    let secrets = prepare::secrets(fetched?, &cfg)?;
+    let fetched = fetched?;
+    prepare::warn_empty(&prepare::empty_paths(&fetched), &cfg);
+    let secrets = prepare::secrets(fetched, &cfg)?;
     let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
     prepare::write_files(&cfg, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
@@ -225,13 +227,16 @@ impl Supervisor<'_> {
         key: &digest::Key,
         current: &mut digest::Digest,
     ) -> Result<Option<Action>> {
-        let secrets = prepare::secrets(f?, self.cfg)?;
+        let f = f?;
+        let empty = prepare::empty_paths(&f);
+        let secrets = prepare::secrets(f, self.cfg)?;
         let d = key.digest(&secrets);
         if d == *current {
             return Ok(None);
         }
         let envp = prepare::environment(self.cfg, self.env, &secrets, self.target)?;
         prepare::write_files(self.cfg, &secrets, self.target)?;
+        prepare::warn_empty(&empty, self.cfg);
         drop(secrets);
         *current = d;
         let action = match self.r.on_change {

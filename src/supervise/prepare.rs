@@ -13,6 +13,25 @@ pub fn secrets(per_path: Vec<(String, Vec<Secret>)>, cfg: &ExecConfig) -> Result
     plan(per_path, &cfg.allow_names, &cfg.require)
 }
 
+/// The paths that had no secrets, for the warning a start gives (and a refresh that applies
+/// such a set gives again: an empty path is not an error, but it is worth a line).
+pub fn empty_paths(per_path: &[(String, Vec<Secret>)]) -> Vec<String> {
+    per_path
+        .iter()
+        .filter(|(_, s)| s.is_empty())
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+pub fn warn_empty(paths: &[String], cfg: &ExecConfig) {
+    for path in paths {
+        crate::log::warn(format_args!(
+            "no secrets under {path} (check the path and the {} backend)",
+            cfg.store.backend.as_str()
+        ));
+    }
+}
+
 /// CMD's environment, checked as exec checks it (nothing is written yet).
 pub fn environment(
     cfg: &ExecConfig,
