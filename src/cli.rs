@@ -27,6 +27,7 @@ pub enum Command {
     Import(ImportArgs),
     Setup(SetupArgs),
     Daemon(DaemonArgs),
+    Sync(SyncArgs),
     InstallLinks(InstallLinksArgs),
 }
 
@@ -100,7 +101,8 @@ macro_rules! command {
 
 command! {
     /// fetch the secrets of the path(s), put them in the environment (and files), then
-    /// become CMD (execve: same PID, signals go straight to it)
+    /// become CMD (execve: same PID, signals go straight to it); with --refresh, stay its
+    /// parent and keep the secrets current
     #[argh(subcommand, name = "exec")]
     pub struct ExecArgs {
         /// also write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
@@ -136,6 +138,19 @@ command! {
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
         #[argh(switch)]
         pub resolve_refs: bool,
+        /// stay CMD's parent and fetch again every SECS seconds (see --on-change)
+        #[argh(option)]
+        pub refresh: Option<String>,
+        /// with --refresh: add a random 0 to S seconds to each interval [default SECS/10]
+        #[argh(option)]
+        pub splay: Option<String>,
+        /// with --refresh, when values changed: restart (default), signal:NAME, exit, or
+        /// none (files only)
+        #[argh(option)]
+        pub on_change: Option<String>,
+        /// with --refresh: seconds between SIGTERM and SIGKILL when stopping CMD [default 10]
+        #[argh(option)]
+        pub grace: Option<String>,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -307,6 +322,43 @@ command! {
         /// allow listening on a non-loopback address without a token
         #[argh(switch)]
         pub allow_unauthenticated: bool,
+    }
+}
+
+command! {
+    /// write the secrets to files with exec's rules, then exit 0 (an init container); with
+    /// --refresh keep them current until SIGTERM (a sidecar)
+    #[argh(subcommand, name = "sync")]
+    pub struct SyncArgs {
+        /// write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
+        #[argh(option)]
+        pub files: Option<String>,
+        /// allow a directory that is not on tmpfs or ramfs
+        #[argh(switch)]
+        pub allow_disk: bool,
+        /// give the files (and DIR, when created) to USER[:GROUP] (names or numbers)
+        #[argh(option)]
+        pub user: Option<String>,
+        /// fail unless a secret with this env name was fetched (repeatable)
+        #[argh(option)]
+        pub require: Vec<String>,
+        /// allow a secret to use this otherwise refused name (repeatable)
+        #[argh(option)]
+        pub allow_name: Vec<String>,
+        /// JSON-object values become one file per leaf, <NAME>_<KEY>
+        /// [env ECS_SECRETS_JSON_KEYS=1]
+        #[argh(switch)]
+        pub json_keys: bool,
+        /// also write every inherited variable whose whole value is an SSM or Secrets Manager
+        /// reference, as a file named by the variable [env ECS_SECRETS_RESOLVE_REFS=1]
+        #[argh(switch)]
+        pub resolve_refs: bool,
+        /// fetch again every SECS seconds and rewrite the files that changed
+        #[argh(option)]
+        pub refresh: Option<String>,
+        /// with --refresh: add a random 0 to S seconds to each interval [default SECS/10]
+        #[argh(option)]
+        pub splay: Option<String>,
     }
 }
 

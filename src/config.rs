@@ -321,6 +321,8 @@ pub struct ExecConfig {
     pub json_keys: bool,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
     pub refs: Vec<crate::refs::Ref>,
+    /// `--refresh`: supervise CMD instead of becoming it.
+    pub refresh: Option<crate::supervise::Refresh>,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -364,7 +366,17 @@ pub fn exec_config_with_cmd(
             ));
         }
     }
+    let refresh = crate::supervise::config::parse(
+        &crate::supervise::config::RefreshArgs {
+            refresh: a.refresh.as_deref(),
+            splay: a.splay.as_deref(),
+            on_change: a.on_change.as_deref(),
+            grace: a.grace.as_deref(),
+        },
+        files.is_some(),
+    )?;
     Ok(ExecConfig {
+        refresh,
         store,
         files,
         file_env: a.file_env,
@@ -375,7 +387,7 @@ pub fn exec_config_with_cmd(
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         cmd,
-        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
+        json_keys: json_keys(a.json_keys, env)?,
         refs,
     })
 }
@@ -407,9 +419,14 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         format,
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
-        json_keys: a.json_keys || env.flag("ECS_SECRETS_JSON_KEYS")?,
+        json_keys: json_keys(a.json_keys, env)?,
         refs,
     })
+}
+
+/// `--json-keys` [env ECS_SECRETS_JSON_KEYS=1].
+pub fn json_keys(flag: bool, env: &Env) -> Result<bool> {
+    Ok(flag || env.flag("ECS_SECRETS_JSON_KEYS")?)
 }
 
 /// `--resolve-refs` [env ECS_SECRETS_RESOLVE_REFS=1]: paths become optional, and the

@@ -21,6 +21,7 @@ pub mod privs;
 pub mod refs;
 pub mod secret;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 
 use argh::FromArgs;
@@ -215,6 +216,11 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
         Command::Daemon(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;
             daemon::run(&cfg, &a, &env)
+        }
+        Command::Sync(a) => {
+            let cfg = cmd::sync::config(&a, &env)?;
+            log::set_debug(cfg.exec.store.debug);
+            cmd::sync::run(cfg)
         }
         Command::InstallLinks(a) => cmd::links::run(&a.dir),
     }

@@ -3,11 +3,14 @@
 
 use crate::config::{Env, ExecConfig};
 use crate::error::{ExitCode, Result};
-use crate::inject::env::{child_env, plan, ExtraVar};
 use crate::inject::files;
 use crate::privs;
+use crate::supervise::prepare;
 
 pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
+    if let Some(r) = cfg.refresh {
+        return crate::supervise::run(cfg, r, env);
+    }
     // Resolve the target user first: an unknown user fails before anything is fetched or
     // written.
     let target = match &cfg.user {
@@ -19,63 +22,17 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         files::check_dir(dir, cfg.allow_disk)?;
     }
 
-    let per_path = {
+    let fetched = {
         let rt = super::runtime()?;
         let r = rt.block_on(crate::refs::fetch(&cfg.store, &cfg.refs));
         // Dropping the runtime here stops its threads before the execve.
         drop(rt);
         r?
     };
-    let (per_path, ref_values) = per_path;
-    let per_path = if cfg.json_keys {
-        crate::inject::json::expand_all(per_path)?
-    } else {
-        per_path
-    };
-    let per_path = crate::refs::merge(
-        per_path,
-        &cfg.refs,
-        ref_values,
-        cfg.json_keys,
-        &cfg.allow_names,
-    )?;
-    let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
-
-    let mut extras: Vec<ExtraVar> = Vec::new();
-    if let Some(dir) = &cfg.files {
-        if cfg.file_env && !cfg.no_env {
-            files::check_file_env_names(&secrets)?;
-        }
-        if cfg.file_env {
-            extras = files::file_env_vars(dir, &secrets)?;
-        }
-    }
-    let forced: Vec<ExtraVar> = target
-        .iter()
-        .map(|t| ExtraVar {
-            name: "HOME".into(),
-            value: t.home.clone().into_bytes(),
-        })
-        .collect();
-
-    let mut warn = |msg: String| crate::log::warn(format_args!("{msg}"));
-    // The variables that held references are replaced, never kept beside their values.
-    let inherited = crate::refs::without_refs(env.vars(), &cfg.refs);
-    let envp = child_env(
-        &inherited,
-        &secrets,
-        &extras,
-        &forced,
-        !cfg.no_env,
-        cfg.no_override,
-        &mut warn,
-    );
-    // What execve would refuse (E2BIG) is refused now, before a file is written.
-    crate::exec::check_size(&cfg.cmd, &envp, env.get_os("PATH"), &secrets)?;
-    if let Some(dir) = &cfg.files {
-        let owner = target.as_ref().map(|t| (t.uid, t.gid));
-        files::write_all(dir, &secrets, owner, cfg.allow_disk)?;
-    }
+    // The same checks and steps as every start and refresh of a supervised CMD.
+    let secrets = prepare::secrets(fetched, &cfg)?;
+    let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
+    prepare::write_files(&cfg, &secrets, target.as_ref())?;
     // The plaintext now lives only in `envp`; wipe the fetched copies.
     drop(secrets);
 

@@ -9,6 +9,7 @@ pub mod import_credstash;
 pub mod import_ssm;
 pub mod links;
 pub mod setup;
+pub mod sync;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, ExitCode, Result};

@@ -116,18 +116,34 @@ pub fn without_refs(vars: &[(OsString, OsString)], refs: &[Ref]) -> Vec<(OsStrin
 /// What `fetch` brings: the secrets of each path, and each reference's value.
 pub type Fetched = (Vec<(String, Vec<Secret>)>, Vec<Payload>);
 
-/// The paths and the references, concurrently, under the one `--timeout`. Without
-/// references this is exactly `cmd::fetch_paths`.
+/// The paths and the references, concurrently, under the one `--timeout`, with a start's
+/// warnings (a path without secrets; nothing to fetch at all). Without references this is
+/// exactly `cmd::fetch_paths`.
 pub async fn fetch(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
+    if refs.is_empty() && cfg.paths.is_empty() {
+        crate::log::warn(format_args!(
+            "--resolve-refs: no path given and no variable holds a reference: nothing to fetch"
+        ));
+        return Ok((Vec::new(), Vec::new()));
+    }
     if refs.is_empty() {
-        if cfg.paths.is_empty() {
-            crate::log::warn(format_args!(
-                "--resolve-refs: no path given and no variable holds a reference: nothing to fetch"
-            ));
-            return Ok((Vec::new(), Vec::new()));
-        }
         return Ok((crate::cmd::fetch_paths(cfg).await?, Vec::new()));
     }
+    let fetched = fetch_quiet(cfg, refs).await?;
+    for (path, secrets) in &fetched.0 {
+        if secrets.is_empty() {
+            crate::log::warn(format_args!(
+                "no secrets under {path} (check the path and the {} backend)",
+                cfg.backend.as_str()
+            ));
+        }
+    }
+    Ok(fetched)
+}
+
+/// The paths and the references, concurrently, under the one `--timeout`, without
+/// warnings (a refresh repeats them only when it applies a new set).
+pub async fn fetch_quiet(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
     let what = if cfg.paths.is_empty() {
         format!("resolving {} reference(s)", refs.len())
     } else {
@@ -137,7 +153,7 @@ pub async fn fetch(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
             refs.len()
         )
     };
-    let (per_path, values) = crate::aws::with_deadline(cfg.timeout, &what, async {
+    crate::aws::with_deadline(cfg.timeout, &what, async {
         let sdk = crate::aws::load(cfg).await;
         let paths = async {
             if cfg.paths.is_empty() {
@@ -148,16 +164,7 @@ pub async fn fetch(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
         };
         tokio::try_join!(paths, resolve(&sdk, cfg, refs))
     })
-    .await?;
-    for (path, secrets) in &per_path {
-        if secrets.is_empty() {
-            crate::log::warn(format_args!(
-                "no secrets under {path} (check the path and the {} backend)",
-                cfg.backend.as_str()
-            ));
-        }
-    }
-    Ok((per_path, values))
+    .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,74 @@
+//! The fetching thread: one current-thread runtime and one store connection for the
+//! process's life, so the main thread stays free to take signals and reap children while
+//! AWS is slow. Started after the signals are blocked, so it (and every thread its runtime
+//! starts) inherits the mask and never takes a signal by default action.
+
+use super::signals::Waker;
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::refs::Ref;
+use crate::store::{self, Store};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+
+/// The secrets of each path and each reference's value (`refs::Fetched`), or why not.
+pub type Fetched = Result<crate::refs::Fetched>;
+
+pub struct Refresher {
+    ask: Sender<()>,
+    answers: Receiver<Fetched>,
+}
+
+impl Refresher {
+    /// Start the thread; `waker` is called after each answer is ready.
+    pub fn start(cfg: StoreConfig, refs: Vec<Ref>, waker: Waker) -> Result<Refresher> {
+        let (ask, asks) = mpsc::channel::<()>();
+        let (answer, answers) = mpsc::channel::<Fetched>();
+        let rt = crate::cmd::runtime()?;
+        std::thread::Builder::new()
+            .name("refresh".into())
+            .spawn(move || {
+                let mut store: Option<Store> = None;
+                while asks.recv().is_ok() {
+                    let r = rt.block_on(fetch(&cfg, &refs, &mut store));
+                    if answer.send(r).is_err() {
+                        return;
+                    }
+                    waker.wake();
+                }
+            })
+            .map_err(|e| Error::io(format!("cannot start the refresh thread: {e}")))?;
+        Ok(Refresher { ask, answers })
+    }
+
+    /// Ask for one fetch; the answer comes through [`Refresher::answer`].
+    pub fn ask(&self) {
+        let _ = self.ask.send(());
+    }
+
+    /// The answer, if it is ready.
+    pub fn answer(&self) -> Option<Fetched> {
+        match self.answers.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err(Error::io("the refresh thread stopped"))),
+        }
+    }
+}
+
+/// Every path (and, with `--resolve-refs`, every reference) under the overall deadline, as
+/// a start fetches them (without a start's warning about an empty path each time).
+async fn fetch(cfg: &StoreConfig, refs: &[Ref], store: &mut Option<Store>) -> Fetched {
+    if !refs.is_empty() {
+        return crate::refs::fetch_quiet(cfg, refs).await;
+    }
+    let what = format!("fetching the secrets of {}", cfg.paths.join(", "));
+    crate::aws::with_deadline(cfg.timeout, &what, async {
+        if store.is_none() {
+            *store = Some(crate::cmd::connect(cfg).await);
+        }
+        let s = store.as_ref().expect("connected above");
+        store::read_paths(s, &cfg.paths).await
+    })
+    .await
+    .map(|per_path| (per_path, Vec::new()))
+}
