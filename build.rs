@@ -8,7 +8,8 @@
 //!   unwinds, so the `.eh_frame` unwind tables (~0.8 MiB with their index) are dead weight:
 //!   discard them. A panic still prints its message and aborts; only a `RUST_BACKTRACE` stack
 //!   listing comes out empty. Builds that unwind (the dev profile the tests use, where the test
-//!   harness catches panics) keep them.
+//!   harness catches panics) keep them. The same goes for `.gcc_except_table` (the landing-pad
+//!   tables of glibc's C objects, ~6 KiB): only the unwinder reads them, through `.eh_frame`.
 
 use std::{env, fs, path::PathBuf};
 
@@ -28,7 +29,8 @@ fn main() {
             .join("discard-eh-frame.ld");
         fs::write(
             &script,
-            "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame.*) } } INSERT AFTER .text;\n",
+            "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame.*) *(.gcc_except_table) \
+             *(.gcc_except_table.*) } } INSERT AFTER .text;\n",
         )
         .expect("write the linker script into OUT_DIR");
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());

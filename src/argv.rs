@@ -3,13 +3,13 @@
 //!
 //! argh's own messages quote what the user typed ("Unrecognized argument: --payload=…",
 //! "Error parsing option '--payload' with value '…': duplicate values provided"), and a
-//! value may be a secret. So the arguments are walked first with the flag table argh
-//! derives (`ArgsInfo`): every token is known to be a flag, a flag's value or a positional
+//! value may be a secret. So the arguments are walked first with the flag table of
+//! `cli/table.rs` (checked against argh's `ArgsInfo` derive in its tests): every token is known to be a flag, a flag's value or a positional
 //! before argh runs, and anything argh would reject is rejected here, naming only flags.
 
-use crate::cli::TopLevel;
+use crate::cli::table::{Takes, COMMANDS, TOP};
 use crate::error::{Error, Result};
-use argh::{ArgsInfo, FlagInfoKind, Optionality};
+use argh::Optionality;
 
 /// What argh treats as a request for help (its default triggers).
 const HELP: [&str; 2] = ["--help", "help"];
@@ -45,18 +45,18 @@ pub fn walk_partial(args: &[String]) -> Walked {
 fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     // The number the user sees for args[i].
     let number = |i: usize| if implied { i } else { i + 1 };
-    let top = TopLevel::get_args_info();
+    let top = &TOP;
     let mut i = 0;
     // Top-level switches (--version, --help), then the subcommand.
     while i < args.len() {
         let a = &args[i];
         if a.starts_with('-') && a != "-" {
             let (name, inline) = split_inline(a);
-            match top.flags.iter().find(|f| f.long == name) {
+            match top.flags.iter().find(|f| f.0 == name) {
                 Some(_) if inline.is_some() => return Err(takes_no_value(name)),
                 Some(_) => w.args.push(a.clone()),
                 None => {
-                    let known: Vec<&str> = top.flags.iter().map(|f| f.long).collect();
+                    let known: Vec<&str> = top.flags.iter().map(|f| f.0).collect();
                     return Err(unknown_flag(a, number(i), "ecs-secrets", &known));
                 }
             }
@@ -73,7 +73,7 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     let Some(name) = args.get(i) else {
         return Ok(());
     };
-    let Some(sub) = top.commands.iter().find(|c| c.name == name) else {
+    let Some(info) = COMMANDS.iter().find(|c| c.name == name) else {
         return Err(Error::usage(format!(
             "unknown command \"{}\": run `ecs-secrets --help` for the list",
             crate::inject::env::printable(&shorten(name))
@@ -82,7 +82,6 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     w.command = Some(name.clone());
     w.args.push(name.clone());
     i += 1;
-    let info = &sub.command;
     let cmd = format!("ecs-secrets {}", info.name);
     let mut positionals = 0usize;
     let mut seen: Vec<&str> = Vec::new();
@@ -114,31 +113,31 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
                     }
                 )));
             };
-            if p.optionality == Optionality::Greedy {
+            if *p == Optionality::Greedy {
                 // exec's CMD: the rest is the command's own, untouched.
                 w.values.extend(args[pos + 1..].iter().cloned());
                 w.args.extend(args[pos..].iter().cloned());
                 return Ok(());
             }
-            if p.optionality != Optionality::Repeating {
+            if *p != Optionality::Repeating {
                 positionals += 1;
             }
             w.args.push(a.clone());
             continue;
         }
         let (name, inline) = split_inline(a);
-        let Some(flag) = info.flags.iter().find(|f| f.long == name) else {
-            let known: Vec<&str> = info.flags.iter().map(|f| f.long).collect();
+        let Some(&(long, takes)) = info.flags.iter().find(|f| f.0 == name) else {
+            let known: Vec<&str> = info.flags.iter().map(|f| f.0).collect();
             return Err(unknown_flag(a, number(pos), &cmd, &known));
         };
-        match flag.kind {
-            FlagInfoKind::Switch => {
+        match takes {
+            Takes::Nothing => {
                 if inline.is_some() {
                     return Err(takes_no_value(name));
                 }
                 w.args.push(name.to_string());
             }
-            FlagInfoKind::Option { .. } => {
+            Takes::Value | Takes::Values => {
                 let value = match inline {
                     Some(v) => v.to_string(),
                     None => match args.get(i) {
@@ -157,13 +156,13 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
                 // the error sees both.
                 w.values.push(value.clone());
                 w.options.push((name.to_string(), value.clone()));
-                if flag.optionality != Optionality::Repeating {
-                    if seen.contains(&flag.long) {
+                if takes != Takes::Values {
+                    if seen.contains(&long) {
                         return Err(Error::usage(format!(
                             "{name} was given more than once: give it once"
                         )));
                     }
-                    seen.push(flag.long);
+                    seen.push(long);
                 }
                 w.args.push(name.to_string());
                 w.args.push(value);

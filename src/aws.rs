@@ -297,10 +297,45 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let (kind, detail) = match &e {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("UnknownError");
-            let msg = s.err().message().unwrap_or("");
+    // Generic over every operation's error type: only what needs the type is read here;
+    // the rest is one non-generic function (one copy in the binary, not one per operation).
+    let sort = match &e {
+        SdkError::ServiceError(s) => Sort::Service {
+            code: s.err().code(),
+            message: s.err().message(),
+        },
+        SdkError::TimeoutError(_) => Sort::Timeout,
+        SdkError::DispatchFailure(d) => Sort::Dispatch {
+            timeout: d.is_timeout(),
+        },
+        _ => Sort::Other,
+    };
+    classify(context.into(), sort, &e, secret)
+}
+
+/// What kind of `SdkError` an error is, with what its type alone can tell.
+enum Sort<'a> {
+    Service {
+        code: Option<&'a str>,
+        message: Option<&'a str>,
+    },
+    Timeout,
+    Dispatch {
+        timeout: bool,
+    },
+    Other,
+}
+
+fn classify(
+    context: String,
+    sort: Sort<'_>,
+    e: &(dyn std::error::Error + 'static),
+    secret: Option<&[u8]>,
+) -> Error {
+    let (kind, detail) = match sort {
+        Sort::Service { code, message } => {
+            let code = code.unwrap_or("UnknownError");
+            let msg = message.unwrap_or("");
             let kind = kind_of_code(code);
             (
                 kind,
@@ -311,10 +346,10 @@ where
                 },
             )
         }
-        SdkError::TimeoutError(_) => (AwsKind::Timeout, "timed out".to_string()),
-        SdkError::DispatchFailure(d) => {
-            let text = chain(&e);
-            let kind = if d.is_timeout() {
+        Sort::Timeout => (AwsKind::Timeout, "timed out".to_string()),
+        Sort::Dispatch { timeout } => {
+            let text = chain(e);
+            let kind = if timeout {
                 AwsKind::Timeout
             } else if looks_like_credentials(&text) {
                 AwsKind::Credentials
@@ -323,8 +358,8 @@ where
             };
             (kind, text)
         }
-        _ => {
-            let text = chain(&e);
+        Sort::Other => {
+            let text = chain(e);
             let kind = if looks_like_credentials(&text) {
                 AwsKind::Credentials
             } else {
@@ -333,7 +368,7 @@ where
             (kind, text)
         }
     };
-    let hint = if is_certificate_error(&e) {
+    let hint = if is_certificate_error(e) {
         CERT_HINT
     } else {
         hint(kind)
@@ -344,7 +379,7 @@ where
     };
     Error::Aws {
         kind,
-        context: context.into(),
+        context,
         detail: crate::inject::env::printable(&detail),
         hint: hint.to_string(),
     }

@@ -1,10 +1,13 @@
 //! The command line, as close to what the user typed as possible (argh structs only).
 //! Validation and environment variables are `config.rs`'s job.
 
-use argh::{ArgsInfo, FromArgs};
+use argh::FromArgs;
+
+pub mod table;
 
 /// ecs-secrets: fetch secrets from SSM Parameter Store or DynamoDB+KMS into containers.
-#[derive(FromArgs, ArgsInfo, Debug)]
+#[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
 pub struct TopLevel {
     /// print the version and exit
     #[argh(switch)]
@@ -13,7 +16,8 @@ pub struct TopLevel {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, ArgsInfo, Debug)]
+#[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
 #[argh(subcommand)]
 pub enum Command {
     Exec(ExecArgs),
@@ -51,7 +55,8 @@ pub trait HasShared {
 /// Declares a subcommand struct with the shared options prepended (argh has no flatten).
 macro_rules! command {
     ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
-        #[derive(FromArgs, ArgsInfo, Debug)]
+        #[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
         $(#[$meta])*
         pub struct $name {
             /// where secrets are stored: ssm, dynamodb or secretsmanager [env ECS_SECRETS_BACKEND;
@@ -363,7 +368,8 @@ command! {
 }
 
 /// create the ecs-secrets-exec and ecs-secrets-env links in DIR
-#[derive(FromArgs, ArgsInfo, Debug)]
+#[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
 #[argh(subcommand, name = "install-links")]
 pub struct InstallLinksArgs {
     /// the directory to create the links in

@@ -116,7 +116,7 @@ fn check_size_against(
         })
         .collect();
     let secret_bytes: usize = in_env.iter().map(|(n, _)| n).sum();
-    in_env.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    crate::sort::sort_by(&mut in_env, |a, b| b.0.cmp(&a.0));
     let largest: Vec<String> = in_env
         .iter()
         .take(3)

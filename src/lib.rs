@@ -20,6 +20,7 @@ pub mod log;
 pub mod privs;
 pub mod refs;
 pub mod secret;
+pub mod sort;
 pub mod store;
 pub mod supervise;
 pub mod tls;

@@ -33,7 +33,7 @@ pub fn plan(
 ) -> Result<Vec<Injection>> {
     let mut merged: Vec<Injection> = Vec::new();
     for (path, mut secrets) in per_path {
-        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::sort::sort_by(&mut secrets, |a, b| a.name.cmp(&b.name));
         let mut this_path: Vec<Injection> = Vec::with_capacity(secrets.len());
         for secret in secrets {
             let name = env_name(&secret.name);
@@ -98,7 +98,7 @@ pub fn plan(
             if missing.len() > 1 { "them" } else { "it" },
         )));
     }
-    merged.sort_by(|a, b| a.env_name.cmp(&b.env_name));
+    crate::sort::sort_by(&mut merged, |a, b| a.env_name.cmp(&b.env_name));
     Ok(merged)
 }
 

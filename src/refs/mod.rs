@@ -100,7 +100,7 @@ pub fn collect(env: &Env) -> Result<Vec<Ref>> {
             target,
         });
     }
-    out.sort_by(|a, b| a.var.cmp(&b.var));
+    crate::sort::sort_by(&mut out, |a, b| a.var.cmp(&b.var));
     Ok(out)
 }
 

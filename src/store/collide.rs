@@ -84,7 +84,7 @@ impl Store {
             .into_iter()
             .filter(|n| n != name && env_name(n) == env)
             .collect();
-        candidates.sort();
+        crate::sort::sort(&mut candidates);
         candidates.dedup();
         for other in candidates {
             if self.versions(path, &other).await?.iter().any(|v| v.active) {

@@ -238,7 +238,7 @@ impl SmStore {
             }
         }
         // Oldest first: by creation time, then by serial (versions created in one second).
-        out.sort_by(|a, b| {
+        crate::sort::sort_by(&mut out, |a, b| {
             let ka = (
                 a.created_at.map(|d| (d.secs(), d.subsec_nanos())),
                 a.serial(),

@@ -290,7 +290,7 @@ pub(super) async fn names(s: &SmStore, path: &str) -> Result<Vec<String>> {
             _ => break,
         }
     }
-    names.sort();
+    crate::sort::sort(&mut names);
     Ok(names)
 }
 

@@ -266,7 +266,7 @@ impl SsmStore {
                 _ => break,
             }
         }
-        out.sort_by_key(|h| h.version);
+        crate::sort::sort_by(&mut out, |a, b| a.version.cmp(&b.version));
         Ok(out)
     }
 
@@ -369,7 +369,7 @@ impl SsmStore {
         if let Some(e) = refused {
             return Err(e);
         }
-        names.sort();
+        crate::sort::sort(&mut names);
         let mut out = Vec::new();
         for name in names {
             let versions = self.versions(path, &name).await?;

@@ -324,8 +324,9 @@ impl Partition {
             }
             // Anything else is not ours (a future item kind): ignored.
         }
-        p.versions
-            .sort_by(|a, b| (&a.name, a.serial).cmp(&(&b.name, b.serial)));
+        crate::sort::sort_by(&mut p.versions, |a, b| {
+            (&a.name, a.serial).cmp(&(&b.name, b.serial))
+        });
         Ok(p)
     }
 

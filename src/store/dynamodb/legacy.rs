@@ -212,7 +212,7 @@ impl DynamoStore {
             }
             out.push((name, serial, payload));
         }
-        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        crate::sort::sort_by(&mut out, |a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
     }
 }

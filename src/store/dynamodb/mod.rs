@@ -154,7 +154,11 @@ impl DynamoStore {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let mut err = crate::aws::error(context, e);
+        self.ddb_hint(crate::aws::error(context, e))
+    }
+
+    /// `ddb_error`'s advice, apart from the generic part (one copy, not one per operation).
+    fn ddb_hint(&self, mut err: Error) -> Error {
         if let Error::Aws { kind, hint, .. } = &mut err {
             match kind {
                 AwsKind::NotFound => {
@@ -185,7 +189,11 @@ impl DynamoStore {
         let invalid = e
             .as_service_error()
             .is_some_and(|s| s.code() == Some("InvalidCiphertextException"));
-        let mut err = crate::aws::error(context, e);
+        self.kms_hint(crate::aws::error(context, e), invalid)
+    }
+
+    /// `kms_error`'s advice, apart from the generic part (one copy, not one per operation).
+    fn kms_hint(&self, mut err: Error, invalid: bool) -> Error {
         if let Error::Aws { kind, hint, .. } = &mut err {
             if invalid {
                 *hint = "; the stored data key was altered or copied from another path: restore the item from a backup".into();
