@@ -80,7 +80,7 @@ pub fn run(cfg: &crate::config::StoreConfig, table: &str, context: &[String]) ->
             .map(|i| Credential::parse(i, table))
             .collect::<Result<Vec<_>>>()?;
         let mut versions = open_all(credentials, &kms, &context).await?;
-        versions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        crate::sort::sort_by(&mut versions, |a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         refuse_duplicates(&versions, table)?;
         write(dest, path, &versions).await
     })?;
