@@ -150,8 +150,8 @@ fn flatten(
 }
 
 /// Valid JSON text without whitespace outside strings (what serde_json would print,
-/// without re-encoding numbers or strings).
-fn compact(text: &str) -> String {
+/// without re-encoding numbers or strings). Also used for reference json-keys (refs/json_key.rs).
+pub(crate) fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let (mut in_str, mut escaped) = (false, false);
     for c in text.chars() {

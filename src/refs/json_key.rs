@@ -52,7 +52,7 @@ pub fn extract(payload: &Payload, key: &str) -> Result<Payload, String> {
     let value = if raw.starts_with('"') {
         serde_json::from_str::<String>(raw).map_err(|_| "bad JSON string".to_string())?
     } else {
-        compact(raw)
+        crate::inject::json::compact(raw)
     };
     if value.as_bytes().contains(&0) {
         return Err(
@@ -60,30 +60,6 @@ pub fn extract(payload: &Payload, key: &str) -> Result<Payload, String> {
         );
     }
     Ok(Payload::from_string(value))
-}
-
-/// Valid JSON text without whitespace outside strings (numbers and strings kept verbatim).
-fn compact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut in_str, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_str {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_str = false;
-            }
-        } else if c == '"' {
-            in_str = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
