@@ -12,7 +12,6 @@ use aws_sdk_secretsmanager::config::Region;
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
-use std::sync::Arc;
 
 const ACCOUNT: &str = "123456789012";
 
@@ -346,20 +345,6 @@ fn without_the_flag_nothing_is_resolved_and_lookalikes_are_left_alone() {
 }
 
 /// Adds `entry` to the `Errors` of every BatchGetSecretValue answer.
-fn inject_error(proxy: &Proxy, entry: Value) {
-    let f: Rewrite = Arc::new(move |body: &[u8]| {
-        let mut v: Value = serde_json::from_slice(body).expect("a JSON answer");
-        let errors = v
-            .as_object_mut()
-            .unwrap()
-            .entry("Errors")
-            .or_insert(json!([]));
-        errors.as_array_mut().unwrap().push(entry.clone());
-        v.to_string().into_bytes()
-    });
-    proxy.set_rewrite(Some(("BatchGetSecretValue", f)));
-}
-
 #[test]
 fn every_failure_fails_closed_naming_the_variable_and_the_reference() {
     let m = moto();
@@ -498,8 +483,7 @@ fn every_failure_fails_closed_naming_the_variable_and_the_reference() {
     // Access denied on one secret of a batch (an `Errors` entry; moto never sends one).
     let proxy = Proxy::start(&m.endpoint);
     let id = format!("{t}/plain");
-    inject_error(
-        &proxy,
+    proxy.inject_batch_error(
         json!({"SecretId": id, "ErrorCode": "AccessDeniedException", "Message": "not allowed"}),
     );
     let mut c = ecs(&proxy.endpoint());

@@ -8,7 +8,6 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
-use std::sync::Arc;
 
 const SM: [&str; 2] = ["--backend", "secretsmanager"];
 
@@ -184,20 +183,6 @@ fn shell_env<'a>(c: &'a mut Command, endpoint: &str) -> &'a mut Command {
 }
 
 /// Adds `entry` to the `Errors` of every BatchGetSecretValue answer.
-fn inject_error(proxy: &Proxy, entry: Value) {
-    let f: Rewrite = Arc::new(move |body: &[u8]| {
-        let mut v: Value = serde_json::from_slice(body).expect("a JSON answer");
-        let errors = v
-            .as_object_mut()
-            .unwrap()
-            .entry("Errors")
-            .or_insert(json!([]));
-        errors.as_array_mut().unwrap().push(entry.clone());
-        v.to_string().into_bytes()
-    });
-    proxy.set_rewrite(Some(("BatchGetSecretValue", f)));
-}
-
 #[test]
 fn access_denied_for_one_secret_fails_closed_naming_it() {
     let m = moto();
@@ -206,8 +191,7 @@ fn access_denied_for_one_secret_fails_closed_naming_it() {
     put(&m.endpoint, &format!("{p}/OK"), "fine");
     put(&m.endpoint, &format!("{p}/DB"), "hunter2-db");
     let proxy = Proxy::start(&m.endpoint);
-    inject_error(
-        &proxy,
+    proxy.inject_batch_error(
         json!({"SecretId": format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{p}/DB-AbC123"),
                "ErrorCode": "AccessDeniedException",
                "Message": "Access to KMS is not allowed"}),
@@ -232,15 +216,13 @@ fn access_denied_for_one_secret_fails_closed_naming_it() {
 
     // An error about a secret that is not one of the path's (a prefix look-alike the
     // case-insensitive filter matched) is not ours to fail on.
-    inject_error(
-        &proxy,
+    proxy.inject_batch_error(
         json!({"SecretId": format!("{p}2/OTHER"), "ErrorCode": "AccessDeniedException", "Message": "no"}),
     );
     let got = env_json(&proxy.endpoint(), &["--path", &path]);
     assert_eq!(got, json!({"OK": "fine", "DB": "hunter2-db"}));
     // An entry we cannot attribute fails closed.
-    inject_error(
-        &proxy,
+    proxy.inject_batch_error(
         json!({"SecretId": "arn:aws:secretsmanager:garbled", "ErrorCode": "InternalServiceError", "Message": "x"}),
     );
     let out = run(ecs(&proxy.endpoint())
@@ -259,8 +241,7 @@ fn a_secret_scheduled_for_deletion_is_skipped() {
     let p = prefix(&path);
     put(&m.endpoint, &format!("{p}/LIVE"), "here");
     let proxy = Proxy::start(&m.endpoint);
-    inject_error(
-        &proxy,
+    proxy.inject_batch_error(
         json!({"SecretId": format!("{p}/GONE"), "ErrorCode": "InvalidRequestException",
                "Message": "You can't perform this operation on the secret because it was marked for deletion."}),
     );

@@ -296,6 +296,22 @@ impl Proxy {
         st.faults = faults;
     }
 
+    /// Add `entry` to the `Errors` of every BatchGetSecretValue answer (moto never sends a
+    /// per-secret error, e.g. access denied for one secret).
+    pub fn inject_batch_error(&self, entry: serde_json::Value) {
+        let f: Rewrite = Arc::new(move |body: &[u8]| {
+            let mut v: serde_json::Value = serde_json::from_slice(body).expect("a JSON answer");
+            let errors = v
+                .as_object_mut()
+                .unwrap()
+                .entry("Errors")
+                .or_insert(serde_json::json!([]));
+            errors.as_array_mut().unwrap().push(entry.clone());
+            v.to_string().into_bytes()
+        });
+        self.set_rewrite(Some(("BatchGetSecretValue", f)));
+    }
+
     /// Rewrite the successful responses of operations ending with `op` (see [`Rewrite`]);
     /// `None` stops rewriting.
     pub fn set_rewrite(&self, rewrite: Option<(&str, Rewrite)>) {
