@@ -5,17 +5,23 @@
 //! - **Until the deadline, not an attempt count.** A throttled or transiently failed request
 //!   is sent again until the caller's deadline (`aws::with_deadline`, i.e. `--timeout`)
 //!   drops it. There is no attempt limit to run out of while the deadline still has time.
-//! - **Full-jitter backoff, two schedules.** A throttle means the account's quota (shared by
-//!   every task) is saturated: the wait is drawn from `[0, W)` where the window W starts at
-//!   3 s, doubles on every throttle up to 10 s, and halves on every answer that was not
-//!   throttled (below 3 s it closes); with a deadline under 40 s the windows shrink to a
+//! - **Jittered backoff, two schedules.** A throttle means the account's quota (shared by
+//!   every task) is saturated: the wait is drawn from `[W/2, W)` where the window W starts
+//!   at 3 s, doubles on every throttle up to 6 s, and halves on every answer that was not
+//!   throttled (below 3 s it closes); with a deadline under 30 s the windows shrink to a
 //!   tenth and a quarter of it, so that a short deadline still fits several retries. W is
 //!   one per process: when another request of it (the next page, another path) is
 //!   throttled, its wait is drawn from the window the earlier throttles grew, not from the
-//!   smallest one; no retry after a throttle goes out sooner than that. A server error
-//!   or a network failure is one request's bad luck: `[0, 0.2 s × 2^n)`, capped at 5 s,
-//!   counted per request. The figures come from a simulation of K tasks sharing a token
-//!   bucket and were checked with bench/fleet.sh (README, "Starting many tasks at once").
+//!   smallest one. Half the window is the least wait, so no retry after a throttle goes
+//!   out while the quota is still as saturated as it was ("never hammer"); the other half
+//!   spreads the fleet's retries apart. Full jitter (`[0, W)`) was measured too: its
+//!   near-zero waits are retries into the same saturation, and its waits near W are what
+//!   delays the last start once the quota frees up; it needed a 10 s cap to keep 300 tasks
+//!   under 1.5 throttled requests per useful one, and then left the last of 100 tasks a
+//!   quarter over the floor. A server error or a network failure is one request's bad luck:
+//!   full jitter, `[0, 0.2 s × 2^n)`, capped at 5 s, counted per request. The figures come
+//!   from bench/fleet_sim.py (a model of K tasks sharing a token bucket) and were checked
+//!   with bench/fleet.sh (README, "Starting many tasks at once").
 //! - **Stalled, not slow.** An attempt is given up only when no byte arrives for `stall`
 //!   (half the deadline, 1–20 s): until the first byte of the answer (the hyper client's
 //!   read timeout) and between any two chunks of the body (here, while the body is read
@@ -45,7 +51,7 @@ use std::time::{Duration, Instant};
 
 /// First throttle window, its cap; first window after a transient failure, its cap.
 pub const THROTTLE_FIRST: Duration = Duration::from_secs(3);
-pub const THROTTLE_CAP: Duration = Duration::from_secs(10);
+pub const THROTTLE_CAP: Duration = Duration::from_secs(6);
 pub const TRANSIENT_FIRST: Duration = Duration::from_millis(200);
 pub const TRANSIENT_CAP: Duration = Duration::from_secs(5);
 /// SigV4 signatures are accepted for 15 minutes around their date; re-sign well before.
@@ -172,7 +178,7 @@ fn note(tally: &Option<SharedTally>, f: impl FnOnce(&mut Tally)) {
 /// window: 0 (closed), then 1, 2, 4, … up to the cap.
 static THROTTLE_WINDOW: Mutex<f64> = Mutex::new(0.0);
 
-/// The throttle windows for a deadline: 3 s growing to 10 s, but never more than a tenth
+/// The throttle windows for a deadline: 3 s growing to 6 s, but never more than a tenth
 /// and a quarter of the deadline, so that a short deadline still has room for retries.
 pub fn throttle_windows(deadline: Duration) -> (Duration, Duration) {
     (
@@ -186,7 +192,7 @@ fn throttle_backoff(deadline: Duration) -> Duration {
     let most = cap.as_secs_f64() / first.as_secs_f64().max(1e-3);
     let mut w = THROTTLE_WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     *w = (*w * 2.0).clamp(1.0, most.max(1.0));
-    first.mul_f64(*w * unit_random())
+    first.mul_f64(*w * (0.5 + 0.5 * unit_random()))
 }
 
 fn answered() {
@@ -458,8 +464,19 @@ mod tests {
         // One test touches the process-wide window, so this sequence is not disturbed.
         let d = Duration::from_secs(90);
         assert_eq!(throttle_windows(d), (THROTTLE_FIRST, THROTTLE_CAP));
+        let first = throttle_backoff(d);
+        assert!(
+            first >= THROTTLE_FIRST / 2 && first < THROTTLE_FIRST,
+            "{first:?}"
+        );
         for _ in 0..10 {
-            assert!(throttle_backoff(d) < THROTTLE_CAP);
+            let wait = throttle_backoff(d);
+            assert!(wait < THROTTLE_CAP, "{wait:?}");
+        }
+        // At the cap, never less than half of it: no retry while the quota is saturated.
+        for _ in 0..10 {
+            let wait = throttle_backoff(d);
+            assert!(wait >= THROTTLE_CAP / 2 && wait < THROTTLE_CAP, "{wait:?}");
         }
         let most = THROTTLE_CAP.as_secs_f64() / THROTTLE_FIRST.as_secs_f64();
         assert_eq!(*THROTTLE_WINDOW.lock().unwrap(), most);
@@ -467,14 +484,16 @@ mod tests {
         assert_eq!(*THROTTLE_WINDOW.lock().unwrap(), most / 2.0);
         answered();
         assert_eq!(*THROTTLE_WINDOW.lock().unwrap(), 0.0);
-        assert!(throttle_backoff(d) < THROTTLE_FIRST);
+        let reopened = throttle_backoff(d);
+        assert!(reopened >= THROTTLE_FIRST / 2 && reopened < THROTTLE_FIRST);
         let short = Duration::from_secs(4);
         assert_eq!(
             throttle_windows(short),
             (Duration::from_millis(400), Duration::from_secs(1))
         );
         for _ in 0..10 {
-            assert!(throttle_backoff(short) < Duration::from_secs(1));
+            let wait = throttle_backoff(short);
+            assert!(wait >= Duration::from_millis(200) && wait < Duration::from_secs(1));
         }
     }
 
