@@ -213,12 +213,33 @@ async fn serve(cfg: &StoreConfig, dcfg: DaemonConfig) -> Result<ExitCode> {
         .local_addr()
         .map_err(|e| Error::io(format!("cannot read the listening address: {e}")))?;
     let state = Arc::new(routes::State::new(store, path, cfg.timeout, dcfg));
+    spawn_trimmer();
     let _ = writeln!(
         std::io::stderr().lock(),
         "ecs-secrets: listening on {local}"
     );
     server::run(listener, state, signals).await;
     Ok(ExitCode::Success)
+}
+
+/// Hand the memory freed since the last time back to the kernel, every 10 s. Under many
+/// concurrent clients with refreshes the freed blocks are scattered through glibc's arenas
+/// and RSS creeps up although nothing leaks (soak: 7.6 -> 12.9 MiB over 16.5 M answers and
+/// 4,455 refreshes with two arenas; flat without refreshes); `malloc_trim` releases the
+/// free pages inside the heaps, not only at their tops. Milliseconds for a heap this size.
+fn spawn_trimmer() {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // SAFETY: malloc_trim only returns free memory to the kernel; no pointer is
+            // invalidated.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
 }
 
 #[cfg(test)]
