@@ -169,35 +169,13 @@ fn refuse_duplicates(versions: &[(String, u64, Payload)], table: &str) -> Result
 }
 
 async fn scan(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Item>> {
-    let what = format!("reading the credstash table {table}");
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let resp = ddb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = crate::aws::error(what.clone(), e);
-                if let Error::Aws {
-                    kind: AwsKind::NotFound,
-                    hint,
-                    ..
-                } = &mut err
-                {
-                    *hint = "; check --from-credstash-table (credstash's default is credential-store) and the region".into();
-                }
-                err
-            })?;
-        items.extend(resp.items.unwrap_or_default());
-        match resp.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(items),
-        }
-    }
+    crate::store::dynamodb::scan_all(
+        ddb,
+        table,
+        &format!("reading the credstash table {table}"),
+        "; check --from-credstash-table (credstash's default is credential-store) and the region",
+    )
+    .await
 }
 
 /// One credstash item, checked for shape (nothing decrypted yet).

@@ -105,36 +105,14 @@ impl DynamoStore {
         source: &str,
         max_payload: usize,
     ) -> Result<Vec<(String, u64, Payload)>> {
-        let what = format!("reading the ecs-secrets table {source}");
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .ddb
-                .scan()
-                .table_name(source)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    let mut err = crate::aws::error(what.clone(), e);
-                    if let Error::Aws {
-                        kind: AwsKind::NotFound,
-                        hint,
-                        ..
-                    } = &mut err
-                    {
-                        *hint = "; check --from-ecs-secrets-table (the original tool named it ECS-Secrets-<app>-Secrets) and the region".into();
-                    }
-                    err
-                })?;
-            items.extend(resp.items.unwrap_or_default());
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let items = scan_all(
+            &self.ddb,
+            source,
+            &format!("reading the ecs-secrets table {source}"),
+            "; check --from-ecs-secrets-table (the original tool named it \
+             ECS-Secrets-<app>-Secrets) and the region",
+        )
+        .await?;
         let mut keys: HashMap<String, Zeroizing<Vec<u8>>> = HashMap::new();
         let mut out = Vec::new();
         for item in &items {
@@ -214,5 +192,43 @@ impl DynamoStore {
         }
         crate::sort::sort_by(&mut out, |a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
+    }
+}
+
+/// Every item of another tool's table (the original ecs-secrets, credstash), page by page,
+/// read consistently. `not_found_hint` follows the error when the table does not exist.
+pub(crate) async fn scan_all(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    what: &str,
+    not_found_hint: &str,
+) -> Result<Vec<HashMap<String, Av>>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let resp = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = crate::aws::error(what.to_string(), e);
+                if let Error::Aws {
+                    kind: AwsKind::NotFound,
+                    hint,
+                    ..
+                } = &mut err
+                {
+                    *hint = not_found_hint.into();
+                }
+                err
+            })?;
+        items.extend(resp.items.unwrap_or_default());
+        match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
     }
 }

@@ -43,6 +43,7 @@
 mod item;
 mod keys;
 mod legacy;
+pub(crate) use legacy::scan_all;
 mod rotate;
 mod write;
 
