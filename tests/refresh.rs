@@ -95,6 +95,43 @@ fn signal_on_change_runs_the_commands_handler_after_the_file_changed() {
     assert!(r.running());
 }
 
+/// Started with SIGHUP ignored (nohup, some init systems), a shell could not trap it: the
+/// `--on-change` signal goes back to its default action in CMD, so its handler still runs.
+#[test]
+fn an_on_change_signal_ignored_at_start_still_reaches_the_commands_handler() {
+    use std::os::unix::process::CommandExt;
+    let m = moto();
+    let path = unique_path("sighup-ignored");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let script = "echo \"start $$\"; trap 'echo \"hup $A\"' HUP; while :; do sleep 0.1; done";
+    let mut c = exec_sh(
+        &m.endpoint,
+        &path,
+        &[
+            "--refresh",
+            "1",
+            "--splay",
+            "0",
+            "--on-change",
+            "signal:SIGHUP",
+        ],
+        script,
+    );
+    // SAFETY: only signal(2) between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut r = Running::start(c);
+    r.line("start ", PATIENCE);
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    // The environment of a running process does not change: the handler runs, A is as it was.
+    assert_eq!(r.line("hup ", PATIENCE), "hup one");
+    assert!(r.running());
+}
+
 #[test]
 fn exit_on_change_stops_the_command_and_exits_with_its_status() {
     let m = moto();

@@ -26,6 +26,10 @@ pub struct Program {
     denied: Vec<u8>,
     failed: Vec<u8>,
     no_drop: Vec<u8>,
+    /// The `--on-change` signal: back to its default action in CMD, so that a signal this
+    /// process was started with ignored (nohup, some init systems) can still be handled —
+    /// a shell cannot trap a signal that was ignored when it started.
+    on_change: Option<i32>,
 }
 
 impl Program {
@@ -74,7 +78,15 @@ impl Program {
                 target.as_ref().map_or(0, |t| t.gid)
             )),
             target,
+            on_change: None,
         })
+    }
+
+    /// CMD receives `sig` when the secrets change: it starts with that signal's default
+    /// action rather than an inherited "ignore".
+    pub fn with_on_change_signal(mut self, sig: i32) -> Self {
+        self.on_change = Some(sig);
+        self
     }
 
     /// Fork and exec CMD with `env`. Returns the child's pid; an exec failure shows up as
@@ -155,8 +167,12 @@ impl Program {
         if libc::getppid() != parent {
             libc::_exit(126);
         }
-        // As for exec: SIGPIPE back to default (Rust ignores it), an empty mask.
+        // As for exec: SIGPIPE back to default (Rust ignores it), an empty mask; the
+        // --on-change signal back to default too (see `on_change`).
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if let Some(sig) = self.on_change {
+            libc::signal(sig, libc::SIG_DFL);
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

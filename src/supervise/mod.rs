@@ -65,7 +65,10 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
     if let Some(dir) = &cfg.files {
         files::check_dir(dir, cfg.allow_disk)?;
     }
-    let program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
+    let mut program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
+    if let OnChange::Signal(s) = r.on_change {
+        program = program.with_on_change_signal(s as i32);
+    }
     memory::wipe_freed();
     // Before any thread exists.
     let set = signals::Set::catchable();
