@@ -6,24 +6,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn json(out: &std::process::Output) -> Value {
-    let s = assert_ok(out);
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-fn lines(out: &std::process::Output) -> Vec<Value> {
-    assert_ok(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn create_from_three_sources_then_fetch() {
     let m = moto();
     let path = unique_path("create");
     let e = &m.endpoint;
-    let v = json(&run(ecs(e).args([
+    let v = assert_ok_json(&run(ecs(e).args([
         "create",
         "--path",
         &path,
@@ -35,7 +23,7 @@ fn create_from_three_sources_then_fetch() {
     assert_eq!(v, serde_json::json!({"name": "A", "serial": 1}));
     let dir = TempDir::new("payload");
     std::fs::write(dir.join("pw"), "from-file\n").unwrap();
-    let v = json(&run(ecs(e)
+    let v = assert_ok_json(&run(ecs(e)
         .args([
             "create",
             "--path",
@@ -46,21 +34,20 @@ fn create_from_three_sources_then_fetch() {
         ])
         .arg(dir.join("pw"))));
     assert_eq!(v["serial"], 2);
-    let v = json(&stdin_run(
+    let v = assert_ok_json(&stdin_run(
         ecs(e).args(["create", "--path", &path, "--name", "A", "--payload-stdin"]),
         b"from-stdin",
     ));
     assert_eq!(v["serial"], 3);
-    let v = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "A"])));
+    let v = assert_ok_json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "A"])));
     assert_eq!(
         v,
         serde_json::json!({"name": "A", "serial": 3, "payload": "from-stdin", "active": true})
     );
     // Bytes are stored exactly, trailing newline included.
-    let v =
-        json(&run(ecs(e).args([
-            "fetch", "--path", &path, "--name", "A", "--serial", "2",
-        ])));
+    let v = assert_ok_json(&run(
+        ecs(e).args(["fetch", "--path", &path, "--name", "A", "--serial", "2"])
+    ));
     assert_eq!(v["payload"], "from-file\n");
     assert_eq!(
         get_plain(e, &format!("{path}/A")).as_deref(),
@@ -84,7 +71,7 @@ fn rotate_generates_and_revokes_older_versions() {
             p,
         ])));
     }
-    let v = json(&run(ecs(e).args([
+    let v = assert_ok_json(&run(ecs(e).args([
         "rotate",
         "--path",
         &path,
@@ -97,7 +84,7 @@ fn rotate_generates_and_revokes_older_versions() {
         v,
         serde_json::json!({"name": "K", "serial": 3, "revoked": [1, 2]})
     );
-    let f = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
+    let f = assert_ok_json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
     let generated = f["payload"].as_str().unwrap().to_string();
     assert_eq!(generated.len(), 32);
     assert!(
@@ -107,7 +94,7 @@ fn rotate_generates_and_revokes_older_versions() {
     // The generated value never appeared on stdout of rotate.
     let out = run(ecs(e).args(["rotate", "--path", &path, "--name", "K", "--generate", "32"]));
     assert!(!assert_ok(&out).contains(&generated));
-    let all = lines(&run(ecs(e).args([
+    let all = assert_ok_lines(&run(ecs(e).args([
         "list",
         "--path",
         &path,
@@ -148,10 +135,9 @@ fn revoke_and_fetch_of_revoked_versions() {
             p,
         ])));
     }
-    let v =
-        json(&run(ecs(e).args([
-            "revoke", "--path", &path, "--name", "K", "--serial", "3",
-        ])));
+    let v = assert_ok_json(&run(
+        ecs(e).args(["revoke", "--path", &path, "--name", "K", "--serial", "3"])
+    ));
     assert_eq!(
         v,
         serde_json::json!({"name": "K", "serial": 3, "active": false})
@@ -163,17 +149,17 @@ fn revoke_and_fetch_of_revoked_versions() {
         v,
         serde_json::json!({"name": "K", "serial": 3, "payload": "", "active": false})
     );
-    let v = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
+    let v = assert_ok_json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
     assert_eq!(
         (v["serial"].as_u64(), v["payload"].as_str()),
         (Some(2), Some("v2"))
     );
     // Readers see serial 2's payload; the list shows serials, internal copies hidden.
     assert_eq!(get_plain(e, &format!("{path}/K")).as_deref(), Some("v2"));
-    let newest = lines(&run(ecs(e).args(["list", "--path", &path])));
+    let newest = assert_ok_lines(&run(ecs(e).args(["list", "--path", &path])));
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0]["serial"], 2);
-    let all = lines(&run(ecs(e).args([
+    let all = assert_ok_lines(&run(ecs(e).args([
         "list",
         "--path",
         &path,
@@ -185,7 +171,7 @@ fn revoke_and_fetch_of_revoked_versions() {
         "revoke", "--path", &path, "--name", "K", "--serial", "2",
     ])));
     assert_eq!(get_plain(e, &format!("{path}/K")).as_deref(), Some("v1"));
-    let v = json(&run(ecs(e).args([
+    let v = assert_ok_json(&run(ecs(e).args([
         "create",
         "--path",
         &path,
@@ -198,7 +184,7 @@ fn revoke_and_fetch_of_revoked_versions() {
         v["serial"].as_u64().unwrap() > 3,
         "serials are never reused: {v}"
     );
-    let v = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
+    let v = assert_ok_json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
     assert_eq!(v["payload"], "v-new");
 }
 
@@ -234,7 +220,7 @@ fn unknown_names_and_serials_are_errors_that_create_nothing() {
     let out = run(ecs(e).args(["fetch", "--path", &path, "--name", "K", "--serial", "7"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    let all = lines(&run(ecs(e).args([
+    let all = assert_ok_lines(&run(ecs(e).args([
         "list",
         "--path",
         &path,

@@ -8,18 +8,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn json(out: &std::process::Output) -> Value {
-    let s = assert_ok(out);
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-fn lines(out: &std::process::Output) -> Vec<Value> {
-    assert_ok(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// A small deterministic generator (the seed is printed, so a failing round can be rerun).
 struct Lcg(u64);
 
@@ -114,7 +102,7 @@ fn concurrent_admin_commands_on_one_name_converge() {
                     let daemon = &daemon;
                     s.spawn(move || {
                         if !http {
-                            return json(&run(ecs(e).args(args)));
+                            return assert_ok_json(&run(ecs(e).args(args)));
                         }
                         let r = if args[0] == "revoke" {
                             daemon.post(&format!("/latest/revoke/K/{}", args[2]), "")
@@ -139,7 +127,7 @@ fn concurrent_admin_commands_on_one_name_converge() {
                 payloads.insert(v["serial"].as_u64().unwrap(), args[2].clone());
             }
         }
-        let all = lines(&run(ecs(e).args([
+        let all = assert_ok_lines(&run(ecs(e).args([
             "list",
             "--path",
             &path,
@@ -166,7 +154,7 @@ fn concurrent_admin_commands_on_one_name_converge() {
         let fetched = run(ecs(e).args(["fetch", "--path", &path, "--name", "K"]));
         match newest {
             Some(n) => {
-                let f = json(&fetched);
+                let f = assert_ok_json(&fetched);
                 assert_eq!(f["serial"], n, "fetch disagrees with list\n{why}");
                 assert_eq!(f["payload"].as_str(), Some(payloads[&n].as_str()), "{why}");
                 assert_eq!(seen.as_deref(), Some(payloads[&n].as_str()), "{why}");
@@ -244,7 +232,7 @@ fn late_copy_after(tag: &str, other: &[&str], want: (u64, &str)) {
         .args(["--path", &path, "--name", "K"])
         .args(&other[1..])));
     assert_ok(&child.wait_with_output().unwrap());
-    let f = json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
+    let f = assert_ok_json(&run(ecs(e).args(["fetch", "--path", &path, "--name", "K"])));
     assert_eq!(
         (&f["serial"], &f["payload"]),
         (&Value::from(want.0), &Value::from(want.1))

@@ -50,8 +50,8 @@ pub use http::{closed_within, http_request, small_window, HttpResponse};
 pub use imds::ImdsServer;
 pub use moto::{fresh_moto, fresh_moto_tls, moto, Moto, MOTO_MISSING};
 pub use process::{
-    assert_exec_not_started, assert_fail, assert_ok, bin, describe, ecs, run, run_with, scrub_env,
-    stdin_run, DEFAULT_TIMEOUT,
+    assert_exec_not_started, assert_fail, assert_ok, assert_ok_json, assert_ok_lines, bin,
+    describe, ecs, run, run_with, scrub_env, stdin_run, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy, Rewrite};
 pub use query::{aws_query, deploy_stack, percent_decode};

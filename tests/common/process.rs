@@ -172,6 +172,22 @@ pub fn assert_ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts exit status 0 and parses stdout as one JSON value.
+#[track_caller]
+pub fn assert_ok_json(out: &Output) -> serde_json::Value {
+    let s = assert_ok(out);
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// Asserts exit status 0 and parses stdout as JSON lines.
+#[track_caller]
+pub fn assert_ok_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert_ok(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Asserts a non-zero exit (not death by a signal) and returns stderr.
 #[track_caller]
 pub fn assert_fail(out: &Output) -> String {
