@@ -33,7 +33,7 @@ def simulate(k, policy, pages=6, seed=0):
     tasks = [dict(page=0, throttles=0) for _ in range(k)]
     for i in range(k):
         heapq.heappush(events, (rnd.uniform(0, SPAWN), i))
-    state = {"active": k}
+    active = k
     throttled, done = 0, []
     while events:
         t, i = heapq.heappop(events)
@@ -49,13 +49,13 @@ def simulate(k, policy, pages=6, seed=0):
             policy.answered(task, t)
             if task["page"] == pages:
                 done.append(t + LATENCY)
-                state["active"] -= 1
+                active -= 1
             else:
                 heapq.heappush(events, (t + LATENCY, i))
             continue
         throttled += 1
         task["throttles"] += 1
-        wait = policy.throttled(task, t, k, state["active"], rnd)
+        wait = policy.throttled(task, t, k, active, rnd)
         if wait is not None:
             heapq.heappush(events, (t + LATENCY + wait, i))
     floor = k * pages / RATE
