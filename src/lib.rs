@@ -8,6 +8,7 @@
 
 pub mod argv;
 pub mod aws;
+pub mod build_info;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -31,7 +32,7 @@ use config::{Env, PathArity};
 use error::{Error, ExitCode, Result};
 use std::ffi::OsString;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = build_info::VERSION;
 
 /// Run the program with these arguments (argv[0] included) and return the exit status.
 pub fn run(args: Vec<OsString>) -> i32 {
@@ -130,7 +131,7 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
         }
     };
     if top.version {
-        println!("ecs-secrets {VERSION}");
+        println!("ecs-secrets {}", build_info::long_version());
         return Ok(ExitCode::Success);
     }
     let Some(command) = top.command else {

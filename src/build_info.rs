@@ -1,0 +1,40 @@
+//! What this binary is: the package version, the commit it was built from and the target it was
+//! built for (all set at build time by `build.rs`). A leaf: `--version`, the daemon's
+//! `/version` and release tooling read these; it depends on nothing.
+
+/// The package version (Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit the binary was built from: `ECS_SECRETS_COMMIT` if set at build time, else
+/// `git rev-parse --short=12 HEAD`, else `unknown` (a build from a tarball or a Docker
+/// context without `.git`).
+pub const COMMIT: &str = env!("ECS_SECRETS_COMMIT");
+
+/// The Rust target triple the binary was built for, e.g. `aarch64-unknown-linux-gnu`.
+pub const TARGET: &str = env!("ECS_SECRETS_TARGET");
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ECS_SECRETS_COMMIT"),
+    " ",
+    env!("ECS_SECRETS_TARGET"),
+    ")"
+);
+
+/// `VERSION (COMMIT TARGET)`, what `ecs-secrets --version` prints after the program's name.
+pub fn long_version() -> &'static str {
+    LONG_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_version_names_version_commit_and_target() {
+        assert_eq!(long_version(), format!("{VERSION} ({COMMIT} {TARGET})"));
+        assert!(!COMMIT.is_empty() && !COMMIT.contains(char::is_whitespace));
+        assert!(TARGET.contains("-linux-"), "{TARGET}");
+    }
+}
