@@ -15,6 +15,7 @@ scripts/engine.sh
 scripts/deps.sh
 docker=docker
 [ -x /usr/bin/docker ] && docker=/usr/bin/docker
+dist=${ECS_SECRETS_DIST:-dist}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 arches=("$@")
 [ ${#arches[@]} -gt 0 ] || arches=(amd64 arm64)
@@ -57,7 +58,7 @@ for arch in "${arches[@]}"; do
     *) echo "engine-test: unknown architecture $arch (amd64, arm64)" >&2; exit 2 ;;
   esac
   image="ecs-secrets:$version-$arch"
-  "$docker" load -q -i "dist/ecs-secrets-$version-image-$arch.tar" >/dev/null
+  "$docker" load -q -i "$dist/ecs-secrets-$version-image-$arch.tar" >/dev/null
   plat=(--platform "linux/$arch")
 
   # The application image: busybox of this architecture, and ecs-secrets from the release image.
@@ -101,8 +102,9 @@ DOCKERFILE
     "$image" ecs-secrets create --path "$path" --name A --payload-stdin >/dev/null
   printf '%s' "$tricky" | "$docker" run --rm -i --network host "${aws[@]}" "${plat[@]}" \
     "$image" ecs-secrets create --path "$path" --name TRICKY --payload-stdin >/dev/null
-  listed=$("$docker" run --rm --network host "${aws[@]}" "${plat[@]}" "$image" ecs-secrets list --path "$path" | awk '{print $1}' | tr '\n' ' ')
-  expect "admin one-shots in the image (create, list)" "A TRICKY " "$listed"
+  listed=$("$docker" run --rm --network host "${aws[@]}" "${plat[@]}" "$image" ecs-secrets list --path "$path" \
+    | python3 -c 'import json, sys; print(" ".join(json.loads(l)["name"] for l in sys.stdin))')
+  expect "admin one-shots in the image (create, list)" "A TRICKY" "$listed"
 
   run() { "$docker" run --rm "${plat[@]}" "$@"; }
   # exec as PID 1: CMD gets PID 1, the image user, the secrets in its environment and files.
@@ -121,15 +123,16 @@ DOCKERFILE
   rc=$?
   set -e
   expect "CMD's exit code is docker run's" 7 "$rc"
-  # Fail closed: a path with no secrets, CMD never starts, one error line.
+  # Fail closed: a required secret is missing, CMD never starts, one error line.
   set +e
-  out=$(run "${ecs[@]}" -e "ECS_SECRETS_PATH=/engine/none-$arch" "$app" sh -c 'echo STARTED' 2>&1)
+  out=$(run "${ecs[@]}" -e "ECS_SECRETS_PATH=$path" --entrypoint ecs-secrets-exec "$app" \
+    --require MISSING -- sh -c 'echo STARTED' 2>&1)
   rc=$?
   set -e
   if [ "$rc" -ne 0 ] && [ "${out#*STARTED}" = "$out" ] && [ "${out#ecs-secrets: error:}" != "$out" ]; then
-    ok "fail closed: empty path exits $rc, CMD not started"
+    ok "fail closed: a --require'd secret missing exits $rc, CMD not started"
   else
-    fail "fail closed: empty path" "exit $rc" "$out"
+    fail "fail closed: a --require'd secret missing" "exit $rc" "$out"
   fi
   # The env form in a shell image, under eval.
   out=$(run "${ecs[@]}" -e "ECS_SECRETS_PATH=$path" --entrypoint /bin/sh "$app" \
@@ -137,8 +140,8 @@ DOCKERFILE
   expect "env form: vars=\$(ecs-secrets-env) && eval" "A=alpha
 $tricky" "$out"
   set +e
-  out=$(run "${ecs[@]}" -e "ECS_SECRETS_PATH=/engine/none-$arch" --entrypoint /bin/sh "$app" \
-    -c 'vars=$(ecs-secrets-env) || exit 3; eval "$vars"; echo STARTED' 2>&1)
+  out=$(run "${ecs[@]}" -e "ECS_SECRETS_PATH=$path" --entrypoint /bin/sh "$app" \
+    -c 'vars=$(ecs-secrets-env --require MISSING) || exit 3; eval "$vars"; echo STARTED' 2>&1)
   rc=$?
   set -e
   expect "env form fails closed: the shell sees the failure" "3" "$rc" "$out"

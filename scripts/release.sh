@@ -34,6 +34,9 @@ if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=
   # the artifacts of an earlier `cargo build --release` (the variable is in build.rs' inputs).
   export ECS_SECRETS_COMMIT="$commit"
 fi
+# The SBOMs' timestamp: the commit's, so the same commit gives the same files.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+export SOURCE_DATE_EPOCH
 source_url=${ECS_SECRETS_SOURCE_URL:-$(git remote get-url origin 2>/dev/null | grep '^https://' || echo unknown)}
 
 # --- tools --------------------------------------------------------------------------------

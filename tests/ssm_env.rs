@@ -252,7 +252,10 @@ fn help_and_version_touch_no_aws_and_usage_errors_exit_2() {
         .and_then(|r| r.split_once(' '))
         .unwrap_or_else(|| panic!("--version printed {v:?}"));
     assert!(
-        !commit.is_empty() && commit.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        !commit.is_empty()
+            && commit
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
         "{v:?}"
     );
     assert!(target.ends_with("-unknown-linux-gnu"), "{v:?}");
