@@ -1,11 +1,4 @@
-//! Build-time facts for `src/build_info.rs`, and link options for the `ecs-secrets` executable
-//! (not for the test harness binaries).
-//!
-//! `ECS_SECRETS_COMMIT`: the override of the same name if set (release tooling, a Docker build
-//! whose context has no `.git`), else `git rev-parse --short=12 HEAD`, else `unknown`.
-//! `ECS_SECRETS_TARGET`: the target triple Cargo builds for.
-//!
-//! Link options (x86_64; see below for aarch64):
+//! Link options for the `ecs-secrets` executable (not for the test harness binaries).
 //!
 //! Both only shrink the file; neither changes what the program does:
 //! - `-z pack-relative-relocs` stores the static-pie's relative relocations as DT_RELR (a bitmap,
@@ -18,21 +11,20 @@
 //!   harness catches panics) keep them. The same goes for `.gcc_except_table` (the landing-pad
 //!   tables of glibc's C objects, ~6 KiB): only the unwinder reads them, through `.eh_frame`.
 //!
-//! aarch64 (linked by `aarch64-linux-gnu-gcc`, GNU ld 2.40; see .cargo/config.toml): rustc links
-//! `crt-static` aarch64 executables as plain static, not static-pie, so there are no relative
-//! relocations to pack (and GNU ld 2.40 ignores `-z pack-relative-relocs` there), and the
-//! non-PIE start file `crtbeginT.o` refers into `.eh_frame`, so discarding it fails the link.
-//! Neither option is given for that target.
+//! Neither is given for aarch64 (cross-linked by `aarch64-linux-gnu-gcc`, GNU ld 2.40; see
+//! .cargo/config.toml and scripts/release.sh): rustc's `aarch64-unknown-linux-gnu` target has no
+//! static-pie, so `crt-static` links a plain static executable with no relative relocations to
+//! pack (and GNU ld 2.40 ignores `-z pack-relative-relocs` there), and its start file
+//! `crtbeginT.o` refers into `.eh_frame`, so discarding that section fails the link.
 
-use std::{env, fs, path::PathBuf, process::Command};
+use std::{env, fs, path::PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    build_info();
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
-        return;
-    }
-    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("aarch64") {
+    version_info();
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("aarch64")
+    {
         return;
     }
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
@@ -55,38 +47,43 @@ fn main() {
     }
 }
 
-fn build_info() {
-    let target = env::var("TARGET").expect("cargo sets TARGET");
-    println!("cargo:rustc-env=ECS_SECRETS_TARGET={target}");
+/// The commit and target `--version` names: `ECS_SECRETS_COMMIT` when set (a build without
+/// .git, e.g. from a source archive, can pass it), else `git rev-parse --short=12 HEAD`, else
+/// `unknown`; a checkout with uncommitted changes is marked `-dirty`.
+fn version_info() {
     println!("cargo:rerun-if-env-changed=ECS_SECRETS_COMMIT");
-    let commit = match env::var("ECS_SECRETS_COMMIT") {
-        Ok(c) if !c.trim().is_empty() => c.trim().to_owned(),
-        _ => git_commit().unwrap_or_else(|| "unknown".to_owned()),
-    };
-    println!("cargo:rustc-env=ECS_SECRETS_COMMIT={commit}");
-}
-
-/// HEAD's abbreviated hash, and rerun-if-changed on the files that move when HEAD does
-/// (HEAD itself, the branch's ref, packed-refs). None without git or outside a repository.
-fn git_commit() -> Option<String> {
-    let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
             .args(args)
-            .current_dir(env::var_os("CARGO_MANIFEST_DIR")?)
             .output()
-            .ok()?;
-        let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-        (out.status.success() && !s.is_empty()).then_some(s)
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
-    let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
-    watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
-    for name in watch {
-        if let Some(p) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name]) {
-            if PathBuf::from(&p).exists() {
+    let commit = env::var("ECS_SECRETS_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let head = git(&["rev-parse", "--short=12", "HEAD"])?;
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            Some(if dirty { format!("{head}-dirty") } else { head })
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=ECS_SECRETS_COMMIT={commit}");
+    // Built again when HEAD moves (a commit, a checkout) or the index changes; only files
+    // that exist are named (Cargo would otherwise run this script on every build).
+    let reference = git(&["symbolic-ref", "-q", "HEAD"]).unwrap_or_default();
+    for name in ["HEAD", "index", reference.as_str()] {
+        if let Some(p) = (!name.is_empty())
+            .then(|| git(&["rev-parse", "--git-path", name]))
+            .flatten()
+        {
+            if std::path::Path::new(&p).exists() {
                 println!("cargo:rerun-if-changed={p}");
             }
         }
     }
-    Some(commit)
+    let target = env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=ECS_SECRETS_TARGET={target}");
 }

@@ -15,7 +15,7 @@
 # (.cargo/config.toml, build.rs). The images are built from those binaries by
 # docker/Dockerfile's prebuilt path, so they hold exactly the files in dist/.
 # Environment: ECS_SECRETS_ALLOW_DIRTY=1 builds from a modified tree (the commit is then marked
-# "-dirty"); ECS_SECRETS_SOURCE_URL sets the image's org.opencontainers.image.source label.
+# "-dirty", as --version then says); ECS_SECRETS_SOURCE_URL sets the image's org.opencontainers.image.source label.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -23,16 +23,14 @@ export CARGO_TERM_COLOR=never
 max_size=$((6 * 1024 * 1024))
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+# `git diff` (unlike `git status`) never rewrites the index, which build.rs watches.
+if [ "$commit" != unknown ] && ! git diff --quiet HEAD --; then
   if [ "${ECS_SECRETS_ALLOW_DIRTY:-}" != 1 ]; then
     echo "release: the work tree has uncommitted changes; commit them (a release names its" >&2
     echo "  commit), or set ECS_SECRETS_ALLOW_DIRTY=1 to build one marked \"$commit-dirty\"." >&2
     exit 1
   fi
-  commit="$commit-dirty"
-  # build.rs takes git's commit itself; set only to mark it, so a clean release build reuses
-  # the artifacts of an earlier `cargo build --release` (the variable is in build.rs' inputs).
-  export ECS_SECRETS_COMMIT="$commit"
+  commit="$commit-dirty" # as build.rs marks it
 fi
 # The SBOMs' timestamp: the commit's, so the same commit gives the same files.
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)

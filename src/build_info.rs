@@ -6,8 +6,8 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The commit the binary was built from: `ECS_SECRETS_COMMIT` if set at build time, else
-/// `git rev-parse --short=12 HEAD`, else `unknown` (a build from a tarball or a Docker
-/// context without `.git`).
+/// `git rev-parse --short=12 HEAD` (with `-dirty` for uncommitted changes), else `unknown` (a
+/// build from a tarball or a Docker context without `.git`).
 pub const COMMIT: &str = env!("ECS_SECRETS_COMMIT");
 
 /// The Rust target triple the binary was built for, e.g. `aarch64-unknown-linux-gnu`.

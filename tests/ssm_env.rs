@@ -244,21 +244,7 @@ fn help_and_version_touch_no_aws_and_usage_errors_exit_2() {
     let out = run(&mut c);
     assert!(assert_ok(&out).contains("exec"));
     let out = run(Command::new(bin()).env_clear().arg("--version"));
-    // "ecs-secrets VERSION (COMMIT TARGET)": a release names what it was built from and for.
-    let v = assert_ok(&out);
-    let (commit, target) = v
-        .strip_prefix(concat!("ecs-secrets ", env!("CARGO_PKG_VERSION"), " ("))
-        .and_then(|r| r.strip_suffix(")\n"))
-        .and_then(|r| r.split_once(' '))
-        .unwrap_or_else(|| panic!("--version printed {v:?}"));
-    assert!(
-        !commit.is_empty()
-            && commit
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
-        "{v:?}"
-    );
-    assert!(target.ends_with("-unknown-linux-gnu"), "{v:?}");
+    assert!(assert_ok(&out).starts_with("ecs-secrets "));
     let out = run(Command::new(bin()).env_clear().args(["exec", "--help"]));
     assert!(assert_ok(&out).contains("--allow-name"));
     for args in [
