@@ -33,8 +33,11 @@ mod tests {
 
     #[test]
     fn long_version_names_version_commit_and_target() {
-        assert_eq!(long_version(), format!("{VERSION} ({COMMIT} {TARGET})"));
-        assert!(!COMMIT.is_empty() && !COMMIT.contains(char::is_whitespace));
-        assert!(TARGET.contains("-linux-"), "{TARGET}");
+        let long = long_version();
+        assert_eq!(long, format!("{VERSION} ({COMMIT} {TARGET})"));
+        let inner = long.split_once(" (").map(|(_, r)| r.trim_end_matches(')'));
+        let (commit, target) = inner.and_then(|r| r.split_once(' ')).expect(long);
+        assert!(!commit.is_empty() && !target.contains(' '), "{long}");
+        assert!(target.contains("-linux-"), "{long}");
     }
 }
