@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod error;
 pub mod exec;
+pub mod fsread;
 pub mod inject;
 pub mod log;
 pub mod privs;
