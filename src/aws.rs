@@ -58,13 +58,20 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         .with_max_attempts(10)
         .with_initial_backoff(Duration::from_millis(100))
         .with_max_backoff(Duration::from_secs(5));
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .app_name(AppName::new(USER_AGENT_APP).expect("static app name is valid"))
         .retry_config(retries)
-        .timeout_config(timeouts)
-        .load()
-        .await;
+        .timeout_config(timeouts);
+    // The shared config and credentials files, read by us, bounded (aws/files.rs); when one
+    // is unusable, nothing is sent and every request fails with the reason.
+    let loader = match files::profile_files() {
+        Ok(profiles) => loader.profile_files(profiles).http_client(http_client()),
+        Err(reason) => loader
+            .profile_files(files::no_profile_files())
+            .credentials_provider(files::Refuse(reason.clone()))
+            .http_client(crate::tls::refusing_client(reason)),
+    };
+    let sdk = loader.load().await;
     // The token files the chain reads, checked before every resolution (aws/files.rs).
     match sdk.credentials_provider() {
         Some(chain) => sdk

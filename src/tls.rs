@@ -49,6 +49,11 @@ pub fn https_client() -> SharedHttpClient {
     }
 }
 
+/// A client whose every request fails at once with `reason` (nothing is sent).
+pub fn refusing_client(reason: String) -> SharedHttpClient {
+    SharedHttpClient::new(Refuse(reason))
+}
+
 fn settings() -> Result<(tls::TrustStore, Option<Proxy>), String> {
     let roots = Roots::from_env()?;
     let proxy = proxy_from_env()?;

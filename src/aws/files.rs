@@ -9,7 +9,12 @@
 //! [`crate::fsread`]: a regular file (symlinks followed) of at most [`MAX_TOKEN_FILE`]
 //! bytes; anything else fails the resolution at once, naming the variable and the path.
 //!
-//! What remains: the SDK opens the path again after our check, so a file replaced between
+//! The shared config and credentials files (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`,
+//! by default `~/.aws/config` and `~/.aws/credentials`) aws-config would read the same way;
+//! those it can be handed as text, so we read them ourselves ([`profile_files`]), bounded,
+//! and it never opens them.
+//!
+//! What remains: the SDK opens a token file's path again after our check, so a file replaced between
 //! the two by a FIFO would still block. Replacing it takes write access to its directory,
 //! which the orchestrator's mount (a read-only projected volume) does not give.
 
@@ -61,7 +66,92 @@ pub fn check_token_files() -> Result<(), String> {
     Ok(())
 }
 
-/// A token file that cannot be read safely: the text names the variable, the path, what is
+/// No shared config or credentials file at all.
+#[allow(deprecated)]
+pub fn no_profile_files() -> aws_config::profile::profile_file::ProfileFiles {
+    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+    // At least one file is required (its builder panics otherwise): an empty one is none.
+    ProfileFiles::builder()
+        .include_default_config_file(false)
+        .include_default_credentials_file(false)
+        .with_contents(ProfileFileKind::Config, "")
+        .build()
+}
+
+/// The largest shared config or credentials file read: real ones are a few KiB.
+pub const MAX_PROFILE_FILE: u64 = 1 << 20;
+
+/// The shared config and credentials files, read through [`crate::fsread`] and handed to
+/// aws-config as text, where aws-config would look for them (the variable, else the
+/// default under `$HOME`; a leading `~` is `$HOME`). As aws-config does, a file that does
+/// not exist or cannot be opened (permissions) counts as empty. `Err` for one that is not
+/// a regular file or larger than [`MAX_PROFILE_FILE`].
+// aws-config names these types only through deprecated aliases (the new names live in
+// aws-runtime, not a dependency of ours).
+#[allow(deprecated)]
+pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles, String> {
+    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+    use crate::fsread::FileError;
+    let home = std::env::var_os("HOME");
+    // At least one file is required (its builder panics otherwise): an empty one is none.
+    let mut files = ProfileFiles::builder()
+        .include_default_config_file(false)
+        .include_default_credentials_file(false)
+        .with_contents(ProfileFileKind::Config, "");
+    for (kind, var, default) in [
+        (ProfileFileKind::Config, "AWS_CONFIG_FILE", "~/.aws/config"),
+        (
+            ProfileFileKind::Credentials,
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "~/.aws/credentials",
+        ),
+    ] {
+        let named = std::env::var_os(var);
+        let raw = std::path::PathBuf::from(named.clone().unwrap_or_else(|| default.into()));
+        let path = match (raw.strip_prefix("~"), &home) {
+            (Ok(rest), Some(h)) => Path::new(h).join(rest),
+            _ => raw.clone(),
+        };
+        match crate::fsread::read_bounded(&path, MAX_PROFILE_FILE) {
+            Ok(bytes) => {
+                files = files.with_contents(kind, String::from_utf8_lossy(&bytes).into_owned())
+            }
+            Err(FileError::Missing | FileError::Io(_)) => {}
+            Err(e) => {
+                let shown = crate::inject::env::printable(&path.to_string_lossy());
+                let named = if named.is_some() {
+                    format!("{var}={shown}")
+                } else {
+                    format!("{shown} (the default of {var})")
+                };
+                return Err(format!(
+                    "{named}: cannot read it: {e}; it must be an AWS {} file (a regular file \
+                     of at most {} MiB), or unset {var} to use none",
+                    if var == "AWS_CONFIG_FILE" { "config" } else { "credentials" },
+                    MAX_PROFILE_FILE >> 20
+                ));
+            }
+        }
+    }
+    Ok(files.build())
+}
+
+/// A credential source that always fails with the reason.
+#[derive(Debug)]
+pub struct Refuse(pub String);
+
+impl ProvideCredentials for Refuse {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Err(CredentialsError::invalid_configuration(
+            TokenFileUnusable(self.0.clone()),
+        )))
+    }
+}
+
+/// A file aws-config would read that cannot be read safely: the text names the variable, the path, what is
 /// wrong and the fix.
 #[derive(Debug)]
 pub struct TokenFileUnusable(pub String);

@@ -113,7 +113,9 @@ fn unescape(s: &str) -> String {
             continue;
         }
         match chars.peek().copied() {
-            Some(e @ ('a' | 'b' | 'c' | 'f' | 'n' | 'r' | 't' | 'v' | '"' | '\\')) => {
+            // `\c` is not a Go escape: UnquoteChar fails and the text stays.
+            Some('c') => out.push('\\'),
+            Some(e @ ('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '"' | '\\')) => {
                 chars.next();
                 out.push(match e {
                     'a' => '\x07',
@@ -123,11 +125,6 @@ fn unescape(s: &str) -> String {
                     'r' => '\r',
                     't' => '\t',
                     'v' => '\x0b',
-                    // `\c` is not a Go escape: UnquoteChar fails and the text stays.
-                    'c' => {
-                        out.push('\\');
-                        'c'
-                    }
                     other => other,
                 });
             }
@@ -143,7 +140,7 @@ fn unescape(s: &str) -> String {
                 }
                 // Go reads `\NNN` (three octal digits) only.
                 match u8::from_str_radix(&digits, 8) {
-                    Ok(b) if digits.len() == 3 && b.is_ascii() => out.push(b as char),
+                    Ok(b) if digits.len() == 3 => out.push(char::from(b)),
                     _ => {
                         out.push_str("\\0");
                         out.push_str(&digits);
