@@ -282,7 +282,8 @@ fn credential_endpoint() -> Option<String> {
             crate::inject::env::printable(&full)
         ));
     }
-    (!imds_off).then(|| "the EC2 instance metadata service (IMDS, http://169.254.169.254)".to_string())
+    (!imds_off)
+        .then(|| "the EC2 instance metadata service (IMDS, http://169.254.169.254)".to_string())
 }
 
 /// Run `fut` under the overall deadline (`--timeout`), which bounds credential resolution,
@@ -377,24 +378,28 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
         ),
         _ => String::new(),
     };
-    let hint = if !via_proxy.is_empty() { via_proxy } else { match cause {
-        None if in_flight => format!(
-            "; a request was still waiting for its answer (an attempt is given up only after \
+    let hint = if !via_proxy.is_empty() {
+        via_proxy
+    } else {
+        match cause {
+            None if in_flight => format!(
+                "; a request was still waiting for its answer (an attempt is given up only after \
              {stall} s without a byte): AWS is slow or unreachable — check connectivity to \
              AWS, or raise --timeout"
-        ),
-        Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
-        Some(Cause::ServerError) => {
-            "; AWS kept answering with server errors: a problem on its side, try again later"
-                .to_string()
-        }
-        Some(Cause::Network) => hint(AwsKind::Network).to_string(),
-        Some(Cause::Stalled) => format!(
+            ),
+            Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
+            Some(Cause::ServerError) => {
+                "; AWS kept answering with server errors: a problem on its side, try again later"
+                    .to_string()
+            }
+            Some(Cause::Network) => hint(AwsKind::Network).to_string(),
+            Some(Cause::Stalled) => format!(
             "; AWS stopped answering ({stall} s without a byte): check connectivity to AWS, or \
              raise --timeout if it is merely slow"
         ),
-        None => "; check connectivity to AWS, or raise --timeout".to_string(),
-    } };
+            None => "; check connectivity to AWS, or raise --timeout".to_string(),
+        }
+    };
     msg.push_str(&last);
     msg.push_str(&hint);
     msg

@@ -491,7 +491,9 @@ impl NoProxy {
             };
             return match after {
                 "" => Some((net(addr, bits)?, None)),
-                a if a.starts_with('/') && bits.is_none() => Some((net(addr, Some(&a[1..]))?, None)),
+                a if a.starts_with('/') && bits.is_none() => {
+                    Some((net(addr, Some(&a[1..]))?, None))
+                }
                 a => Some((net(addr, bits)?, Some(port(a.strip_prefix(':')?)?))),
             };
         }
@@ -818,7 +820,12 @@ mod tests {
         let np = NoProxy::parse;
         // `*` alone: everything, addresses included.
         for v in ["*", " * "] {
-            for (h, p) in [("127.0.0.1", 443), ("[::1]", 443), ("::1", 1), ("a.b", 5802)] {
+            for (h, p) in [
+                ("127.0.0.1", 443),
+                ("[::1]", 443),
+                ("::1", 1),
+                ("a.b", 5802),
+            ] {
                 assert!(np(v).matches(h, p), "{v:?} {h}");
             }
         }
@@ -826,10 +833,23 @@ mod tests {
         assert!(!np("*,example.com").matches("other.org", 443));
         // Names: suffixes on label boundaries, leading dot optional, any case, trailing dots.
         let n = np("example.com, .Internal.,,\tfoo");
-        for h in ["example.com", "a.example.com", "EXAMPLE.COM.", "x.internal", "internal", "foo"] {
+        for h in [
+            "example.com",
+            "a.example.com",
+            "EXAMPLE.COM.",
+            "x.internal",
+            "internal",
+            "foo",
+        ] {
             assert!(n.matches(h, 443), "{h}");
         }
-        for h in ["notexample.com", "example.com.evil", "xinternal", "foo.bar", "127.0.0.1"] {
+        for h in [
+            "notexample.com",
+            "example.com.evil",
+            "xinternal",
+            "foo.bar",
+            "127.0.0.1",
+        ] {
             assert!(!n.matches(h, 443), "{h}");
         }
         assert!(np("*.example.com").matches("a.example.com", 443));
@@ -838,7 +858,14 @@ mod tests {
         assert!(!np("127.0.0.1").matches("localhost", 443));
         // Addresses and CIDR blocks, v4 and v6, bracketed or not.
         let a = np("127.0.0.1,10.0.0.0/8,fd00::/8,[::1],[2001:db8::]/32");
-        for h in ["127.0.0.1", "10.9.8.7", "[fd12::1]", "::1", "[::1]", "[2001:db8:1::5]"] {
+        for h in [
+            "127.0.0.1",
+            "10.9.8.7",
+            "[fd12::1]",
+            "::1",
+            "[::1]",
+            "[2001:db8:1::5]",
+        ] {
             assert!(a.matches(h, 443), "{h}");
         }
         for h in ["127.0.0.2", "11.0.0.1", "[fe80::1]", "[2001:db9::1]"] {

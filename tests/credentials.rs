@@ -214,15 +214,24 @@ fn token_files_that_are_not_bounded_regular_files_fail_at_once_naming_the_variab
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
     let big = dir.join("big");
-    std::fs::File::create(&big).unwrap().set_len(1 << 20).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     let agent = EcsCredsServer::start(None);
     let cases: [(&std::path::Path, &str); 3] = [
         (&fifo, "it is a FIFO, not a regular file"),
-        (std::path::Path::new("/dev/zero"), "it is a device, not a regular file"),
+        (
+            std::path::Path::new("/dev/zero"),
+            "it is a device, not a regular file",
+        ),
         (&big, "it is larger than 64 KiB"),
     ];
     for (file, why) in cases {
-        for var in ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+        for var in [
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
             let mut c = bare(&path, "30");
             if var.starts_with("AWS_CONTAINER") {
                 c.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url());
@@ -235,7 +244,10 @@ fn token_files_that_are_not_bounded_regular_files_fail_at_once_naming_the_variab
                 e.contains(&format!("{var}={}: cannot read it: {why}", file.display())),
                 "{var}: {e}"
             );
-            assert!(!e.contains("deadline") && !e.contains("ECS task role"), "{e}");
+            assert!(
+                !e.contains("deadline") && !e.contains("ECS task role"),
+                "{e}"
+            );
         }
     }
     assert_eq!(agent.hits(), 0, "nothing sent with an unreadable token");
@@ -254,7 +266,10 @@ fn irsa_errors_name_the_web_identity_role_and_token_file() {
     let e = assert_fail(&out);
     assert!(
         e.contains(&format!("AWS_ROLE_ARN={ROLE_ARN}"))
-            && e.contains(&format!("AWS_WEB_IDENTITY_TOKEN_FILE={}", missing.display())),
+            && e.contains(&format!(
+                "AWS_WEB_IDENTITY_TOKEN_FILE={}",
+                missing.display()
+            )),
         "{e}"
     );
     assert!(!e.contains("ECS task role"), "{e}");
@@ -265,9 +280,7 @@ fn a_slow_credential_endpoint_is_named_by_the_deadline() {
     let path = unique_path("slow-creds");
     let agent = EcsCredsServer::start(None);
     agent.set_delay(std::time::Duration::from_secs(30));
-    let out = run_bounded(
-        bare(&path, "3").env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url()),
-    );
+    let out = run_bounded(bare(&path, "3").env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url()));
     let e = assert_fail(&out);
     assert!(
         e.contains("no request was signed yet")
@@ -290,7 +303,10 @@ fn profile_files_that_are_not_bounded_regular_files_fail_at_once_naming_them() {
     for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
         for (file, why) in [
             (fifo.as_path(), "it is a FIFO, not a regular file"),
-            (std::path::Path::new("/dev/zero"), "it is a device, not a regular file"),
+            (
+                std::path::Path::new("/dev/zero"),
+                "it is a device, not a regular file",
+            ),
         ] {
             let out = run_bounded(bare(&path, "30").env(var, file));
             let e = assert_fail(&out);

@@ -1429,7 +1429,10 @@ fn token_files_anyone_else_could_have_chosen_are_refused() {
             f.to_str().unwrap(),
         ]));
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!err.contains("listening on") && !err.contains(TOKEN), "{err}");
+        assert!(
+            !err.contains("listening on") && !err.contains(TOKEN),
+            "{err}"
+        );
         assert_eq!(out.status.code(), Some(2), "{err}");
         err
     };
@@ -1459,7 +1462,10 @@ fn token_files_anyone_else_could_have_chosen_are_refused() {
     mode(&g, 0o600);
     let e = refused(&g);
     assert!(
-        e.contains(&format!("it is in the directory {}, which any user can write", open.display())),
+        e.contains(&format!(
+            "it is in the directory {}, which any user can write",
+            open.display()
+        )),
         "{e}"
     );
     // Group-writable directory.
@@ -1478,12 +1484,19 @@ fn token_files_anyone_else_could_have_chosen_are_refused() {
     lchown(&link, Some(nobody), None).unwrap();
     let e = refused(&link);
     assert!(
-        e.contains(&format!("{} is a symbolic link owned by another user (uid 65534)", link.display())),
+        e.contains(&format!(
+            "{} is a symbolic link owned by another user (uid 65534)",
+            link.display()
+        )),
         "{e}"
     );
     // The safe arrangements start: our own link, to our file, in /tmp (sticky).
     lchown(&link, Some(0), None).unwrap();
-    let d = Daemon::start(&m.endpoint, &path, &["--token-file", link.to_str().unwrap()]);
+    let d = Daemon::start(
+        &m.endpoint,
+        &path,
+        &["--token-file", link.to_str().unwrap()],
+    );
     d.request(
         "GET",
         "/latest/version",

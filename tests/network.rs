@@ -274,7 +274,10 @@ fn ca_files_from_outside_are_read_only_as_bounded_regular_files() {
         let out = run_bounded(read(&path).env("AWS_CA_BUNDLE", file));
         let e = assert_fail(&out);
         assert!(
-            e.contains(&format!("AWS_CA_BUNDLE={}: cannot read it: {why}", file.display())),
+            e.contains(&format!(
+                "AWS_CA_BUNDLE={}: cannot read it: {why}",
+                file.display()
+            )),
             "{e}"
         );
         assert!(
@@ -377,11 +380,16 @@ fn proxy_and_certificate_failures_blame_the_right_thing() {
             .env("HTTPS_PROXY", proxy.url()),
     );
     assert!(
-        e.contains(&format!("the proxy HTTPS_PROXY={} wants credentials", proxy.url()))
-            && e.contains("http://USER:PASSWORD@host:port"),
+        e.contains(&format!(
+            "the proxy HTTPS_PROXY={} wants credentials",
+            proxy.url()
+        )) && e.contains("http://USER:PASSWORD@host:port"),
         "{e}"
     );
-    assert!(!e.contains("deadline") && !e.contains("check network"), "{e}");
+    assert!(
+        !e.contains("deadline") && !e.contains("check network"),
+        "{e}"
+    );
     // A proxy that never answers CONNECT: the proxy is named, not AWS.
     let silent = ConnectProxy::start_mode(ProxyMode::Silent);
     let out = run_bounded(
@@ -392,7 +400,10 @@ fn proxy_and_certificate_failures_blame_the_right_thing() {
     );
     let e = assert_fail(&out);
     assert!(
-        e.contains(&format!("the proxy HTTPS_PROXY={} did not set up the tunnel", silent.url())),
+        e.contains(&format!(
+            "the proxy HTTPS_PROXY={} did not set up the tunnel",
+            silent.url()
+        )),
         "{e}"
     );
     assert!(!e.contains("AWS stopped answering"), "{e}");
@@ -402,7 +413,10 @@ fn proxy_and_certificate_failures_blame_the_right_thing() {
     let redirect = ConnectProxy::start_mode(ProxyMode::RedirectTo(addr));
     let e = assert_refused(
         read(&path)
-            .env("AWS_ENDPOINT_URL", format!("https://not-in-the-cert.test:{}", m.port))
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("https://not-in-the-cert.test:{}", m.port),
+            )
             .env("AWS_CA_BUNDLE", &ca.ca)
             .env("HTTPS_PROXY", redirect.url()),
     );
@@ -416,7 +430,10 @@ fn proxy_and_certificate_failures_blame_the_right_thing() {
     std::fs::copy(SYSTEM_BUNDLE, &bundle).unwrap();
     let e = assert_refused(read(&path).env("AWS_CA_BUNDLE", &bundle));
     assert!(
-        e.contains(&format!("AWS_CA_BUNDLE={} does not hold the CA", bundle.display())),
+        e.contains(&format!(
+            "AWS_CA_BUNDLE={} does not hold the CA",
+            bundle.display()
+        )),
         "{e}"
     );
 }

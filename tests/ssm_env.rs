@@ -292,7 +292,11 @@ fn dotenv_writer_fuzz_against_both_readers() {
         assert_eq!(py[k].as_str(), Some(v.as_str()), "python-dotenv: {shown}");
         assert_eq!(compose.get(k), Some(v), "compose: {shown}");
     }
-    assert!(written.len() > 2000 && refused > 100, "{} {refused}", written.len());
+    assert!(
+        written.len() > 2000 && refused > 100,
+        "{} {refused}",
+        written.len()
+    );
 }
 
 #[test]

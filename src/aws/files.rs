@@ -90,8 +90,8 @@ pub const MAX_PROFILE_FILE: u64 = 1 << 20;
 // aws-runtime, not a dependency of ours).
 #[allow(deprecated)]
 pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles, String> {
-    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
     use crate::fsread::FileError;
+    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
     let home = std::env::var_os("HOME");
     // At least one file is required (its builder panics otherwise): an empty one is none.
     let mut files = ProfileFiles::builder()
@@ -127,7 +127,11 @@ pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles
                 return Err(format!(
                     "{named}: cannot read it: {e}; it must be an AWS {} file (a regular file \
                      of at most {} MiB), or unset {var} to use none",
-                    if var == "AWS_CONFIG_FILE" { "config" } else { "credentials" },
+                    if var == "AWS_CONFIG_FILE" {
+                        "config"
+                    } else {
+                        "credentials"
+                    },
                     MAX_PROFILE_FILE >> 20
                 ));
             }
@@ -175,11 +179,9 @@ impl ProvideCredentials for CheckedTokenFiles {
     {
         match check_token_files() {
             Ok(()) => self.0.provide_credentials(),
-            Err(reason) => {
-                future::ProvideCredentials::ready(Err(CredentialsError::invalid_configuration(
-                    TokenFileUnusable(reason),
-                )))
-            }
+            Err(reason) => future::ProvideCredentials::ready(Err(
+                CredentialsError::invalid_configuration(TokenFileUnusable(reason)),
+            )),
         }
     }
 }

@@ -287,7 +287,9 @@ impl Retrying {
                 Verdict::Retry { cause, what, last } => (cause, what, last),
             };
             let proxy = match &last {
-                Err(e) => super::find::<crate::tls::ViaProxy>(e).map(|v| (v.proxy.clone(), v.tunnel)),
+                Err(e) => {
+                    super::find::<crate::tls::ViaProxy>(e).map(|v| (v.proxy.clone(), v.tunnel))
+                }
                 Ok(_) => None,
             };
             note(&tally, |t| {

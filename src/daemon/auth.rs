@@ -162,7 +162,11 @@ fn writers(path: &Path, meta: &std::fs::Metadata) -> std::result::Result<(), Str
         let mode = m.mode();
         let sticky = mode & 0o1000 != 0;
         if !sticky && mode & 0o022 != 0 {
-            let who = if mode & 0o002 != 0 { "any user" } else { "its group" };
+            let who = if mode & 0o002 != 0 {
+                "any user"
+            } else {
+                "its group"
+            };
             return Err(format!(
                 "it is in the directory {}, which {who} can write (mode {:03o}, no sticky \
                  bit), so they could replace the file and choose the token: keep the token \

@@ -46,7 +46,10 @@ pub fn parse(src: &str) -> Result<BTreeMap<String, String>, String> {
             .find(['=', ':', '\n'])
             .ok_or_else(|| format!("no '=' after {rest:?}"))?;
         if rest.as_bytes()[end] == b'\n' {
-            return Err(format!("inherited variable {:?} not modelled", &rest[..end]));
+            return Err(format!(
+                "inherited variable {:?} not modelled",
+                &rest[..end]
+            ));
         }
         let key = rest[..end].trim().to_string();
         if key.is_empty()

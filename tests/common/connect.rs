@@ -66,11 +66,7 @@ impl ConnectProxy {
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    targets: Arc<Mutex<Vec<String>>>,
-    mode: Mode,
-) -> io::Result<()> {
+async fn serve(stream: TcpStream, targets: Arc<Mutex<Vec<String>>>, mode: Mode) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let Some(head) = read_head(&mut rd).await? else {
@@ -125,10 +121,8 @@ async fn serve(
         }
     }
     let Some(upstream) = upstream else {
-        wr.write_all(
-            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await?;
+        wr.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await?;
         return wr.shutdown().await;
     };
     wr.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")

@@ -65,7 +65,9 @@ impl EcsCredsServer {
 
     /// Every answer from now on comes after `d`: a slow endpoint.
     pub fn set_delay(&self, d: Duration) {
-        self.state.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Requests received (any method, path or outcome).
