@@ -237,13 +237,17 @@ fn credentials_hint() -> String {
             .to_string();
     }
     if let Some(p) = set("AWS_PROFILE") {
-        return format!("; check the credentials of the profile AWS_PROFILE={p}");
+        return format!(
+            "; check the credentials of the profile AWS_PROFILE={}",
+            crate::inject::env::printable(&p)
+        );
     }
     if let (Some(role), Some(file)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
         return format!(
-            "; check the web identity credentials (EKS IRSA): the role AWS_ROLE_ARN={role} \
+            "; check the web identity credentials (EKS IRSA): the role AWS_ROLE_ARN={} \
              must trust this cluster's OIDC provider and service account, and the token in \
              AWS_WEB_IDENTITY_TOKEN_FILE={} must be current",
+            crate::inject::env::printable(&role),
             crate::inject::env::printable(&file)
         );
     }
@@ -267,7 +271,8 @@ fn credential_endpoint() -> Option<String> {
     let imds_off = set("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if let (Some(role), Some(_)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
         return Some(format!(
-            "STS (AssumeRoleWithWebIdentity for AWS_ROLE_ARN={role})"
+            "STS (AssumeRoleWithWebIdentity for AWS_ROLE_ARN={})",
+            crate::inject::env::printable(&role)
         ));
     }
     if let Some(rel) = set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {

@@ -10,8 +10,13 @@
 //!   proxy), the certificates of that PEM file. It was named on purpose, so a file that cannot
 //!   be read or holds a certificate that does not parse fails every request, saying so.
 //!
+//! Every one of those files is read through `crate::fsread`: regular files only, size-capped,
+//! opened non-blocking, so that none can block or grow without end outside `--timeout`.
+//!
 //! Proxy: `HTTPS_PROXY` (or `https_proxy`) carries every `https://` request through an HTTP
-//! CONNECT tunnel, except to the hosts `NO_PROXY` (or `no_proxy`) names. Plain `http://`
+//! CONNECT tunnel, except to the hosts `NO_PROXY` (or `no_proxy`) names, matched here as curl
+//! matches them ([`NoProxy`]; hyper's matcher treats `*` as a domain and ignores ports and
+//! brackets): each request goes to one of two connectors, proxied or direct. Plain `http://`
 //! requests never use a proxy: those are the link-local credential endpoints (ECS, EKS Pod
 //! Identity, IMDS) and local endpoints, which a proxy must not see. `HTTP_PROXY` is ignored
 //! for the same reason. A value that is not a proxy URL fails every request, saying so.
