@@ -52,9 +52,13 @@ if [ ${#missing[@]} -gt 0 ] || [ -n "${fresh:-}" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The SBOM tool is CycloneDX's own (cargo-cyclonedx); pinned, so the SBOM's shape is fixed.
+# Installed (compiled) while the binaries build; waited for before the first SBOM.
+sbom_tool=
 if ! cargo cyclonedx --version 2>/dev/null | grep -q ' 0\.5\.9$'; then
-  echo "release: installing cargo-cyclonedx 0.5.9 with cargo" >&2
-  cargo install --locked --quiet cargo-cyclonedx --version 0.5.9
+  echo "release: installing cargo-cyclonedx 0.5.9 with cargo (log target/cyclonedx-install.log)" >&2
+  mkdir -p target
+  cargo install --locked --quiet cargo-cyclonedx --version 0.5.9 >target/cyclonedx-install.log 2>&1 &
+  sbom_tool=$!
 fi
 
 # --- binaries -------------------------------------------------------------------------------
@@ -78,6 +82,14 @@ wait "$x86_build" || {
   cat target/release-x86_64.log >&2
   exit 1
 }
+
+if [ -n "$sbom_tool" ]; then
+  wait "$sbom_tool" || {
+    echo "release: installing cargo-cyclonedx failed:" >&2
+    cat target/cyclonedx-install.log >&2
+    exit 1
+  }
+fi
 
 package() { # arch triple docker-arch binary env…
   local arch=$1 triple=$2 darch=$3 bin=$4
