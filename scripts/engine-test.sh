@@ -65,10 +65,13 @@ for arch in "${arches[@]}"; do
   # The application image: busybox of this architecture, and ecs-secrets from the release image.
   ctx="$work/app-$arch"
   mkdir -p "$ctx/bin"
-  if [ "$deb_arch" = "$(dpkg --print-architecture)" ]; then
+  # FROM scratch has no loader: the busybox must be static (Debian's busybox-static).
+  if [ "$deb_arch" = "$(dpkg --print-architecture)" ] &&
+    file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
     cp /bin/busybox "$ctx/bin/busybox"
   else
-    dpkg --print-foreign-architectures | grep -qx "$deb_arch" || {
+    [ "$deb_arch" = "$(dpkg --print-architecture)" ] ||
+      dpkg --print-foreign-architectures | grep -qx "$deb_arch" || {
       dpkg --add-architecture "$deb_arch"
       apt-get update -qq
     }
