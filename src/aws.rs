@@ -380,7 +380,7 @@ fn classify(
     Error::Aws {
         kind,
         context,
-        detail: crate::inject::env::printable(&detail),
+        detail: crate::names::printable(&detail),
         hint: hint.to_string(),
     }
 }

@@ -52,7 +52,7 @@ pub use item::{key_sk, version_sk, A_PATH, A_SK};
 
 use crate::crypto::DataKey;
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::{Fetched, Secret, VersionInfo};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;

@@ -22,7 +22,7 @@
 //! to write over a parameter of another type.
 
 use crate::error::{Error, Result};
-use crate::inject::names::printable;
+use crate::names::printable;
 use crate::secret::{Fetched, Payload, Secret, VersionInfo};
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::date_time::Format as DateFormat;
