@@ -410,9 +410,7 @@ fn every_path_points_down_and_no_module_cycle() {
     }
     let mut adj: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &edges {
-        adj.entry(e.from.clone())
-            .or_default()
-            .insert(e.to.clone());
+        adj.entry(e.from.clone()).or_default().insert(e.to.clone());
         let (Some(f), Some(t)) = (layer_of(&e.from), layer_of(&e.to)) else {
             continue;
         };
@@ -438,7 +436,10 @@ fn every_path_points_down_and_no_module_cycle() {
         ));
     }
     for (m, to) in &adj {
-        println!("{m} → {}", to.iter().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "{m} → {}",
+            to.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     assert!(
         problems.is_empty(),
@@ -451,7 +452,10 @@ fn every_path_points_down_and_no_module_cycle() {
 fn the_scan_sees_groups_and_escaping_supers_and_skips_comments_and_strings() {
     let m = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let names = |src: &str, module: &[&str]| -> Vec<String> {
-        escapes(src, &m(module)).into_iter().map(|(_, n)| n).collect()
+        escapes(src, &m(module))
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
     };
     let src = r##"
         use crate::{a, b::{c, d}, self};
@@ -471,6 +475,9 @@ fn the_scan_sees_groups_and_escaping_supers_and_skips_comments_and_strings() {
                use super::super::{z, w::v};";
     assert_eq!(names(src, &["top", "sub"]), ["z", "w"]);
     assert_eq!(names("use super::q;", &["top"]), ["q"]);
-    assert_eq!(names("mod t { use super::*; }", &["top"]), Vec::<String>::new());
+    assert_eq!(
+        names("mod t { use super::*; }", &["top"]),
+        Vec::<String>::new()
+    );
     assert_eq!(names("pub(super) fn f() {} use crate::a;", &["top"]), ["a"]);
 }

@@ -2,9 +2,9 @@
 //! secrets and each other before `inject::env::plan` sees them.
 
 use super::json_key;
-use crate::refs::Ref;
 use crate::error::{Error, Result};
 use crate::inject::env::{env_name, is_refused, printable};
+use crate::refs::Ref;
 use crate::secret::{Payload, Secret};
 use std::collections::HashMap;
 

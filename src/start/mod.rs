@@ -76,9 +76,12 @@ pub fn fetch_once(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
 /// for `sync`, which has no command), the files written. The plaintext is left only in
 /// what is returned.
 pub fn once(cfg: &ExecConfig, env: &Env, target: Option<&Target>) -> Result<Vec<EnvEntry>> {
-    let fetched = fetch_once(&cfg.store, &cfg.refs)?; // 1
-    let secrets = prepare::secrets(fetched, cfg)?; // 2, 3, 4
-    deliver(cfg, env, &secrets, target) // 5, 6
+    // 1. Fetch.
+    let fetched = fetch_once(&cfg.store, &cfg.refs)?;
+    // 2. Expand, 3. merge, 4. plan.
+    let secrets = prepare::secrets(fetched, cfg)?;
+    // 5. The environment, 6. the files.
+    deliver(cfg, env, &secrets, target)
 }
 
 /// Steps 5 and 6 for planned secrets: CMD's environment, checked as execve will check it
@@ -90,12 +93,14 @@ pub fn deliver(
     secrets: &[crate::inject::env::Injection],
     target: Option<&Target>,
 ) -> Result<Vec<EnvEntry>> {
+    // 5. The environment.
     let envp = if cfg.cmd.is_empty() {
         Vec::new()
     } else {
-        prepare::environment(cfg, env, secrets, target)? // 5
+        prepare::environment(cfg, env, secrets, target)?
     };
-    prepare::write_files(cfg, secrets, target)?; // 6
-    // 7 (next): templates, rendered after the files.
+    // 6. The files.
+    prepare::write_files(cfg, secrets, target)?;
+    // 7. (next) Templates, rendered after the files.
     Ok(envp)
 }

@@ -26,12 +26,12 @@ fn planned(fetched: Fetched, cfg: &Rules) -> Result<Vec<Injection>> {
     };
     let per_path = super::merge::merge(
         per_path,
-        &cfg.refs,
+        cfg.refs,
         ref_values,
         cfg.json_keys,
-        &cfg.allow_names,
+        cfg.allow_names,
     )?;
-    plan(per_path, &cfg.allow_names, &cfg.require)
+    plan(per_path, cfg.allow_names, cfg.require)
 }
 
 /// The paths that had no secrets, for the warning a start gives (and a refresh that applies
