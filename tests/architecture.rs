@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaf types and helpers",
         &[
-            "error", "secret", "log", "sort", "names", "tls", "crypto", "runtime",
+            "error", "secret", "log", "sort", "names", "tls", "crypto", "runtime", "duration",
         ],
     ),
     ("flags as typed", &["cli", "argv"]),
