@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaf types and helpers",
         &[
             "error", "secret", "log", "sort", "names", "tls", "crypto", "runtime", "duration",
+            "fsread",
         ],
     ),
     ("flags as typed", &["cli", "argv"]),
