@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use supervised::*;
 
 /// A CMD that reports every signal it receives (`got N`) and exits 6 once `STOP_FILE`
-/// exists.
+/// exists. Unbuffered writes: a handler that runs while a buffered write is under way fails
+/// ("reentrant call").
 const REPORTER: &str = r#"
 import os, signal, sys, time
 def h(n, f):
-    sys.stdout.write("got %d\n" % n)
-    sys.stdout.flush()
+    os.write(1, b"got %d\n" % n)
 for n in range(1, signal.SIGRTMAX + 1):
     if n in (signal.SIGKILL, signal.SIGSTOP):
         continue
@@ -26,7 +26,7 @@ for n in range(1, signal.SIGRTMAX + 1):
         signal.signal(n, h)
     except (OSError, ValueError):
         pass
-print("ready %d" % os.getpid(), flush=True)
+os.write(1, b"ready %d\n" % os.getpid())
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.05)
 sys.exit(6)

@@ -39,7 +39,7 @@ pub struct Signals {
 impl Signals {
     pub fn install() -> Result<Signals> {
         use crate::supervise::signals::{self as table, Tool};
-        table::ignore(Tool::Daemon);
+        table::dispositions(Tool::Daemon);
         let (tx, rx) = watch::channel(0u32);
         for sig in table::taken(Tool::Daemon) {
             let mut s = signal(SignalKind::from_raw(sig)).map_err(|e| {

@@ -24,7 +24,8 @@ pub enum Fate {
     /// forwarded.
     Ignored,
     /// The kernel's default action (faults the kernel raises for a crash; KILL and STOP,
-    /// which cannot be caught; signals a tool has no use for).
+    /// which cannot be caught; signals a tool has no use for), or ignored when ecs-secrets
+    /// was started with it ignored (nohup).
     Default,
 }
 
@@ -266,11 +267,11 @@ impl Set {
 }
 
 /// Set up `tool`'s signals from the table, before any other thread exists: its `Ignored`
-/// rows ignored (and unblocked: a blocked signal stays pending even when ignored), SIGCHLD
+/// and `Default` rows as [`dispositions`] sets them, SIGCHLD
 /// at its default when taken (an inherited SIG_IGN would make the kernel reap CMD for us
 /// and lose its exit status), and what it takes blocked. Returns the set to wait on.
 pub fn install(tool: Tool) -> Set {
-    ignore(tool);
+    dispositions(tool);
     // SAFETY: installing SIG_DFL has no handler to be unsafe about.
     unsafe {
         if fate(tool, libc::SIGCHLD) == Fate::Taken {
@@ -282,21 +283,39 @@ pub fn install(tool: Tool) -> Set {
     set
 }
 
-/// `tool`'s `Ignored` rows ignored and unblocked (a blocked signal stays pending even when
-/// ignored). The daemon, whose runtime takes its signals with handlers, only needs this.
-pub fn ignore(tool: Tool) {
-    let ignored: Vec<i32> = TABLE
-        .iter()
-        .filter(|r| r.fate(tool) == Fate::Ignored)
-        .flat_map(|r| r.numbers())
-        .collect();
-    // SAFETY: installing SIG_IGN has no handler to be unsafe about; pthread_sigmask with a
-    // set we own.
+/// `tool`'s `Ignored` rows ignored and its `Default` rows at their default action (unless
+/// inherited as ignored, as under nohup), both
+/// unblocked (a blocked signal stays pending even when ignored). The Rust runtime handles
+/// SEGV and BUS to report a stack overflow, and its handler returns from one sent from
+/// outside: the process goes on, unlike what the table says; at their default, they end it.
+/// The daemon, whose runtime takes its signals with handlers, needs only this.
+pub fn dispositions(tool: Tool) {
+    let of = |fate: Fate| -> Vec<i32> {
+        TABLE
+            .iter()
+            .filter(|r| r.fate(tool) == fate)
+            .flat_map(|r| r.numbers())
+            .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+            .collect()
+    };
+    let (ignored, default) = (of(Fate::Ignored), of(Fate::Default));
+    // SAFETY: installing SIG_IGN / SIG_DFL has no handler to be unsafe about;
+    // pthread_sigmask with a set we own.
     unsafe {
         for &sig in &ignored {
             libc::signal(sig, libc::SIG_IGN);
         }
-        let unblock = Set::of(&ignored);
+        // A handler (the runtime's) goes; an inherited "ignore" (nohup) stays.
+        for &sig in &default {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && old.sa_sigaction != libc::SIG_IGN
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let unblock = Set::of(&[ignored, default].concat());
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &unblock.0, std::ptr::null_mut());
     }
 }
