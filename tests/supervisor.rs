@@ -535,7 +535,7 @@ fn the_daemon_with_a_full_stderr_keeps_answering() {
     let port = free_port();
     let mut pipe = FullPipe::new();
     let mut c = ecs(&m.endpoint);
-    c.args(["--debug", "daemon", "--path", &path, "--listen"])
+    c.args(["daemon", "--debug", "--path", &path, "--listen"])
         .arg(format!("127.0.0.1:{port}"));
     let mut r = Running::start_with(c, Some(pipe.stdio()));
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
