@@ -372,10 +372,11 @@ fn survives_and_stops_on_sigterm(r: &mut Running, what: &str) {
 }
 
 /// Issue 20, finding 1: the supervisor's warning to a stderr pipe whose reader is gone used
-/// to raise SIGPIPE, which the supervisor took and forwarded: CMD died (141). Each trigger:
-/// a failed refresh, a files-only change, the start's "replaces inherited variable".
+/// to raise SIGPIPE, which the supervisor took and forwarded: CMD died (141). Each trigger
+/// (a failed refresh, a files-only change, the start's "replaces inherited variable") is a
+/// test.
 #[test]
-fn a_warning_to_a_closed_stderr_never_reaches_the_command() {
+fn a_failed_refresh_with_a_closed_stderr_never_reaches_the_command() {
     let m = moto();
     // A failed refresh (every request throttled).
     let proxy = Proxy::start(&m.endpoint);
@@ -404,8 +405,11 @@ fn a_warning_to_a_closed_stderr_never_reaches_the_command() {
     // The refresh gives up after --timeout 1 and warns.
     std::thread::sleep(Duration::from_secs(2));
     survives_and_stops_on_sigterm(&mut r, "failed refresh");
+}
 
-    // A files-only change.
+#[test]
+fn a_files_only_change_with_a_closed_stderr_never_reaches_the_command() {
+    let m = moto();
     let path = unique_path("pipe-none");
     put_secure(&m.endpoint, &format!("{path}/A"), "one");
     let dir = Scratch::shm("pipe-none");
@@ -436,8 +440,13 @@ fn a_warning_to_a_closed_stderr_never_reaches_the_command() {
         std::thread::sleep(Duration::from_millis(50));
     }
     survives_and_stops_on_sigterm(&mut r, "files-only change");
+}
 
-    // The start's warning: a secret replaces an inherited variable.
+/// The start's warning (a secret replaces an inherited variable) left a SIGPIPE pending,
+/// taken and forwarded once CMD had started.
+#[test]
+fn the_starts_warning_to_a_closed_stderr_never_reaches_the_command() {
+    let m = moto();
     let path = unique_path("pipe-start");
     put_secure(&m.endpoint, &format!("{path}/A"), "one");
     let mut c = exec_sh(&m.endpoint, &path, &["--refresh", "600"], SLEEPER);
