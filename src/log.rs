@@ -125,7 +125,7 @@ fn line(kind: &str, args: std::fmt::Arguments<'_>) {
             cut -= 1;
         }
         s.truncate(cut);
-        s.push_str("…");
+        s.push('…');
     }
     s.push('\n');
     match sink {

@@ -115,7 +115,12 @@ fn the_supervisor_forwards_takes_and_ignores_what_the_table_says() {
     forwarded.sort_by_key(|&(stopping, _)| stopping);
     for (_, sig) in &forwarded {
         r.signal(*sig);
-        assert_eq!(r.line("got ", PATIENCE), format!("got {sig}"), "{:?}", r.seen);
+        assert_eq!(
+            r.line("got ", PATIENCE),
+            format!("got {sig}"),
+            "{:?}",
+            r.seen
+        );
     }
     // Taken and ignored rows: never reach CMD, and the supervisor goes on.
     for row in TABLE
@@ -249,7 +254,11 @@ fn sync_does_what_the_table_says() {
     for (row, _, dir, _) in &runs {
         let deadline = Instant::now() + PATIENCE;
         while !dir.0.join("A").exists() {
-            assert!(Instant::now() < deadline, "{}: sync did not start", row.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: sync did not start",
+                row.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

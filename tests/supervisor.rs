@@ -530,7 +530,11 @@ fn sync_with_a_closed_or_full_stderr_keeps_working() {
         put_secure(&m.endpoint, &format!("{path}/A"), "two");
         wait_for("two");
         r.signal(libc::SIGTERM);
-        assert_eq!(r.wait(Duration::from_secs(10)).code(), Some(0), "full={full}");
+        assert_eq!(
+            r.wait(Duration::from_secs(10)).code(),
+            Some(0),
+            "full={full}"
+        );
     }
 }
 

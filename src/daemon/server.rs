@@ -42,9 +42,8 @@ impl Signals {
         table::dispositions(Tool::Daemon);
         let (tx, rx) = watch::channel(0u32);
         for sig in table::taken(Tool::Daemon) {
-            let mut s = signal(SignalKind::from_raw(sig)).map_err(|e| {
-                Error::io(format!("cannot handle {}: {e}", table::name(sig)))
-            })?;
+            let mut s = signal(SignalKind::from_raw(sig))
+                .map_err(|e| Error::io(format!("cannot handle {}: {e}", table::name(sig))))?;
             let tx = tx.clone();
             tokio::spawn(async move {
                 while s.recv().await.is_some() {

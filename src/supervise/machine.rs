@@ -30,21 +30,31 @@ pub enum Refresh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// The first fetch and its checks; CMD has never run. `applying`: the answer came.
-    Starting { applying: bool },
+    Starting {
+        applying: bool,
+    },
     /// Ready to start CMD: the first time (`last` is `None`) or again after a restart's
     /// stop (`last`: the old CMD's status). The main loop takes every pending signal
     /// before it sends `Launch`, so that one which came meanwhile is not forwarded to a
     /// CMD started after it.
-    Launching { last: Option<i32> },
-    Running { refresh: Refresh },
+    Launching {
+        last: Option<i32>,
+    },
+    Running {
+        refresh: Refresh,
+    },
     /// CMD was sent SIGTERM, to be started again with the new secrets once it exits.
     /// `killed`: the grace period is over and it was sent SIGKILL.
-    Restarting { killed: bool },
+    Restarting {
+        killed: bool,
+    },
     /// CMD was asked to stop, from outside or by `--on-change exit`; the supervisor exits
     /// with its status. `grace`: SIGKILL is due when the grace period ends (`--on-change
     /// exit`, or an outside stop during a restart); after an outside stop alone, the
     /// outsider's own timeout rules (ECS's stopTimeout), not ours.
-    Stopping { grace: bool },
+    Stopping {
+        grace: bool,
+    },
     /// Exited (or exiting): nothing happens any more.
     Stopped,
 }
@@ -117,7 +127,10 @@ pub enum Action {
 
 /// The state before anything happened, and what to do first.
 pub fn start() -> (State, Vec<Action>) {
-    (State::Starting { applying: false }, vec![Action::AskRefresh])
+    (
+        State::Starting { applying: false },
+        vec![Action::AskRefresh],
+    )
 }
 
 /// One event in one state.
@@ -143,7 +156,10 @@ pub fn step(state: State, on_change: OnChange, event: Event) -> (State, Vec<Acti
         // Between a restart's old CMD and its new one: nobody to forward to.
         (S::Launching { last: Some(code) }, Event::Signal(sig)) => {
             if signals::is_stopping(sig) {
-                (S::Stopped, vec![A::Note(Note::Stopping(sig)), A::Exit(code)])
+                (
+                    S::Stopped,
+                    vec![A::Note(Note::Stopping(sig)), A::Exit(code)],
+                )
             } else {
                 same
             }
@@ -228,10 +244,7 @@ pub fn step(state: State, on_change: OnChange, event: Event) -> (State, Vec<Acti
             };
             match o {
                 Outcome::Unchanged => (idle, vec![A::ScheduleRefresh]),
-                Outcome::Failed => (
-                    idle,
-                    vec![A::Note(Note::RefreshFailed), A::ScheduleRefresh],
-                ),
+                Outcome::Failed => (idle, vec![A::Note(Note::RefreshFailed), A::ScheduleRefresh]),
                 Outcome::Changed => match on_change {
                     OnChange::Restart => (
                         S::Restarting { killed: false },
@@ -342,15 +355,10 @@ mod tests {
     }
 
     /// Step, check every invariant, and return the new world.
-    fn check(
-        st: State,
-        w: World,
-        e: Event,
-        on_change: OnChange,
-        path: &[Event],
-    ) -> (State, World) {
+    fn check(st: State, w: World, e: Event, on_change: OnChange, path: &[Event]) -> (State, World) {
         let (next, actions) = step(st, on_change, e);
-        let ctx = || format!("{on_change:?} after {path:?}: {st:?} + {e:?} -> {next:?} {actions:?}");
+        let ctx =
+            || format!("{on_change:?} after {path:?}: {st:?} + {e:?} -> {next:?} {actions:?}");
         let mut w2 = w;
         w2.applying = false;
         if w.over {
@@ -369,7 +377,11 @@ mod tests {
         // Every outside signal reaches a running CMD (SIGCHLD is never taken from outside).
         if let Event::Signal(s) = e {
             if w.alive && !w.over && s != libc::SIGCHLD {
-                assert!(actions.contains(&Action::Forward(s)), "not forwarded: {}", ctx());
+                assert!(
+                    actions.contains(&Action::Forward(s)),
+                    "not forwarded: {}",
+                    ctx()
+                );
             }
         }
         for a in &actions {
@@ -525,7 +537,10 @@ mod tests {
                 }
                 if matches!(st, State::Stopping { .. }) {
                     assert!(!actions.contains(&Action::Start), "{st:?} {e:?}");
-                    assert!(matches!(n, State::Stopping { .. } | State::Stopped), "{st:?} {e:?}");
+                    assert!(
+                        matches!(n, State::Stopping { .. } | State::Stopped),
+                        "{st:?} {e:?}"
+                    );
                 }
                 if let Event::Signal(s) = e {
                     if signals::is_stopping(s) {
@@ -573,7 +588,11 @@ mod tests {
         ]);
         let (st, a) = run(&ev);
         assert_eq!(st, State::Stopped);
-        assert_eq!(a.iter().filter(|a| **a == Action::Start).count(), 1, "{a:?}");
+        assert_eq!(
+            a.iter().filter(|a| **a == Action::Start).count(),
+            1,
+            "{a:?}"
+        );
         assert_eq!(a.last(), Some(&Action::Exit(3)));
         assert!(!a.contains(&Action::Terminate), "{a:?}");
         // TERM while a refresh is being fetched: its answer is thrown away.
@@ -585,13 +604,24 @@ mod tests {
             Event::Exited(143),
         ]);
         let (_, a) = run(&ev);
-        assert!(a.contains(&Action::Discard) && !a[3..].contains(&Action::Apply), "{a:?}");
+        assert!(
+            a.contains(&Action::Discard) && !a[3..].contains(&Action::Apply),
+            "{a:?}"
+        );
         assert_eq!(a.last(), Some(&Action::Exit(143)));
         // TERM in a restart's grace period, and between the old CMD's exit and the start.
         for tail in [
             vec![Event::Signal(libc::SIGTERM), Event::Exited(4)],
-            vec![Event::Exited(4), Event::Signal(libc::SIGTERM), Event::Launch],
-            vec![Event::GraceOver, Event::Signal(libc::SIGINT), Event::Exited(4)],
+            vec![
+                Event::Exited(4),
+                Event::Signal(libc::SIGTERM),
+                Event::Launch,
+            ],
+            vec![
+                Event::GraceOver,
+                Event::Signal(libc::SIGINT),
+                Event::Exited(4),
+            ],
         ] {
             let mut ev = up.to_vec();
             ev.extend([
@@ -602,7 +632,11 @@ mod tests {
             ev.extend(tail.iter().copied());
             let (st, a) = run(&ev);
             assert_eq!(st, State::Stopped, "{tail:?}");
-            assert_eq!(a.iter().filter(|a| **a == Action::Start).count(), 1, "{tail:?}");
+            assert_eq!(
+                a.iter().filter(|a| **a == Action::Start).count(),
+                1,
+                "{tail:?}"
+            );
             assert_eq!(a.last(), Some(&Action::Exit(4)), "{tail:?}");
         }
     }

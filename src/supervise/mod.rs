@@ -216,7 +216,9 @@ impl Driver<'_> {
                     .take()
                     .unwrap_or_else(|| Err(Error::io("internal error: no answer to apply")));
                 let first = self.current.is_none();
-                let outcome = match self.sup.try_apply(f, &self.key, self.current.as_ref(), first)
+                let outcome = match self
+                    .sup
+                    .try_apply(f, &self.key, self.current.as_ref(), first)
                 {
                     Ok(None) => Outcome::Unchanged,
                     Ok(Some((digest, envp))) => {

@@ -392,10 +392,7 @@ mod tests {
                 assert!(row_of(sig).is_none(), "{sig}");
                 continue;
             }
-            let rows = TABLE
-                .iter()
-                .filter(|r| r.numbers().contains(&sig))
-                .count();
+            let rows = TABLE.iter().filter(|r| r.numbers().contains(&sig)).count();
             assert_eq!(rows, 1, "signal {sig}");
         }
     }
@@ -428,7 +425,11 @@ mod tests {
                 assert!(!Set::taken_by(tool).contains(sig), "{sig} {tool:?}");
             }
         }
-        let stopping: Vec<&str> = TABLE.iter().filter(|r| r.stopping).map(|r| r.name).collect();
+        let stopping: Vec<&str> = TABLE
+            .iter()
+            .filter(|r| r.stopping)
+            .map(|r| r.name)
+            .collect();
         assert_eq!(stopping, ["TERM", "INT", "QUIT", "HUP"]);
         // Only the supervisor forwards.
         assert!(TABLE
