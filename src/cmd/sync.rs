@@ -66,7 +66,11 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     })
 }
 
-const STOP: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+/// A signal sync takes that ends it (exit 0): TERM, INT, QUIT (`signals::TABLE`). HUP, the
+/// other one it takes, asks for a refresh now; CHLD only wakes it.
+fn stops(sig: i32) -> bool {
+    sig != libc::SIGHUP && signals::is_stopping(sig)
+}
 
 pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     let c = &cfg.exec;
@@ -88,14 +92,9 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     };
 
     memory::wipe_freed();
-    let set = signals::Set::of(&[
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGHUP,
-        libc::SIGCHLD,
-    ]);
-    set.block();
+    crate::log::never_block();
+    // Before any thread exists: what signals::TABLE says sync takes, blocked; PIPE ignored.
+    let set = signals::install(signals::Tool::Sync);
     let refresher = Refresher::start(c.store.clone(), c.refs.clone(), signals::Waker::current())?;
     let key = digest::Key::random();
     refresher.ask();
@@ -103,7 +102,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         if let Some(f) = refresher.answer() {
             break f;
         }
-        if signals::wait(&set, None).is_some_and(|s| STOP.contains(&s)) {
+        if signals::wait(&set, None).is_some_and(stops) {
             return Ok(ExitCode::Success);
         }
     };
@@ -121,7 +120,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     loop {
         let until = (!in_flight).then(|| next.saturating_duration_since(Instant::now()));
         match signals::wait(&set, until) {
-            Some(s) if STOP.contains(&s) => return Ok(ExitCode::Success),
+            Some(s) if stops(s) => return Ok(ExitCode::Success),
             Some(libc::SIGHUP) => next = Instant::now(),
             _ => {}
         }

@@ -31,31 +31,26 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Request heads with more header fields than this are refused by hyper (431).
 pub const MAX_HEADERS: usize = 100;
 
-/// SIGTERM and SIGINT, counted.
+/// The signals the daemon takes (`supervise::signals::TABLE`: TERM and INT), counted.
 pub struct Signals {
     rx: watch::Receiver<u32>,
 }
 
 impl Signals {
     pub fn install() -> Result<Signals> {
-        let handler = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| Error::io(format!("cannot handle {name}: {e}")))
-        };
-        let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
-        let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+        use crate::supervise::signals::{self as table, Tool};
+        table::dispositions(Tool::Daemon);
         let (tx, rx) = watch::channel(0u32);
-        tokio::spawn(async move {
-            loop {
-                let got = tokio::select! {
-                    s = term.recv() => s,
-                    s = int.recv() => s,
-                };
-                if got.is_none() {
-                    return;
+        for sig in table::taken(Tool::Daemon) {
+            let mut s = signal(SignalKind::from_raw(sig))
+                .map_err(|e| Error::io(format!("cannot handle {}: {e}", table::name(sig))))?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    tx.send_modify(|n| *n += 1);
                 }
-                tx.send_modify(|n| *n += 1);
-            }
-        });
+            });
+        }
         Ok(Signals { rx })
     }
 
