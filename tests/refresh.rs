@@ -689,6 +689,8 @@ fn a_token_file_that_became_a_fifo_fails_the_refresh_instead_of_stalling_it() {
     put_secure(&m.endpoint, &format!("{path}/A"), "two");
     let l = r.line("start ", PATIENCE);
     assert!(l.ends_with(" A=two"), "{l}");
+}
+
 /// Issue 20, finding 2: a SIGTERM from outside while CMD runs (ECS stopping the task) used
 /// to be forwarded and forgotten; a refresh that then found a change restarted CMD with the
 /// new secrets after the old one exited. Now a stop from outside is final.
