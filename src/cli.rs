@@ -156,6 +156,10 @@ command! {
         /// with --refresh: seconds between SIGTERM and SIGKILL when stopping CMD [default 10]
         #[argh(option)]
         pub grace: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -361,6 +365,10 @@ command! {
         /// fetch again every SECS seconds and rewrite the files that changed
         #[argh(option)]
         pub refresh: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// with --refresh: add a random 0 to S seconds to each interval [default SECS/10]
         #[argh(option)]
         pub splay: Option<String>,

@@ -5,7 +5,7 @@
 use crate::cli::{HasShared, SyncArgs};
 use crate::config::{self, Env, ExecConfig};
 use crate::error::{Error, ExitCode, Result};
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs;
 use crate::supervise::{
     caps, config as rconfig, digest, memory, prepare, refresher::Refresher, signals,
@@ -22,14 +22,16 @@ pub struct SyncConfig {
 pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     let (arity, refs) = config::refs_config(a.resolve_refs, env)?;
     let store = config::store_config(&a.shared(), env, arity)?;
+    let templates = config::templates(&a.template, env)?;
     let files = match a.files.as_deref() {
-        None => {
+        None if templates.is_empty() => {
             return Err(Error::usage(
-                "sync needs --files DIR: it writes the secrets to files",
+                "sync needs --files DIR or --template SRC:DEST: it writes the secrets to files",
             ))
         }
+        None => None,
         Some("") => return Err(Error::usage("--files needs a directory")),
-        Some(d) => PathBuf::from(d),
+        Some(d) => Some(PathBuf::from(d)),
     };
     if let Some(u) = &a.user {
         if u.is_empty() || u.starts_with(':') || u.ends_with(':') || u.matches(':').count() > 1 {
@@ -50,7 +52,7 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     Ok(SyncConfig {
         exec: ExecConfig {
             store,
-            files: Some(files),
+            files,
             file_env: false,
             no_env: true,
             allow_disk: a.allow_disk,
@@ -62,6 +64,7 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
             json_keys: config::json_keys(a.json_keys, env)?,
             refs,
             refresh: None,
+            templates,
         },
         refresh,
     })
@@ -75,8 +78,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
-    let dir = c.files.as_ref().expect("sync always has --files");
-    files::check_dir(dir, c.allow_disk)?;
+    let outputs = Outputs::prepare(c)?;
 
     if let (Some(t), Some(_)) = (&target, &cfg.refresh) {
         caps::check(t.uid, false, true, "sync")?;
@@ -87,7 +89,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
             rt.block_on(crate::refs::fetch(&c.store, &c.refs))?
         };
         let secrets = prepare::secrets(per_path, c)?;
-        prepare::write_files(c, &secrets, target.as_ref())?;
+        prepare::write_files(&outputs, &secrets, target.as_ref())?;
         return Ok(ExitCode::Success);
     };
 
@@ -114,7 +116,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     let first = first?;
     prepare::warn_empty(&prepare::empty_paths(&first.0), c);
     let secrets = prepare::secrets(first, c)?;
-    prepare::write_files(c, &secrets, target.as_ref())?;
+    prepare::write_files(&outputs, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     memory::scrub_stack();
@@ -139,7 +141,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                     let secrets = prepare::secrets(f, c)?;
                     let d = key.digest(&secrets);
                     if d != current {
-                        prepare::write_files(c, &secrets, target.as_ref())?;
+                        prepare::write_files(&outputs, &secrets, target.as_ref())?;
                         prepare::warn_empty(&empty, c);
                         current = d;
                         crate::log::warn(format_args!("secrets changed: files rewritten"));

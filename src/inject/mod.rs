@@ -8,4 +8,6 @@ pub mod json;
 pub mod manifest;
 pub mod names;
 pub mod output;
+pub mod outputs;
 pub mod shell;
+pub mod template;

@@ -29,7 +29,7 @@ pub use config::{OnChange, Refresh};
 use crate::config::{Env, ExecConfig};
 use crate::error::{ExitCode, Result};
 use crate::inject::env::EnvEntry;
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs::{self, Target};
 use child::Program;
 use refresher::{Fetched, Refresher};
@@ -60,11 +60,14 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         None => None,
     };
     if let Some(t) = &target {
-        caps::check(t.uid, true, cfg.files.is_some(), "exec")?;
+        caps::check(
+            t.uid,
+            true,
+            cfg.files.is_some() || !cfg.templates.is_empty(),
+            "exec",
+        )?;
     }
-    if let Some(dir) = &cfg.files {
-        files::check_dir(dir, cfg.allow_disk)?;
-    }
+    let outputs = Outputs::prepare(&cfg)?;
     let mut program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
     if let OnChange::Signal(s) = r.on_change {
         program = program.with_on_change_signal(s as i32);
@@ -102,7 +105,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
     prepare::warn_empty(&prepare::empty_paths(&fetched.0), &cfg);
     let secrets = prepare::secrets(fetched, &cfg)?;
     let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
-    prepare::write_files(&cfg, &secrets, target.as_ref())?;
+    prepare::write_files(&outputs, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     let mut pid = program.spawn(&envp)?;
@@ -114,6 +117,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         env,
         r,
         target: target.as_ref(),
+        outputs: &outputs,
     };
     let mut phase = Phase::Running;
     let mut next = Some(sup.schedule());
@@ -197,6 +201,7 @@ struct Supervisor<'a> {
     env: &'a Env,
     r: Refresh,
     target: Option<&'a Target>,
+    outputs: &'a Outputs,
 }
 
 enum Action {
@@ -242,7 +247,7 @@ impl Supervisor<'_> {
             return Ok(None);
         }
         let envp = prepare::environment(self.cfg, self.env, &secrets, self.target)?;
-        prepare::write_files(self.cfg, &secrets, self.target)?;
+        prepare::write_files(self.outputs, &secrets, self.target)?;
         prepare::warn_empty(&empty, self.cfg);
         drop(secrets);
         *current = d;
