@@ -72,7 +72,6 @@ fn hostile() -> Vec<(&'static str, String)> {
         ("UNICODE", unicode.into()),
         ("YAMLISH", "- a: b\n? c\n: d # e\n--- ... !tag &anchor *alias |\n> ".into()),
         ("BLANKS", "  \t leading and trailing \t  ".into()),
-        ("EMPTY", String::new()),
         ("CONTROLS", (1u8..=31).chain([127]).map(char::from).collect()),
         ("NONCHARS", "x\u{FFFE}y\u{FFFF}z".into()),
         ("BIG", big),
