@@ -66,13 +66,25 @@ fn hostile() -> Vec<(&'static str, String)> {
         ("QUOTES", r#"'single' "double" '\'' "\"" it's"#.into()),
         ("BACKSLASHES", r"\ \\ \n \0 \x41 \u0041 \' C:\dir\".into()),
         ("NEWLINES", "\nfirst\n\nsecond\r\nthird\r\n\t\n".into()),
-        ("SUBST", "$(id) `id` ${HOME} $HOME {{ A }} {{ }} }} %s %41 %%".into()),
+        (
+            "SUBST",
+            "$(id) `id` ${HOME} $HOME {{ A }} {{ }} }} %s %41 %%".into(),
+        ),
         ("MARKUP", markup.into()),
-        ("URLISH", "user@host:5432/db?x=1&y=2#frag +plus %2F space ~._-".into()),
+        (
+            "URLISH",
+            "user@host:5432/db?x=1&y=2#frag +plus %2F space ~._-".into(),
+        ),
         ("UNICODE", unicode.into()),
-        ("YAMLISH", "- a: b\n? c\n: d # e\n--- ... !tag &anchor *alias |\n> ".into()),
+        (
+            "YAMLISH",
+            "- a: b\n? c\n: d # e\n--- ... !tag &anchor *alias |\n> ".into(),
+        ),
         ("BLANKS", "  \t leading and trailing \t  ".into()),
-        ("CONTROLS", (1u8..=31).chain([127]).map(char::from).collect()),
+        (
+            "CONTROLS",
+            (1u8..=31).chain([127]).map(char::from).collect(),
+        ),
         ("NONCHARS", "x\u{FFFE}y\u{FFFF}z".into()),
         ("BIG", big),
     ]
@@ -152,7 +164,10 @@ fn every_filter_round_trips_hostile_values_through_its_formats_parser() {
         ));
         b64.push_str(&format!("{n} {{{{ {n} | base64 }}}}\n"));
         sh.push_str(&format!("{n}={{{{ {n} | shell }}}}\n"));
-        let raw = write(&src.join(&format!("raw_{n}.tmpl")), &format!("<{{{{ {n} }}}}>"));
+        let raw = write(
+            &src.join(&format!("raw_{n}.tmpl")),
+            &format!("<{{{{ {n} }}}}>"),
+        );
         args.push(format!("{raw}:{}/raw_{n}", dest.display()));
     }
     json.push_str("\n}\n");
@@ -246,12 +261,28 @@ fn failures_fail_closed_naming_src_and_line_with_nothing_written() {
         ]
     };
     let cases = [
-        ("unknown-name", "ok {{ A }}\n\n{{ NOPE }}\n", "line 3: no secret was fetched for NOPE"),
-        ("unknown-filter", "{{ A }}\n{{ A | jsn }}", "line 2: unknown filter \"jsn\""),
+        (
+            "unknown-name",
+            "ok {{ A }}\n\n{{ NOPE }}\n",
+            "line 3: no secret was fetched for NOPE",
+        ),
+        (
+            "unknown-filter",
+            "{{ A }}\n{{ A | jsn }}",
+            "line 2: unknown filter \"jsn\"",
+        ),
         ("unclosed", "x\n{{ A | json", "line 2: \"{{\" is not closed"),
         ("empty", "{{ }}", "line 1: empty placeholder"),
-        ("two-filters", "{{ A | json | url }}", "line 1: {{ A | json | url }} has more than one filter"),
-        ("xml-control", "<a>{{ A | xml }}</a>\n<b>{{ CTRL | xml }}</b>", "line 2: the value of"),
+        (
+            "two-filters",
+            "{{ A | json | url }}",
+            "line 1: {{ A | json | url }} has more than one filter",
+        ),
+        (
+            "xml-control",
+            "<a>{{ A | xml }}</a>\n<b>{{ CTRL | xml }}</b>",
+            "line 2: the value of",
+        ),
     ];
     for (tag, text, want) in cases {
         let t = write(&src.join(&format!("{tag}.tmpl")), text);
@@ -268,7 +299,10 @@ fn failures_fail_closed_naming_src_and_line_with_nothing_written() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let big = write(&src.join("big"), &"x".repeat(1024 * 1024 + 1));
     for (t, want) in [
-        (src.join("missing").to_str().unwrap().to_string(), "cannot open the template"),
+        (
+            src.join("missing").to_str().unwrap().to_string(),
+            "cannot open the template",
+        ),
         (fifo.to_str().unwrap().to_string(), "not a regular file"),
         (src.0.to_str().unwrap().to_string(), "not a regular file"),
         (big, "larger than 1024 KiB"),
@@ -286,7 +320,10 @@ fn failures_fail_closed_naming_src_and_line_with_nothing_written() {
         format!("{good}:{}/good", disk.join("d").display()),
     ];
     let err = fails_closed(&m.endpoint, &on_disk, &disk.join("d"), &[]);
-    assert!(err.contains("not on tmpfs or ramfs") && err.contains("--allow-disk"), "{err}");
+    assert!(
+        err.contains("not on tmpfs or ramfs") && err.contains("--allow-disk"),
+        "{err}"
+    );
     assert!(err.contains("the --template directory"), "{err}");
     std::os::unix::fs::symlink(&out.0, out.join("link")).unwrap();
     let err = fails_closed(
@@ -310,9 +347,14 @@ fn failures_fail_closed_naming_src_and_line_with_nothing_written() {
         ("x:/run/", "file name"),
         ("x:/run/.hidden", "file name"),
     ] {
-        let o = run(ecs(&m.endpoint).args(["exec", "--path", &path, "--template", pair, "--", "true"]));
+        let o =
+            run(ecs(&m.endpoint).args(["exec", "--path", &path, "--template", pair, "--", "true"]));
         assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
-        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{}",
+            describe(&o)
+        );
     }
 }
 
@@ -344,7 +386,10 @@ fn a_template_removed_from_the_flags_has_its_output_removed() {
     let mut c = ecs(&m.endpoint);
     c.args(["sync", "--path", &path, "--files"])
         .arg(out.join("d"))
-        .args(["--template", &format!("{t}:{}/./one.conf", out.join("d").display())]);
+        .args([
+            "--template",
+            &format!("{t}:{}/./one.conf", out.join("d").display()),
+        ]);
     assert_ok(&run(&mut c));
     assert_eq!(
         entries(&out.join("d")),
@@ -358,7 +403,10 @@ fn a_template_removed_from_the_flags_has_its_output_removed() {
     let err = assert_fail(&run(&mut c));
     assert!(err.contains("taken"), "{err}");
     assert_eq!(std::fs::read_to_string(out.join("d/A")).unwrap(), "one");
-    assert_eq!(std::fs::read_to_string(out.join("d/one.conf")).unwrap(), "a=one");
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/one.conf")).unwrap(),
+        "a=one"
+    );
 }
 
 #[test]
@@ -368,24 +416,31 @@ fn sync_gives_the_output_to_user_and_reads_templates_from_the_environment() {
     put_secure(&m.endpoint, &format!("{path}/DB_PASSWORD"), "p@ss:w/rd");
     let src = Scratch::shm("tmpl-user-src");
     let out = Scratch::shm("tmpl-user-out");
-    let t1 = write(&src.join("jdbc.tmpl"), "url=jdbc:postgresql://db/app?password={{ DB_PASSWORD | url }}\n");
+    let t1 = write(
+        &src.join("jdbc.tmpl"),
+        "url=jdbc:postgresql://db/app?password={{ DB_PASSWORD | url }}\n",
+    );
     let t2 = write(&src.join("auth.tmpl"), "{{DB_PASSWORD}}");
     let mut c = ecs(&m.endpoint);
-    c.args(["sync", "--path", &path, "--user", "65534:65534"]).env(
-        "ECS_SECRETS_TEMPLATES",
-        format!(
-            "{t1}:{}/app.properties,{t2}:{}/auth",
-            out.join("d").display(),
-            out.join("d").display()
-        ),
-    );
+    c.args(["sync", "--path", &path, "--user", "65534:65534"])
+        .env(
+            "ECS_SECRETS_TEMPLATES",
+            format!(
+                "{t1}:{}/app.properties,{t2}:{}/auth",
+                out.join("d").display(),
+                out.join("d").display()
+            ),
+        );
     assert_ok(&run(&mut c));
     let f = out.join("d/app.properties");
     assert_eq!(
         std::fs::read_to_string(&f).unwrap(),
         "url=jdbc:postgresql://db/app?password=p%40ss%3Aw%2Frd\n"
     );
-    assert_eq!(std::fs::read_to_string(out.join("d/auth")).unwrap(), "p@ss:w/rd");
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/auth")).unwrap(),
+        "p@ss:w/rd"
+    );
     let meta = std::fs::metadata(&f).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o400);
     assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
@@ -426,10 +481,7 @@ fn a_refresh_renders_again_before_the_signal_reaches_the_command() {
     let src = Scratch::shm("tmpl-refresh-src");
     let out = Scratch::shm("tmpl-refresh-out");
     // Large enough that a torn write would be seen by the reader loop below.
-    let t = write(
-        &src.join("t"),
-        &"v={{ A | json }};".repeat(4000),
-    );
+    let t = write(&src.join("t"), &"v={{ A | json }};".repeat(4000));
     let dest = out.join("d/conf");
     let script = format!(
         "f={f}; echo \"start $(head -c 10 $f)\"; \
@@ -459,6 +511,10 @@ fn a_refresh_renders_again_before_the_signal_reaches_the_command() {
     assert_eq!(r.line("hup ", PATIENCE), "hup v=\"two\";v=");
     let more = r.drain(Duration::from_secs(2));
     assert!(!more.iter().any(|l| l.starts_with("torn")), "{more:?}");
-    assert!(!r.seen.iter().any(|l| l.starts_with("torn")), "{:?}", r.seen);
+    assert!(
+        !r.seen.iter().any(|l| l.starts_with("torn")),
+        "{:?}",
+        r.seen
+    );
     assert!(r.running());
 }

@@ -15,8 +15,8 @@
 //! only when they are still exactly what was written.
 
 use super::env::{printable, ExtraVar, Injection};
-pub use super::names::is_file_name;
 use super::manifest::{self, Entry, Removal};
+pub use super::names::is_file_name;
 use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
@@ -219,7 +219,9 @@ fn remove_gone(
     dirfd: &OwnedFd,
     flag: &str,
     shown: &str,
-    earlier: &[Entry], progress: &Progress) -> Result<()> {
+    earlier: &[Entry],
+    progress: &Progress,
+) -> Result<()> {
     let keep: &[Entry] = &progress.placed;
     for e in earlier {
         if progress.placed.iter().any(|p| p.name == e.name) {

@@ -49,7 +49,8 @@ impl Outputs {
         for (i, spec) in cfg.templates.iter().enumerate() {
             templates.push((template::load(&spec.src)?, spec.dest_name.clone()));
             let same = |d: &Path, k: &Option<Key>| {
-                d.components().eq(spec.dest_dir.components()) || k.is_some() && *k == key(&spec.dest_dir)
+                d.components().eq(spec.dest_dir.components())
+                    || k.is_some() && *k == key(&spec.dest_dir)
             };
             if let Some((_, g)) = groups.iter_mut().find(|(k, g)| same(&g.dir, k)) {
                 g.templates.push(i);

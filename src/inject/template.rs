@@ -222,13 +222,16 @@ impl Template {
             match p {
                 Piece::Text(r) | Piece::Literal(r) => room += r.len(),
                 Piece::Value { name, line, .. } => {
-                    let s = secrets.iter().find(|s| &s.env_name == name).ok_or_else(|| {
-                        Error::data(format!(
+                    let s = secrets
+                        .iter()
+                        .find(|s| &s.env_name == name)
+                        .ok_or_else(|| {
+                            Error::data(format!(
                             "--template {shown}, line {line}: no secret was fetched for {name}: \
                              check its name (placeholders use the environment name, after \
                              --json-keys) and the --path it comes from"
                         ))
-                    })?;
+                        })?;
                     room += s.secret.payload.len() * Filter::MAX_GROWTH + 8;
                     found.push(s);
                 }
@@ -623,17 +626,29 @@ mod tests {
 
     #[test]
     fn filters_escape_for_their_format() {
-        assert_eq!(one("json", b"a\"b\\c\n</x>\x01\x7f"), br#""a\"b\\c\n\u003C/x\u003E\u0001\u007F""#);
-        assert_eq!(one("json", "\u{2028}é".as_bytes()), "\"\\u2028é\"".as_bytes());
         assert_eq!(
-            one("yaml", "a\"\\\t\n\0\u{85}\u{2028}\u{feff}\u{7f}\u{1}é: #".as_bytes()),
+            one("json", b"a\"b\\c\n</x>\x01\x7f"),
+            br#""a\"b\\c\n\u003C/x\u003E\u0001\u007F""#
+        );
+        assert_eq!(
+            one("json", "\u{2028}é".as_bytes()),
+            "\"\\u2028é\"".as_bytes()
+        );
+        assert_eq!(
+            one(
+                "yaml",
+                "a\"\\\t\n\0\u{85}\u{2028}\u{feff}\u{7f}\u{1}é: #".as_bytes()
+            ),
             "\"a\\\"\\\\\\t\\n\\0\\N\\L\\uFEFF\\x7F\\x01é: #\"".as_bytes()
         );
         assert_eq!(
             one("xml", b"<a b=\"c\" d='e'>&\t\n\r"),
             b"&lt;a b=&quot;c&quot; d=&apos;e&apos;&gt;&amp;&#9;&#10;&#13;"
         );
-        assert_eq!(one("url", b"a b/c@d:e%~-._\xff"), b"a%20b%2Fc%40d%3Ae%25~-._%FF");
+        assert_eq!(
+            one("url", b"a b/c@d:e%~-._\xff"),
+            b"a%20b%2Fc%40d%3Ae%25~-._%FF"
+        );
         assert_eq!(one("shell", b"it's $x"), b"'it'\\''s $x'");
         assert_eq!(one("shell", b"\xff"), b"'\xff'");
         for (v, b) in [
