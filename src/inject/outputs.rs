@@ -122,7 +122,7 @@ struct Key(u64, u64, Option<Vec<u8>>);
 fn key(dir: &Path) -> Option<Key> {
     use std::os::unix::ffi::OsStrExt;
     match nix::sys::stat::stat(dir) {
-        Ok(st) => Some(Key(st.st_dev as u64, st.st_ino as u64, None)),
+        Ok(st) => Some(Key(st.st_dev, st.st_ino, None)),
         Err(Errno::ENOENT) => {
             let name = dir.file_name()?.as_bytes().to_vec();
             let parent = match dir.parent() {
@@ -130,7 +130,7 @@ fn key(dir: &Path) -> Option<Key> {
                 _ => Path::new("."),
             };
             let st = nix::sys::stat::stat(parent).ok()?;
-            Some(Key(st.st_dev as u64, st.st_ino as u64, Some(name)))
+            Some(Key(st.st_dev, st.st_ino, Some(name)))
         }
         Err(_) => None,
     }
