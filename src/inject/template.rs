@@ -88,51 +88,31 @@ pub struct Template {
 
 /// Read SRC (following symlinks: it is part of the image) and parse it. Only a regular file
 /// of at most `MAX_SRC_BYTES` is read, opened without blocking, so a FIFO or a device put at
-/// SRC cannot hang the start or feed it without end.
+/// SRC cannot hang the start or feed it without end (`crate::fsread`).
 pub fn load(src: &std::path::Path) -> Result<Template> {
-    use nix::fcntl::{open, OFlag};
-    use nix::sys::stat::{fstat, Mode, SFlag};
-    use std::io::Read;
+    use crate::fsread::{read_bounded, FileError};
     let shown = printable(&src.to_string_lossy());
-    let fail = |why: String| Error::usage(format!("--template {shown}: {why}"));
-    let fd = open(
-        src,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        fail(format!(
-            "cannot open the template: {}; check the path (SRC is read from the image, before \
-             privileges are dropped)",
-            e.desc()
+    let text = read_bounded(src, MAX_SRC_BYTES).map_err(|e| {
+        Error::usage(format!(
+            "--template {shown}: {}",
+            match e {
+                FileError::Missing => "cannot open the template: it does not exist; check the \
+                                       path (SRC is read from the image, before privileges are \
+                                       dropped)"
+                    .to_string(),
+                FileError::NotRegular(kind) => format!(
+                    "not a regular file (it is {kind}; a FIFO, device, socket or directory is \
+                     refused): point SRC at the template file"
+                ),
+                FileError::TooLarge(..) => format!(
+                    "larger than {} KiB: a template is a configuration file; split it",
+                    MAX_SRC_BYTES / 1024
+                ),
+                FileError::Io(e) => format!("cannot open the template: {e}"),
+            }
         ))
     })?;
-    let st = fstat(&fd).map_err(|e| fail(format!("cannot stat the template: {}", e.desc())))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(fail(
-            "not a regular file (a FIFO, device, socket or directory is refused): point SRC \
-             at the template file"
-                .into(),
-        ));
-    }
-    let too_big = || {
-        fail(format!(
-            "larger than {} KiB: a template is a configuration file; split it",
-            MAX_SRC_BYTES / 1024
-        ))
-    };
-    if st.st_size as u64 > MAX_SRC_BYTES {
-        return Err(too_big());
-    }
-    let mut text = Vec::with_capacity(st.st_size as usize);
-    std::fs::File::from(fd)
-        .take(MAX_SRC_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| fail(format!("cannot read the template: {e}")))?;
-    if text.len() as u64 > MAX_SRC_BYTES {
-        return Err(too_big());
-    }
-    Template::parse(&src.to_string_lossy(), text)
+    Template::parse(&src.to_string_lossy(), text.to_vec())
 }
 
 /// Why a value cannot be written with a filter (the value itself is never described).
