@@ -178,6 +178,10 @@ command! {
         /// with --refresh: time between SIGTERM and SIGKILL when stopping CMD [default 10s]
         #[argh(option)]
         pub grace: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -405,6 +409,10 @@ command! {
         /// fetch again at this interval (e.g. 300 or 5m) and rewrite the files that changed
         #[argh(option)]
         pub refresh: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// with --refresh: add a random 0 to this duration to each interval [default a tenth
         /// of --refresh]
         #[argh(option)]

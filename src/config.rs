@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::names;
 use crate::secret::Payload;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A snapshot of the process environment.
@@ -317,6 +317,83 @@ pub struct ExecConfig {
     pub refs: Vec<refs::Ref>,
     /// `--refresh`: supervise CMD instead of becoming it.
     pub refresh: Option<refresh::Refresh>,
+    /// `--template SRC:DEST` [env ECS_SECRETS_TEMPLATES]: rendered with the secrets.
+    pub templates: Vec<TemplateSpec>,
+}
+
+/// One `--template SRC:DEST`, checked for shape only (nothing is opened here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSpec {
+    pub src: PathBuf,
+    /// DEST's directory (`.` when DEST has none) and file name.
+    pub dest_dir: PathBuf,
+    pub dest_name: String,
+}
+
+/// `--template SRC:DEST` (repeatable), or else `ECS_SECRETS_TEMPLATES=SRC:DEST,SRC:DEST`.
+/// Each pair has exactly one `:`; DEST's file name is `[A-Za-z0-9_][A-Za-z0-9_.-]*`; no two
+/// pairs share a DEST.
+pub fn templates(flags: &[String], env: &Env) -> Result<Vec<TemplateSpec>> {
+    let from_env;
+    let (pairs, origin): (Vec<&str>, &str) = if !flags.is_empty() {
+        (flags.iter().map(String::as_str).collect(), "--template")
+    } else {
+        from_env = env.get("ECS_SECRETS_TEMPLATES")?.unwrap_or_default();
+        if from_env.is_empty() {
+            return Ok(Vec::new());
+        }
+        (from_env.split(',').collect(), "ECS_SECRETS_TEMPLATES")
+    };
+    let mut out: Vec<TemplateSpec> = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let shown = names::printable(pair);
+        let bad = |why: &str| {
+            Error::usage(format!(
+                "invalid {origin} \"{shown}\": {why} (use SRC:DEST, e.g. \
+                 /etc/nginx/auth.tmpl:/run/secrets/auth{})",
+                if origin == "--template" {
+                    ""
+                } else {
+                    "; pairs are separated by commas"
+                }
+            ))
+        };
+        let (src, dest) = match pair.split_once(':') {
+            Some((s, d)) if !d.contains(':') => (s, d),
+            Some(_) => return Err(bad("more than one ':' (paths with ':' are not supported)")),
+            None => return Err(bad("no ':' between SRC and DEST")),
+        };
+        if src.is_empty() || dest.is_empty() {
+            return Err(bad("SRC and DEST must both be given"));
+        }
+        let dest_path = Path::new(dest);
+        let name = match dest_path.file_name().and_then(|n| n.to_str()) {
+            Some(n) if !dest.ends_with('/') && names::is_file_name(n) => n,
+            _ => {
+                return Err(bad(
+                    "DEST must end in a file name of letters, digits, '_', '.' and '-' (not \
+                     starting with '.' or '-')",
+                ))
+            }
+        };
+        let dir: PathBuf = match dest_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.components().collect(),
+            _ => PathBuf::from("."),
+        };
+        let spec = TemplateSpec {
+            src: PathBuf::from(src),
+            dest_dir: dir,
+            dest_name: name.to_string(),
+        };
+        if out
+            .iter()
+            .any(|o| o.dest_dir == spec.dest_dir && o.dest_name == spec.dest_name)
+        {
+            return Err(bad("another template already writes this DEST"));
+        }
+        out.push(spec);
+    }
+    Ok(out)
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -340,12 +417,16 @@ pub fn exec_config_with_cmd(
     if a.file_env && a.files.is_none() {
         return Err(Error::usage("--file-env needs --files DIR"));
     }
-    if a.allow_disk && a.files.is_none() {
-        return Err(Error::usage("--allow-disk needs --files DIR"));
-    }
-    if a.no_env && a.files.is_none() {
+    let templates = templates(&a.template, env)?;
+    let writes_files = a.files.is_some() || !templates.is_empty();
+    if a.allow_disk && !writes_files {
         return Err(Error::usage(
-            "--no-env without --files would inject nothing: add --files DIR",
+            "--allow-disk needs --files DIR or --template SRC:DEST",
+        ));
+    }
+    if a.no_env && !writes_files {
+        return Err(Error::usage(
+            "--no-env without --files or --template would inject nothing: add --files DIR",
         ));
     }
     let files = match &a.files {
@@ -367,10 +448,11 @@ pub fn exec_config_with_cmd(
             on_change: a.on_change.as_deref(),
             grace: a.grace.as_deref(),
         },
-        files.is_some(),
+        writes_files,
     )?;
     Ok(ExecConfig {
         refresh,
+        templates,
         store,
         files,
         file_env: a.file_env,

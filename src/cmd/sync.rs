@@ -5,7 +5,7 @@
 use crate::cli::{HasShared, SyncArgs};
 use crate::config::{self, Env, ExecConfig};
 use crate::error::{Error, ExitCode, Result};
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs;
 use crate::start::{self, prepare};
 use crate::supervise::{caps, config as rconfig, digest, memory, refresher::Refresher, signals};
@@ -21,14 +21,16 @@ pub struct SyncConfig {
 pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     let (arity, refs) = config::refs_config(a.resolve_refs, env)?;
     let store = config::store_config(&a.shared(), env, arity)?;
+    let templates = config::templates(&a.template, env)?;
     let files = match a.files.as_deref() {
-        None => {
+        None if templates.is_empty() => {
             return Err(Error::usage(
-                "sync needs --files DIR: it writes the secrets to files",
+                "sync needs --files DIR or --template SRC:DEST: it writes the secrets to files",
             ))
         }
+        None => None,
         Some("") => return Err(Error::usage("--files needs a directory")),
-        Some(d) => PathBuf::from(d),
+        Some(d) => Some(PathBuf::from(d)),
     };
     if let Some(u) = &a.user {
         if u.is_empty() || u.starts_with(':') || u.ends_with(':') || u.matches(':').count() > 1 {
@@ -49,7 +51,7 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     Ok(SyncConfig {
         exec: ExecConfig {
             store,
-            files: Some(files),
+            files,
             file_env: false,
             no_env: true,
             allow_disk: a.allow_disk,
@@ -61,6 +63,7 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
             json_keys: config::json_keys(a.json_keys, env)?,
             refs,
             refresh: None,
+            templates,
         },
         refresh,
     })
@@ -78,8 +81,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
-    let dir = c.files.as_ref().expect("sync always has --files");
-    files::check_dir(dir, c.allow_disk)?;
+    let outputs = Outputs::prepare(c)?;
 
     if let (Some(t), Some(_)) = (&target, &cfg.refresh) {
         caps::check(t.uid, false, true, "sync")?;
@@ -87,7 +89,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     // No command: the start pipeline's environment step is skipped.
     let no_env = Env::default();
     let Some(r) = cfg.refresh else {
-        start::once(c, &no_env, target.as_ref())?;
+        start::once(c, &no_env, target.as_ref(), &outputs)?;
         return Ok(ExitCode::Success);
     };
 
@@ -109,7 +111,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     let first = first?;
     prepare::warn_empty(&prepare::empty_paths(&first.0), &c.store);
     let secrets = prepare::secrets(first, c)?;
-    start::deliver(c, &no_env, &secrets, target.as_ref())?;
+    start::deliver(c, &no_env, &secrets, target.as_ref(), &outputs)?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     memory::scrub_stack();
@@ -134,7 +136,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                     let secrets = prepare::secrets(f, c)?;
                     let d = key.digest(&secrets);
                     if d != current {
-                        start::deliver(c, &no_env, &secrets, target.as_ref())?;
+                        start::deliver(c, &no_env, &secrets, target.as_ref(), &outputs)?;
                         prepare::warn_empty(&empty, &c.store);
                         current = d;
                         crate::log::warn(format_args!("secrets changed: files rewritten"));

@@ -106,7 +106,8 @@ pub fn parse(a: &RefreshArgs<'_>, has_files: bool) -> Result<Option<Refresh>> {
             Some("none") => {
                 if !has_files {
                     return Err(Error::usage(
-                        "--on-change none only rewrites files: it needs --files DIR",
+                        "--on-change none only rewrites files: it needs --files DIR or --template \
+                         SRC:DEST",
                     ));
                 }
                 OnChange::Nothing

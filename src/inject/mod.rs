@@ -6,4 +6,6 @@ pub mod env;
 pub mod files;
 pub mod manifest;
 pub mod output;
+pub mod outputs;
 pub mod shell;
+pub mod template;

@@ -12,7 +12,7 @@
 //! | 3    | merge: references become secrets named by their variable  | start/merge.rs, json_key.rs |
 //! | 4    | plan: names, refusals, collisions, `--require`            | start/prepare.rs → inject/env.rs |
 //! | 5    | environment: `--file-env`, the child's variables, E2BIG   | start/prepare.rs → inject/env.rs, exec.rs |
-//! | 6    | files: written atomically, stale ones removed             | start/prepare.rs → inject/files.rs |
+//! | 6    | files and templates: rendered, written atomically, stale ones removed | start/prepare.rs → inject/outputs.rs, template.rs, files.rs |
 //!
 //! Steps 2–4 are `prepare::secrets`; steps 5–6 are `deliver`. Any error stops the road:
 //! nothing after the failing step happens (fail closed).
@@ -29,6 +29,7 @@ pub use merge::GROUP;
 use crate::config::{Env, EnvConfig, ExecConfig, StoreConfig};
 use crate::error::Result;
 use crate::inject::env::EnvEntry;
+use crate::inject::outputs::Outputs;
 use crate::privs::Target;
 use crate::refs::Ref;
 
@@ -75,13 +76,18 @@ pub fn fetch_once(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
 /// The whole road once (`exec` and `sync` without `--refresh`): CMD's environment (empty
 /// for `sync`, which has no command), the files written. The plaintext is left only in
 /// what is returned.
-pub fn once(cfg: &ExecConfig, env: &Env, target: Option<&Target>) -> Result<Vec<EnvEntry>> {
+pub fn once(
+    cfg: &ExecConfig,
+    env: &Env,
+    target: Option<&Target>,
+    outputs: &Outputs,
+) -> Result<Vec<EnvEntry>> {
     // 1. Fetch.
     let fetched = fetch_once(&cfg.store, &cfg.refs)?;
     // 2. Expand, 3. merge, 4. plan.
     let secrets = prepare::secrets(fetched, cfg)?;
-    // 5. The environment, 6. the files.
-    deliver(cfg, env, &secrets, target)
+    // 5. The environment, 6. the files and templates.
+    deliver(cfg, env, &secrets, target, outputs)
 }
 
 /// Steps 5 and 6 for planned secrets: CMD's environment, checked as execve will check it
@@ -92,6 +98,7 @@ pub fn deliver(
     env: &Env,
     secrets: &[crate::inject::env::Injection],
     target: Option<&Target>,
+    outputs: &Outputs,
 ) -> Result<Vec<EnvEntry>> {
     // 5. The environment.
     let envp = if cfg.cmd.is_empty() {
@@ -99,8 +106,8 @@ pub fn deliver(
     } else {
         prepare::environment(cfg, env, secrets, target)?
     };
-    // 6. The files.
-    prepare::write_files(cfg, secrets, target)?;
-    // 7. (next) Templates, rendered after the files.
+    // 6. The files and the rendered templates (every template rendered before anything is
+    // written), grouped by directory (inject/outputs.rs).
+    prepare::write_files(outputs, secrets, target)?;
     Ok(envp)
 }

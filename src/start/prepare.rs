@@ -1,6 +1,7 @@
 //! What a start checks and builds, for the first start and for every refresh alike: the
 //! plan (names, refusals, collisions, `--require`), the `--file-env` variables, the child's
-//! environment and its size, then the files. `exec` without `--refresh` and `sync` use the
+//! environment and its size, then the files (templates rendered first, see
+//! `inject::outputs`). `exec` without `--refresh` and `sync` use the
 //! same steps.
 
 use super::{Fetched, Rules};
@@ -8,6 +9,7 @@ use crate::config::{Env, ExecConfig, StoreConfig};
 use crate::error::Result;
 use crate::inject::env::{child_env, plan, EnvEntry, ExtraVar, Injection};
 use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs::Target;
 use crate::secret::Secret;
 
@@ -93,11 +95,12 @@ pub fn environment(
     Ok(envp)
 }
 
-/// `--files`: every secret written atomically, the files of secrets that are gone removed.
-pub fn write_files(cfg: &ExecConfig, secrets: &[Injection], target: Option<&Target>) -> Result<()> {
-    if let Some(dir) = &cfg.files {
-        let owner = target.map(|t| (t.uid, t.gid));
-        files::write_all(dir, secrets, owner, cfg.allow_disk)?;
-    }
-    Ok(())
+/// `--files` and `--template`: every template rendered, then every file written atomically,
+/// the files of secrets (and templates) that are gone removed.
+pub fn write_files(
+    outputs: &Outputs,
+    secrets: &[Injection],
+    target: Option<&Target>,
+) -> Result<()> {
+    outputs.write(secrets, target.map(|t| (t.uid, t.gid)))
 }

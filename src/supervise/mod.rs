@@ -34,7 +34,7 @@ pub use config::{OnChange, Refresh};
 use crate::config::{Env, ExecConfig};
 use crate::error::{Error, ExitCode, Result};
 use crate::inject::env::EnvEntry;
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs::{self, Target};
 use crate::start::{self, prepare};
 use child::Program;
@@ -48,11 +48,14 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         None => None,
     };
     if let Some(t) = &target {
-        caps::check(t.uid, true, cfg.files.is_some(), "exec")?;
+        caps::check(
+            t.uid,
+            true,
+            cfg.files.is_some() || !cfg.templates.is_empty(),
+            "exec",
+        )?;
     }
-    if let Some(dir) = &cfg.files {
-        files::check_dir(dir, cfg.allow_disk)?;
-    }
+    let outputs = Outputs::prepare(&cfg)?;
     let mut program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
     if let OnChange::Signal(s) = r.on_change {
         program = program.with_on_change_signal(s as i32);
@@ -72,6 +75,7 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
             env,
             r,
             target: target.as_ref(),
+            outputs: &outputs,
         },
         program,
         refresher,
@@ -300,6 +304,7 @@ struct Supervisor<'a> {
     env: &'a Env,
     r: Refresh,
     target: Option<&'a Target>,
+    outputs: &'a Outputs,
 }
 
 impl Supervisor<'_> {
@@ -329,7 +334,7 @@ impl Supervisor<'_> {
         if current == Some(&d) {
             return Ok(None);
         }
-        let envp = start::deliver(self.cfg, self.env, &secrets, self.target)?;
+        let envp = start::deliver(self.cfg, self.env, &secrets, self.target, self.outputs)?;
         if !first {
             prepare::warn_empty(&empty, &self.cfg.store);
         }
