@@ -212,7 +212,13 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
                 PathArity::One
             };
             let cfg = store_cfg(&a, arity)?;
-            cmd::setup::run(&cfg, &a.fetch_role, &a.create_principal, a.cloudformation)
+            cmd::setup::run(
+                &cfg,
+                &a.fetch_role,
+                &a.create_principal,
+                &a.daemon_role,
+                a.cloudformation,
+            )
         }
         Command::Daemon(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;

@@ -139,6 +139,7 @@ pub static COMMANDS: &[Cmd] = &[
         flags: shared![
             ("--fetch-role", Values),
             ("--create-principal", Values),
+            ("--daemon-role", Values),
             ("--cloudformation", Nothing),
         ],
         positionals: &[],

@@ -6,7 +6,12 @@
 //! alias. ssm: the key and alias only. A second run finds everything in place, changes
 //! nothing, and prints the same policies.
 //!
-//! principal.rs parses `--fetch-role`/`--create-principal`, policy.rs writes the policy
+//! Three policies: `fetch` (exec, env, sync), `create` (the admin commands), `daemon` (the
+//! sidecar's reads, which need serials: on ssm the parameter history, on secretsmanager
+//! reads by version id, both of which the fetch policy leaves out so that its readers never
+//! reach a revoked version; a daemon that writes needs the create policy too).
+//!
+//! principal.rs parses `--fetch-role`/`--create-principal`/`--daemon-role`, policy.rs writes the policy
 //! documents of each backend, template.rs the CloudFormation template and provision.rs
 //! calls AWS; sm.rs holds the Secrets Manager policies.
 
@@ -40,10 +45,12 @@ pub fn run(
     cfg: &StoreConfig,
     fetch_roles: &[String],
     create_principals: &[String],
+    daemon_roles: &[String],
     cloudformation: bool,
 ) -> Result<ExitCode> {
     let readers = parse_principals("--fetch-role", fetch_roles)?;
     let writers = parse_principals("--create-principal", create_principals)?;
+    let daemons = parse_principals("--daemon-role", daemon_roles)?;
     let key = key_spec(cfg);
     if key.starts_with("alias/aws/") {
         return Err(Error::usage(format!(
@@ -51,13 +58,13 @@ pub fn run(
         )));
     }
     if cloudformation {
-        let account = one_account(readers.iter().chain(&writers))?;
+        let account = one_account(readers.iter().chain(&writers).chain(&daemons))?;
         if let Some((partition, account)) = &account {
             note(format_args!(
                 "the template attaches its policies by name to principals of account {account} ({partition}); its rule PrincipalsAreInTheDeployingAccount makes CloudFormation refuse to deploy it into any other account"
             ));
         }
-        let t = template::template(cfg, &readers, &writers, account.as_ref());
+        let t = template::template(cfg, &readers, &writers, &daemons, account.as_ref());
         print(&format!("{t}\n"))?;
         return Ok(ExitCode::Success);
     }
@@ -67,7 +74,7 @@ pub fn run(
     let lines = rt.block_on(crate::aws::with_deadline(
         cfg.timeout.max(SETUP_DEADLINE),
         &what,
-        provision::provision(cfg, path, key, &readers, &writers),
+        provision::provision(cfg, path, key, &readers, &writers, &daemons),
     ))?;
     print(&lines)?;
     Ok(ExitCode::Success)
