@@ -223,8 +223,9 @@ pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 fn parse_timeout(t: &str, source: &str) -> Result<Duration> {
     let range = format!("use from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} seconds");
+    // No whitespace: Rust's float parser refuses it anyway, but a trimmed ' 5' hid a quoting
+    // mistake (issue 25 item 9).
     let secs: f64 = t
-        .trim()
         .parse()
         .map_err(|_| Error::usage(format!("{source} is not a number of seconds: {range}")))?;
     // Written so that NaN fails too.
@@ -245,6 +246,12 @@ pub fn validate_path(p: &str) -> Result<String> {
             crate::inject::env::printable(trimmed)
         )))
     };
+    if trimmed.is_empty() {
+        return bad("it is empty");
+    }
+    if path.is_empty() {
+        return bad("/ alone is the root, not a path: name at least one segment");
+    }
     if !path.starts_with('/') {
         return bad("it must start with /");
     }
@@ -528,12 +535,12 @@ mod tests {
         assert!(c.debug);
         assert_eq!(c.table, "ecs-secrets");
         for bad in [
-            "0", "-1", "abc", "4000", "1e-300", "0.09", "NaN", "inf", "-0", "1e400",
+            "0", "-1", "abc", "4000", "1e-300", "0.09", "NaN", "inf", "-0", "1e400", " 2 ", "2\n",
         ] {
             let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", bad)]);
             assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
         }
-        for good in ["0.1", "3600", " 2 ", "1e1"] {
+        for good in ["0.1", "3600", "2", "1e1"] {
             let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", good)]);
             assert!(
                 store_config(&shared(&["/a/b"]), &env, PathArity::One).is_ok(),
@@ -553,6 +560,16 @@ mod tests {
             "prod", "/", "//x", "/a//b", "/a b", "/aws/x", "/ssm", "/a/$(x)", "/a/..",
         ] {
             assert!(validate_path(bad).is_err(), "{bad}");
+        }
+        // Each says what is actually wrong (issue 25 item 9: `/` was "must start with /").
+        for (bad, why) in [
+            ("/", "the root, not a path"),
+            ("///", "the root, not a path"),
+            ("", "it is empty"),
+            ("prod", "must start with /"),
+        ] {
+            let e = validate_path(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 

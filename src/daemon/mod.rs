@@ -92,8 +92,11 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr> {
 
 /// `--cache-ttl`: whole seconds, 0 (no caching) to a day.
 pub fn parse_cache_ttl(s: &str) -> Result<Duration> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if n <= MAX_CACHE_TTL_SECS => Ok(Duration::from_secs(n)),
+    // Digits only: `u64::from_str` takes a leading `+`, and a value with spaces around it
+    // is more likely a quoting mistake than what was meant.
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match s.parse::<u64>() {
+        Ok(n) if digits && n <= MAX_CACHE_TTL_SECS => Ok(Duration::from_secs(n)),
         _ => Err(Error::usage(format!(
             "invalid --cache-ttl: whole seconds from 0 (no cache) to {MAX_CACHE_TTL_SECS}"
         ))),
@@ -313,8 +316,11 @@ mod tests {
             parse_cache_ttl("86400").unwrap(),
             Duration::from_secs(86400)
         );
-        for bad in ["-1", "1.5", "x", "86401", ""] {
-            assert!(parse_cache_ttl(bad).is_err(), "{bad}");
+        // Whitespace and signs too (issue 25 item 9: ' 5' was taken as 5).
+        for bad in [
+            "-1", "1.5", "x", "86401", "", " 5", "5 ", "\t5", "+5", "5\n",
+        ] {
+            assert!(parse_cache_ttl(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -53,8 +53,8 @@ pub fn shown_secs(d: Duration) -> String {
 
 fn secs(v: &str, flag: &str, min: f64, max: f64) -> Result<Duration> {
     let range = format!("use from {min} to {max} seconds");
+    // No whitespace around it (issue 25 item 9): the float parser refuses it.
     let s: f64 = v
-        .trim()
         .parse()
         .map_err(|_| Error::usage(format!("{flag} is not a number of seconds: {range}")))?;
     // Written so that NaN fails too.
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn refused() {
-        for r in ["0", "-1", "x", "NaN", "0.01", "1e9"] {
+        for r in ["0", "-1", "x", "NaN", "0.01", "1e9", " 5", "5 ", "\t5"] {
             assert!(p(r, None, None, false).is_err(), "{r}");
         }
         for o in [
