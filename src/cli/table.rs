@@ -141,6 +141,8 @@ pub static COMMANDS: &[Cmd] = &[
             ("--create-principal", Values),
             ("--daemon-role", Values),
             ("--cloudformation", Nothing),
+            ("--dry-run", Nothing),
+            ("--policy-dir", Value),
         ],
         positionals: &[],
     },
@@ -174,6 +176,16 @@ pub static COMMANDS: &[Cmd] = &[
         name: "install-links",
         flags: &[("--help", Nothing)],
         positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "completions",
+        flags: &[("--help", Nothing)],
+        positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "man",
+        flags: &[("--help", Nothing)],
+        positionals: &[],
     },
 ];
 
