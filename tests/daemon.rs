@@ -508,7 +508,8 @@ fn unusable_tokens_and_exposed_listeners_are_usage_errors() {
     for bad in [
         &["--listen", "nowhere"][..],
         &["--cache-ttl", "-1"],
-        &["--cache-ttl", "1.5"],
+        // (1.5 is a duration now, 1.5 s; over a day is not.)
+        &["--cache-ttl", "25h"],
         // Issue 25 item 9: whitespace is a quoting mistake, not a number.
         &["--cache-ttl", " 5"],
         &["--cache-ttl", "5 "],
