@@ -341,6 +341,9 @@ command! {
         /// a principal that writes the path's secrets (repeatable)
         #[argh(option)]
         pub create_principal: Vec<String>,
+        /// a role that runs the `daemon` sidecar of the path (repeatable)
+        #[argh(option)]
+        pub daemon_role: Vec<String>,
         /// print a CloudFormation template instead of calling AWS
         #[argh(switch)]
         pub cloudformation: bool,

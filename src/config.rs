@@ -239,6 +239,12 @@ pub fn validate_path(p: &str) -> Result<String> {
             crate::names::printable(trimmed)
         )))
     };
+    if trimmed.is_empty() {
+        return bad("it is empty");
+    }
+    if path.is_empty() {
+        return bad("/ alone is the root, not a path: name at least one segment");
+    }
     if !path.starts_with('/') {
         return bad("it must start with /");
     }
@@ -631,6 +637,16 @@ mod tests {
             "prod", "/", "//x", "/a//b", "/a b", "/aws/x", "/ssm", "/a/$(x)", "/a/..",
         ] {
             assert!(validate_path(bad).is_err(), "{bad}");
+        }
+        // Each says what is actually wrong (issue 25 item 9: `/` was "must start with /").
+        for (bad, why) in [
+            ("/", "the root, not a path"),
+            ("///", "the root, not a path"),
+            ("", "it is empty"),
+            ("prod", "must start with /"),
+        ] {
+            let e = validate_path(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 

@@ -338,6 +338,61 @@ fn a_tampered_credstash_hmac_or_ciphertext_is_refused_and_nothing_is_written() {
     }
 }
 
+/// Issue 25 item 9: the refusal says what changed, not more (the HMAC covers the
+/// ciphertext only), and what credstash's HMAC cannot see is exactly what docs/imports.md
+/// says: a sealed value moved to another credential verifies there and is imported under
+/// that name.
+#[test]
+fn a_sealed_value_moved_to_another_name_is_not_detected_as_documented() {
+    let (ep, key) = ready();
+    let table = credstash_table(ep);
+    put(ep, &table, key, "a.secret", "value-of-a", &[]);
+    let ddb = dynamodb(ep);
+    let k = |n: &str, v: &str| (n.to_string(), Av::S(v.to_string()));
+    let mut item = block_on(
+        ddb.get_item()
+            .table_name(&table)
+            .set_key(Some(
+                [k("name", "a.secret"), k("version", "0000000000000000001")].into(),
+            ))
+            .send(),
+    )
+    .unwrap()
+    .item
+    .expect("the credstash item");
+    item.insert("name".into(), Av::S("b.moved".into()));
+    block_on(
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send(),
+    )
+    .unwrap();
+    let path = unique_path("import-moved");
+    assert_ok(&import(ep, &path, &["--from-credstash-table", &table]));
+    assert_eq!(fetched(ep, &path, "b.moved", 1), "value-of-a");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/imports.md")).unwrap();
+    assert!(
+        doc.contains("neither the credential's name nor its version"),
+        "docs/imports.md must say what the HMAC does not bind"
+    );
+    // And the refusal of a changed item names what the HMAC does cover.
+    let table = credstash_table(ep);
+    put(ep, &table, key, "m.middle", "value", &[]);
+    tamper(ep, &table, "m.middle", "contents");
+    let e = assert_fail(&import(
+        ep,
+        &unique_path("import-changed"),
+        &["--from-credstash-table", &table],
+    ));
+    assert!(
+        e.contains("`contents`, `hmac` or `key` attribute was changed or damaged")
+            && !e.contains("tampered"),
+        "{e}"
+    );
+}
+
 #[test]
 fn credstash_items_that_cannot_be_imported_are_named_and_nothing_is_written() {
     let (ep, key) = ready();

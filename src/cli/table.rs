@@ -140,6 +140,7 @@ pub static COMMANDS: &[Cmd] = &[
         flags: shared![
             ("--fetch-role", Values),
             ("--create-principal", Values),
+            ("--daemon-role", Values),
             ("--cloudformation", Nothing),
             ("--dry-run", Nothing),
             ("--policy-dir", Value),

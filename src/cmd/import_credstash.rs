@@ -12,6 +12,9 @@
 //! All or nothing: every item is read, its data key decrypted, its HMAC verified (in constant
 //! time) and its value decrypted and checked before the first write. Any failure is an error
 //! naming the credential, and nothing is written.
+//!
+//! credstash's HMAC covers the ciphertext only, not the name or version: a sealed value
+//! moved to another credential or version verifies there (docs/imports.md says so).
 
 use crate::error::{AwsKind, Error, ExitCode, Result};
 use crate::inject::env::printable;
@@ -328,7 +331,7 @@ fn open_sealed(
     }
     let (data_key, hmac_key) = key.split_at(32);
     hmac::verify(&hmac::Key::new(digest, hmac_key), contents, tag).map_err(|_| {
-        "its HMAC does not match its contents (tampered with, or damaged)".to_string()
+        "its HMAC does not match its ciphertext (its `contents`, `hmac` or `key` attribute was changed or damaged)".to_string()
     })?;
     let plain = ctr_from_one(data_key, contents)?;
     Ok(Payload::new(plain))

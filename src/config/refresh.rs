@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn refused() {
-        for r in ["0", "-1", "x", "NaN", "0.01", "1e9"] {
+        for r in ["0", "-1", "x", "NaN", "0.01", "1e9", " 5", "5 ", "\t5"] {
             assert!(p(r, None, None, false).is_err(), "{r}");
         }
         for o in [

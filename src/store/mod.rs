@@ -165,9 +165,10 @@ impl Store {
             ));
         }
         if payload.len() > self.max_payload() {
+            // Not its size: a payload from a file or stdin is read only up to one byte
+            // past the limit, so its length here is not the length of the input.
             return Err(Error::usage(format!(
-                "the payload is {} bytes; this backend stores at most {} bytes",
-                payload.len(),
+                "the payload is larger than {} bytes, the most this backend stores",
                 self.max_payload()
             )));
         }
