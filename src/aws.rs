@@ -57,14 +57,49 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         .with_max_attempts(10)
         .with_initial_backoff(Duration::from_millis(100))
         .with_max_backoff(Duration::from_secs(5));
-    aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
         .app_name(AppName::new(USER_AGENT_APP).expect("static app name is valid"))
         .retry_config(retries)
         .timeout_config(timeouts)
         .load()
-        .await
+        .await;
+    if cfg.debug {
+        debug_region(&sdk);
+    }
+    sdk
 }
+
+/// `--debug`: the region in use, once per process (a refresh loads the config again).
+/// The endpoint of each service is printed with its first request (`Attempts`).
+fn debug_region(sdk: &SdkConfig) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let region = sdk.region().map(|r| r.as_ref().to_string());
+        crate::log::debug(format_args!(
+            "region {}{}",
+            region.as_deref().unwrap_or("none (set AWS_REGION)"),
+            sdk.endpoint_url()
+                .map(|u| format!(", endpoint override {}", host_of(u)))
+                .unwrap_or_default()
+        ));
+    });
+}
+
+/// `scheme://host[:port]` of a URL, without any user info, path or query.
+fn host_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Services whose endpoint `--debug` has printed.
+static ENDPOINTS_SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// HTTPS as `crate::tls` builds it (trust roots, proxy), with certificate errors final.
 fn http_client() -> SharedHttpClient {
@@ -370,6 +405,8 @@ fn classify(
     };
     let hint = if is_certificate_error(e) {
         CERT_HINT
+    } else if let Some(h) = detail_hint(&detail) {
+        h
     } else {
         hint(kind)
     };
@@ -410,9 +447,7 @@ pub fn kind_of_code(code: &str) -> AwsKind {
         "AccessDeniedException"
         | "AccessDenied"
         | "UnauthorizedOperation"
-        | "KMSAccessDeniedException"
-        | "KMSInvalidStateException"
-        | "DisabledException" => AwsKind::AccessDenied,
+        | "KMSAccessDeniedException" => AwsKind::AccessDenied,
         "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "ExpiredTokenException"
@@ -446,6 +481,31 @@ pub fn kind_of_code(code: &str) -> AwsKind {
         _ => AwsKind::Service,
     }
 }
+
+/// A next step that the error itself decides, where the kind's would be wrong: a KMS key
+/// that is disabled or pending deletion needs enabling, not a permission (SSM names it
+/// `KMSInvalidStateException` too, Secrets Manager wraps it in its message); no region
+/// makes the SDK say "missing signing region", which is no network problem.
+fn detail_hint(detail: &str) -> Option<&'static str> {
+    if ["DisabledException", "KMSInvalidStateException", "is disabled", "pending deletion"]
+        .iter()
+        .any(|c| detail.contains(c))
+    {
+        return Some(KMS_STATE_HINT);
+    }
+    let d = detail.to_ascii_lowercase();
+    if d.contains("signing region") || d.contains("no region") || d.contains("region is not set") {
+        return Some(NO_REGION_HINT);
+    }
+    None
+}
+
+pub const KMS_STATE_HINT: &str = "; the KMS key is disabled or pending deletion: enable it \
+    (`aws kms enable-key --key-id KEY`; a key pending deletion first needs \
+    `aws kms cancel-key-deletion --key-id KEY`), or use another key";
+
+pub const NO_REGION_HINT: &str = "; no AWS region is configured: set AWS_REGION (e.g. \
+    AWS_REGION=eu-west-1), AWS_DEFAULT_REGION, or `region` in the AWS_PROFILE's config file";
 
 fn hint(kind: AwsKind) -> &'static str {
     match kind {
@@ -496,10 +556,24 @@ impl Intercept for Attempts {
 
     fn read_before_transmit(
         &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if self.debug {
+            let service = cfg
+                .load::<Metadata>()
+                .map(|m| m.service().to_string())
+                .unwrap_or_else(|| "request".into());
+            let mut shown = ENDPOINTS_SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+            if !shown.contains(&service) {
+                crate::log::debug(format_args!(
+                    "{service} endpoint {}",
+                    host_of(ctx.request().uri())
+                ));
+                shown.push(service);
+            }
+        }
         cfg.interceptor_state()
             .store_put(AttemptStart(Instant::now()));
         Ok(())

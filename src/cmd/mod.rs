@@ -55,13 +55,13 @@ pub async fn connect(cfg: &StoreConfig) -> Store {
     store::open(cfg, &sdk)
 }
 
-/// Fetch the secrets of every configured path under the overall deadline. Warns (does not
-/// fail) for a path with no secrets.
+/// Fetch the secrets of every configured path under the overall deadline. A path with no
+/// secrets fails (`store::empty`), or with `--allow-empty` is a warning.
 pub async fn fetch_paths(cfg: &StoreConfig) -> Result<Vec<(String, Vec<Secret>)>> {
     let what = format!("fetching the secrets of {}", cfg.paths.join(", "));
     let per_path = crate::aws::with_deadline(cfg.timeout, &what, async {
         let store = connect(cfg).await;
-        store::read_paths(&store, &cfg.paths).await
+        store::read_paths_checked(&store, cfg).await
     })
     .await?;
     for (path, secrets) in &per_path {

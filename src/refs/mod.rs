@@ -160,7 +160,7 @@ pub async fn fetch_quiet(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
                 return Ok(Vec::new());
             }
             let store = crate::store::open(cfg, &sdk);
-            crate::store::read_paths(&store, &cfg.paths).await
+            crate::store::read_paths_checked(&store, cfg).await
         };
         tokio::try_join!(paths, resolve(&sdk, cfg, refs))
     })

@@ -410,3 +410,10 @@ fn serial_list(hist: &[Hist]) -> String {
         s.join(", ")
     }
 }
+
+impl SsmStore {
+    /// The region the clients send to, for messages.
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.as_ref().to_string())
+    }
+}

@@ -67,7 +67,7 @@ async fn fetch(cfg: &StoreConfig, refs: &[Ref], store: &mut Option<Store>) -> Fe
             *store = Some(crate::cmd::connect(cfg).await);
         }
         let s = store.as_ref().expect("connected above");
-        store::read_paths(s, &cfg.paths).await
+        store::read_paths_checked(s, cfg).await
     })
     .await
     .map(|per_path| (per_path, Vec::new()))
