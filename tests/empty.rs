@@ -23,7 +23,7 @@ fn names_everything(stderr: &str, path: &str, backend: &str, region: &str) {
         "AWS_REGION",
         "--allow-empty",
     ] {
-        assert!(line.contains(want.as_str()), "{want:?} missing: {line}");
+        assert!(line.contains(want), "{want:?} missing: {line}");
     }
 }
 
