@@ -487,9 +487,14 @@ pub fn kind_of_code(code: &str) -> AwsKind {
 /// `KMSInvalidStateException` too, Secrets Manager wraps it in its message); no region
 /// makes the SDK say "missing signing region", which is no network problem.
 fn detail_hint(detail: &str) -> Option<&'static str> {
-    if ["DisabledException", "KMSInvalidStateException", "is disabled", "pending deletion"]
-        .iter()
-        .any(|c| detail.contains(c))
+    if [
+        "DisabledException",
+        "KMSInvalidStateException",
+        "is disabled",
+        "pending deletion",
+    ]
+    .iter()
+    .any(|c| detail.contains(c))
     {
         return Some(KMS_STATE_HINT);
     }

@@ -23,7 +23,11 @@ fn doc_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md", "CHANGELOG.md"]
         .iter()
         .map(|f| r.join(f))
-        .chain(["examples/README.md", "docker/README.md"].iter().map(|f| r.join(f)))
+        .chain(
+            ["examples/README.md", "docker/README.md"]
+                .iter()
+                .map(|f| r.join(f)),
+        )
         .collect();
     let mut pages: Vec<PathBuf> = std::fs::read_dir(r.join("docs"))
         .expect("docs/ exists")
@@ -109,7 +113,10 @@ fn every_relative_link_resolves() {
     for file in doc_files() {
         let text = std::fs::read_to_string(&file).unwrap();
         for link in links(&text) {
-            if link.starts_with("http://") || link.starts_with("https://") || link.starts_with("mailto:") {
+            if link.starts_with("http://")
+                || link.starts_with("https://")
+                || link.starts_with("mailto:")
+            {
                 continue;
             }
             let (target, anchor) = match link.split_once('#') {
@@ -132,7 +139,10 @@ fn every_relative_link_resolves() {
                     BTreeSet::new()
                 };
                 if !known.contains(anchor) {
-                    broken.push(format!("{}: {link} (no heading with that anchor)", rel(&file)));
+                    broken.push(format!(
+                        "{}: {link} (no heading with that anchor)",
+                        rel(&file)
+                    ));
                 }
             }
         }
@@ -151,7 +161,10 @@ fn every_page_in_docs_is_reachable_from_the_readme() {
         .into_iter()
         .filter_map(|l| l.split('#').next().map(str::to_owned))
         .collect();
-    for page in doc_files().iter().filter(|p| p.parent().unwrap().ends_with("docs")) {
+    for page in doc_files()
+        .iter()
+        .filter(|p| p.parent().unwrap().ends_with("docs"))
+    {
         let name = format!("docs/{}", page.file_name().unwrap().to_str().unwrap());
         assert!(linked.contains(&name), "README.md does not link to {name}");
     }
@@ -159,14 +172,31 @@ fn every_page_in_docs_is_reachable_from_the_readme() {
 
 #[test]
 fn the_readme_stays_short() {
-    let n = std::fs::read_to_string(root().join("README.md")).unwrap().lines().count();
-    assert!(n <= 300, "README.md has {n} lines: keep it <= 300 and move reference to docs/");
+    let n = std::fs::read_to_string(root().join("README.md"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        n <= 300,
+        "README.md has {n} lines: keep it <= 300 and move reference to docs/"
+    );
 }
 
 /// The commands whose flags the reference must list.
 const COMMANDS: &[&str] = &[
-    "exec", "env", "create", "rotate", "revoke", "fetch", "list", "rotate-key", "import", "setup",
-    "sync", "daemon", "install-links",
+    "exec",
+    "env",
+    "create",
+    "rotate",
+    "revoke",
+    "fetch",
+    "list",
+    "rotate-key",
+    "import",
+    "setup",
+    "sync",
+    "daemon",
+    "install-links",
 ];
 
 /// `--flag` words in a text: two dashes, a lower-case letter, then letters, digits, dashes.
@@ -175,13 +205,21 @@ fn flag_words(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut i = 0;
     while i + 2 < b.len() {
-        let starts = b[i] == b'-' && b[i + 1] == b'-' && (i == 0 || !(b[i - 1] == b'-' || b[i - 1].is_ascii_alphanumeric()));
+        let starts = b[i] == b'-'
+            && b[i + 1] == b'-'
+            && (i == 0 || !(b[i - 1] == b'-' || b[i - 1].is_ascii_alphanumeric()));
         if starts && b[i + 2].is_ascii_lowercase() {
             let mut j = i + 2;
-            while j < b.len() && (b[j].is_ascii_lowercase() || b[j].is_ascii_digit() || b[j] == b'-') {
+            while j < b.len()
+                && (b[j].is_ascii_lowercase() || b[j].is_ascii_digit() || b[j] == b'-')
+            {
                 j += 1;
             }
-            out.insert(String::from_utf8_lossy(&b[i..j]).trim_end_matches('-').to_owned());
+            out.insert(
+                String::from_utf8_lossy(&b[i..j])
+                    .trim_end_matches('-')
+                    .to_owned(),
+            );
             i = j;
         } else {
             i += 1;
@@ -195,7 +233,12 @@ fn parser_flags() -> BTreeSet<String> {
     let mut all = BTreeSet::new();
     for cmd in COMMANDS {
         let out = run(Command::new(bin()).args([cmd, "--help"]));
-        assert_eq!(out.status.code(), Some(0), "{cmd} --help: {}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cmd} --help: {}",
+            describe(&out)
+        );
         let help = String::from_utf8(out.stdout).unwrap();
         for line in help.lines() {
             if let Some(rest) = line.trim_start().strip_prefix("--") {
@@ -217,16 +260,25 @@ fn the_reference_lists_every_flag_and_only_real_ones() {
     let reference = std::fs::read_to_string(root().join("docs/commands.md")).unwrap();
     let documented = flag_words(&reference);
     let known = parser_flags();
-    assert!(known.contains("--path") && known.contains("--refresh"), "help parsed: {known:?}");
+    assert!(
+        known.contains("--path") && known.contains("--refresh"),
+        "help parsed: {known:?}"
+    );
     let missing: Vec<_> = known.iter().filter(|f| !documented.contains(*f)).collect();
-    assert!(missing.is_empty(), "docs/commands.md does not document {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/commands.md does not document {missing:?}"
+    );
     // Words that look like flags but are quoted as examples of mistakes.
     let examples = ["--paylaod"];
     let unknown: Vec<_> = documented
         .iter()
         .filter(|f| !known.contains(*f) && !examples.contains(&f.as_str()))
         .collect();
-    assert!(unknown.is_empty(), "docs/commands.md documents flags the parser does not know: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "docs/commands.md documents flags the parser does not know: {unknown:?}"
+    );
 }
 
 /// The fenced block after `<!-- try-out` in the README.
@@ -236,7 +288,10 @@ fn try_out_block() -> String {
         .split_once("<!-- try-out")
         .expect("README.md has a <!-- try-out --> block")
         .1;
-    let start = after.find("```sh\n").expect("a ```sh block follows the marker") + 6;
+    let start = after
+        .find("```sh\n")
+        .expect("a ```sh block follows the marker")
+        + 6;
     let end = after[start..].find("```").unwrap() + start;
     after[start..end].to_owned()
 }
@@ -244,10 +299,17 @@ fn try_out_block() -> String {
 #[test]
 fn the_readme_try_out_runs_as_written() {
     let block = try_out_block();
-    assert!(block.lines().count() <= 5, "the try-out is five commands:\n{block}");
+    assert!(
+        block.lines().count() <= 5,
+        "the try-out is five commands:\n{block}"
+    );
     for tool in ["moto_server", "curl", "pip"] {
         assert!(
-            Command::new("sh").args(["-c", &format!("command -v {tool}")]).status().unwrap().success(),
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .status()
+                .unwrap()
+                .success(),
             "{tool} is not installed: run scripts/deps.sh (moto, pip) and apt-get install curl"
         );
     }
@@ -259,7 +321,11 @@ fn the_readme_try_out_runs_as_written() {
     // `ecs-secrets` on PATH, as the README assumes.
     let dir = TempDir::new("try-out");
     std::os::unix::fs::symlink(bin(), dir.path().join("ecs-secrets")).unwrap();
-    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
     let mut child = Command::new("bash")
         .args(["-eo", "pipefail", "-c", &block])
         .env_clear()
@@ -302,8 +368,16 @@ fn the_readme_try_out_runs_as_written() {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(stdout.contains("the app got a 6-character password"), "{}", describe(&out));
-    assert!(stdout.contains("a mistyped path does not start the app"), "{}", describe(&out));
+    assert!(
+        stdout.contains("the app got a 6-character password"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stdout.contains("a mistyped path does not start the app"),
+        "{}",
+        describe(&out)
+    );
     assert!(!stdout.contains("never printed"), "{}", describe(&out));
     assert!(!stdout.contains("s3cr3t") && !String::from_utf8_lossy(&out.stderr).contains("s3cr3t"));
 }

@@ -55,7 +55,10 @@ fn every_path_given_must_yield_something() {
     let full = unique_path("empty-full");
     let typo = unique_path("empty-typo");
     put_secure(&m.endpoint, &format!("{full}/A"), "v");
-    for args in [["--path", &full, "--path", &typo], ["--path", &typo, "--path", &full]] {
+    for args in [
+        ["--path", &full, "--path", &typo],
+        ["--path", &typo, "--path", &full],
+    ] {
         let e = assert_exec_not_started(ecs(&m.endpoint), &args);
         names_everything(&e, &typo, "ssm", "us-east-1");
         assert!(!e.contains(&format!("{full} ")), "{e}");
@@ -97,9 +100,9 @@ fn env_prints_only_the_failure_line_in_every_format() {
     let empty = unique_path("empty-env");
     put_secure(&m.endpoint, &format!("{full}/A"), "secret-value");
     for format in ["shell", "dotenv", "json"] {
-        let out = run(ecs(&m.endpoint).args([
-            "env", "--format", format, "--path", &full, "--path", &empty,
-        ]));
+        let out =
+            run(ecs(&m.endpoint)
+                .args(["env", "--format", format, "--path", &full, "--path", &empty]));
         let err = assert_fail(&out);
         names_everything(&err, &empty, "ssm", "us-east-1");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -117,7 +120,14 @@ fn env_prints_only_the_failure_line_in_every_format() {
         }
     }
     let out = run(ecs(&m.endpoint).args([
-        "env", "--format", "json", "--allow-empty", "--path", &full, "--path", &empty,
+        "env",
+        "--format",
+        "json",
+        "--allow-empty",
+        "--path",
+        &full,
+        "--path",
+        &empty,
     ]));
     assert_eq!(assert_ok(&out), "{\"A\":\"secret-value\"}\n");
 }
@@ -131,13 +141,18 @@ fn sync_writes_nothing_for_an_empty_path() {
     let dir = Scratch::shm("empty-sync");
     let files = dir.0.join("out");
     let f = files.to_str().unwrap();
-    let out = run(ecs(&m.endpoint).args([
-        "sync", "--files", f, "--path", &full, "--path", &empty,
-    ]));
+    let out = run(ecs(&m.endpoint).args(["sync", "--files", f, "--path", &full, "--path", &empty]));
     names_everything(&assert_fail(&out), &empty, "ssm", "us-east-1");
     assert!(!files.join("A").exists());
     assert_ok(&run(ecs(&m.endpoint).args([
-        "sync", "--files", f, "--allow-empty", "--path", &full, "--path", &empty,
+        "sync",
+        "--files",
+        f,
+        "--allow-empty",
+        "--path",
+        &full,
+        "--path",
+        &empty,
     ])));
     assert_eq!(std::fs::read_to_string(files.join("A")).unwrap(), "v");
 }
@@ -146,19 +161,25 @@ fn sync_writes_nothing_for_an_empty_path() {
 fn resolve_refs_with_nothing_to_fetch_is_refused() {
     let m = moto();
     let e = assert_exec_not_started(ecs(&m.endpoint), &["--resolve-refs"]);
-    assert!(e.contains("nothing to fetch") && e.contains("--allow-empty"), "{e}");
+    assert!(
+        e.contains("nothing to fetch") && e.contains("--allow-empty"),
+        "{e}"
+    );
     let out = run(ecs(&m.endpoint).args(["env", "--resolve-refs"]));
     assert!(assert_fail(&out).contains("nothing to fetch"));
-    let out = run(ecs(&m.endpoint).args([
-        "exec", "--resolve-refs", "--allow-empty", "--", "true",
-    ]));
+    let out = run(ecs(&m.endpoint).args(["exec", "--resolve-refs", "--allow-empty", "--", "true"]));
     assert_ok(&out);
     // A reference and no path: nothing to check for emptiness.
     let path = unique_path("empty-ref");
     put_secure(&m.endpoint, &format!("{path}/R"), "v");
-    let out = run(ecs(&m.endpoint)
-        .env("X", format!("ssm:{path}/R"))
-        .args(["exec", "--resolve-refs", "--", "sh", "-c", "echo X=$X"]));
+    let out = run(ecs(&m.endpoint).env("X", format!("ssm:{path}/R")).args([
+        "exec",
+        "--resolve-refs",
+        "--",
+        "sh",
+        "-c",
+        "echo X=$X",
+    ]));
     assert_eq!(assert_ok(&out), "X=v\n");
 }
 
@@ -169,7 +190,14 @@ fn json_keys_counts_the_stored_secret() {
     let path = unique_path("empty-json");
     put_secure(&m.endpoint, &format!("{path}/DB"), "{\"user\":\"u\"}");
     let out = run(ecs(&m.endpoint).args([
-        "exec", "--json-keys", "--path", &path, "--", "sh", "-c", "echo $DB_user",
+        "exec",
+        "--json-keys",
+        "--path",
+        &path,
+        "--",
+        "sh",
+        "-c",
+        "echo $DB_user",
     ]));
     assert_eq!(assert_ok(&out), "u\n");
 }

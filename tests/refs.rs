@@ -200,7 +200,12 @@ fn references_in_another_region_use_that_region() {
         json!({"EU_P": "from-eu", "US_P": "from-us", "EU_S": "sm-from-eu"})
     );
     assert_eq!(proxy.count(".GetParameters"), 2, "{:?}", proxy.ops());
-    assert_eq!(proxy.count(".GetParameter"), 1, "moto gap: {:?}", proxy.ops());
+    assert_eq!(
+        proxy.count(".GetParameter"),
+        1,
+        "moto gap: {:?}",
+        proxy.ops()
+    );
     assert_eq!(proxy.count(".BatchGetSecretValue"), 1, "{:?}", proxy.ops());
 }
 

@@ -260,7 +260,11 @@ fn required_names_and_empty_paths() {
     )));
     // An empty path is an error (tests/empty.rs); with --allow-empty only a warning.
     let empty = unique_path("empty");
-    let out = run(&mut show(&m.endpoint, &["--path", &empty, "--allow-empty"], &["X"]));
+    let out = run(&mut show(
+        &m.endpoint,
+        &["--path", &empty, "--allow-empty"],
+        &["X"],
+    ));
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no secrets under"));
 }

@@ -70,7 +70,9 @@ pub(super) fn finish_import(
         Err(e) => {
             let lines: String = written
                 .iter()
-                .map(|(name, serial)| format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name)))
+                .map(|(name, serial)| {
+                    format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name))
+                })
                 .collect();
             // The error is what matters: a closed stdout does not hide it.
             let _ = print(&lines);

@@ -142,7 +142,9 @@ pub(super) async fn write(
         .list(path, true)
         .await?
         .into_iter()
-        .filter(|v| names.contains(v.name.as_str()) && !incoming.contains(&(v.name.as_str(), v.serial)))
+        .filter(|v| {
+            names.contains(v.name.as_str()) && !incoming.contains(&(v.name.as_str(), v.serial))
+        })
         .map(|v| v.name)
         .collect();
     clash.dedup();

@@ -368,7 +368,10 @@ mod tests {
         )])
         .unwrap_err()
         .to_string();
-        assert!(e.contains("(its JSON key \"B_C\")") && e.contains("(its JSON key \"C\")"), "{e}");
+        assert!(
+            e.contains("(its JSON key \"B_C\")") && e.contains("(its JSON key \"C\")"),
+            "{e}"
+        );
     }
 
     #[test]

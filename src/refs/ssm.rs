@@ -108,7 +108,10 @@ async fn by_arn(
             let e = crate::aws::error(format!("resolving the reference {}", labels.of(arn)), e);
             match e.aws_kind() {
                 Some(crate::error::AwsKind::NotFound) => not_found(labels, arn),
-                _ => super::with_hint(e, "ssm:GetParameters on each parameter and kms:Decrypt on its key"),
+                _ => super::with_hint(
+                    e,
+                    "ssm:GetParameters on each parameter and kms:Decrypt on its key",
+                ),
             }
         })?;
     let (value, answered) = match resp.parameter {

@@ -256,7 +256,10 @@ impl SmStore {
 impl SmStore {
     /// The region the clients send to, for messages.
     pub fn region(&self) -> Option<String> {
-        self.client.config().region().map(|r| r.as_ref().to_string())
+        self.client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
     }
 }
 

@@ -414,6 +414,9 @@ fn serial_list(hist: &[Hist]) -> String {
 impl SsmStore {
     /// The region the clients send to, for messages.
     pub fn region(&self) -> Option<String> {
-        self.client.config().region().map(|r| r.as_ref().to_string())
+        self.client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
     }
 }

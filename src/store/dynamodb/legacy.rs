@@ -105,7 +105,9 @@ impl DynamoStore {
         let size: usize = todo
             .iter()
             .zip(&sealed_all)
-            .map(|((n, _, _), s)| s.ciphertext.len() + pk.blob.len() + 2 * n.len() + path.len() + 256)
+            .map(|((n, _, _), s)| {
+                s.ciphertext.len() + pk.blob.len() + 2 * n.len() + path.len() + 256
+            })
             .sum();
         let at_once = todo.len() <= TRANSACTION_ITEMS && size <= TRANSACTION_BYTES;
         if at_once {
