@@ -414,12 +414,32 @@ fn classify(
         Some(s) if !s.is_empty() => redact(&detail, s),
         _ => detail,
     };
+    let (detail, tried) = providers_tried(&detail);
     Error::Aws {
         kind,
         context,
-        detail: crate::inject::env::printable(&detail),
-        hint: hint.to_string(),
+        detail: crate::inject::env::printable(detail),
+        hint: format!("{hint}{tried}"),
     }
+}
+
+/// The SDK's "no credentials found in chain. Attempted:\n  Environment: …\n  Profile: …"
+/// as a first line and then one readable line per provider tried (`printable` would show
+/// its newlines as a literal `\n`, one unreadable line).
+fn providers_tried(detail: &str) -> (&str, String) {
+    let Some((head, list)) = detail.split_once("Attempted:") else {
+        return (detail, String::new());
+    };
+    let tried: String = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = l.replacen("the credential provider was not enabled: ", "", 1);
+            format!("\n  tried {}", crate::inject::env::printable(&l))
+        })
+        .collect();
+    (head.trim_end().trim_end_matches('.'), tried)
 }
 
 /// An error and its sources as one line: each distinct message once, joined by ": ".
@@ -499,7 +519,15 @@ fn detail_hint(detail: &str) -> Option<&'static str> {
         return Some(KMS_STATE_HINT);
     }
     let d = detail.to_ascii_lowercase();
-    if d.contains("signing region") || d.contains("no region") || d.contains("region is not set") {
+    if [
+        "signing region",
+        "missing region",
+        "no region",
+        "region is not set",
+    ]
+    .iter()
+    .any(|c| d.contains(c))
+    {
         return Some(NO_REGION_HINT);
     }
     None
@@ -638,6 +666,45 @@ impl Intercept for Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_20_messages_say_what_fixes_them() {
+        // No credentials: one line per provider tried, no literal `\n`.
+        let sdk = "dispatch failure: other: the credential provider was not enabled: no \
+                   credentials found in chain. Attempted:\n  Environment: the credential \
+                   provider was not enabled: environment variable not set\n  Profile: the \
+                   credential provider was not enabled\n";
+        let (head, tried) = providers_tried(sdk);
+        assert!(head.ends_with("no credentials found in chain"), "{head}");
+        assert_eq!(
+            tried,
+            "\n  tried Environment: environment variable not set\n  tried Profile: the credential provider was not enabled"
+        );
+        assert_eq!(providers_tried("plain"), ("plain", String::new()));
+        // A disabled key or one pending deletion: enable it, not "grant".
+        for d in [
+            "DisabledException: arn:aws:kms:us-east-1:1:key/k is disabled.",
+            "KMSInvalidStateException: key is pending deletion",
+        ] {
+            assert_eq!(detail_hint(d), Some(KMS_STATE_HINT), "{d}");
+            assert_ne!(
+                kind_of_code(d.split(':').next().unwrap()),
+                AwsKind::AccessDenied
+            );
+        }
+        // No region: set AWS_REGION, not "check network access".
+        for d in [
+            "dispatch failure: other: Invalid Configuration: Missing Region",
+            "failed to construct request: missing signing region",
+        ] {
+            assert_eq!(detail_hint(d), Some(NO_REGION_HINT), "{d}");
+        }
+        assert_eq!(detail_hint("ThrottlingException: Rate exceeded"), None);
+        assert_eq!(
+            host_of("https://u:p@ssm.eu-west-1.amazonaws.com/x?y"),
+            "https://ssm.eu-west-1.amazonaws.com"
+        );
+    }
 
     #[test]
     fn deadline_messages_name_the_attempts_and_advise_by_the_last_cause() {
