@@ -111,7 +111,7 @@ fn env_prints_only_the_failure_line_in_every_format() {
             // eval of what was printed fails, even when the caller ignores the status.
             let sh = run(std::process::Command::new("sh")
                 .arg("-c")
-                .arg(format!("eval \"$1\"; echo survived"))
+                .arg("eval \"$1\"; echo survived")
                 .arg("sh")
                 .arg(&*stdout));
             assert!(!String::from_utf8_lossy(&sh.stdout).contains("survived"));
