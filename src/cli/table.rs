@@ -142,6 +142,8 @@ pub static COMMANDS: &[Cmd] = &[
             ("--fetch-role", Values),
             ("--create-principal", Values),
             ("--cloudformation", Nothing),
+            ("--dry-run", Nothing),
+            ("--policy-dir", Value),
         ],
         positionals: &[],
     },
@@ -176,6 +178,16 @@ pub static COMMANDS: &[Cmd] = &[
         name: "install-links",
         flags: &[("--help", Nothing)],
         positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "completions",
+        flags: &[("--help", Nothing)],
+        positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "man",
+        flags: &[("--help", Nothing)],
+        positionals: &[],
     },
 ];
 
