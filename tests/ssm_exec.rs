@@ -365,7 +365,14 @@ fn revoked_versions_are_never_injected() {
     assert_ok(&run(ecs(&m.endpoint).args([
         "revoke", "--path", &path, "--name", "K", "--serial", "1",
     ])));
-    let s = assert_ok(&run(&mut show(&m.endpoint, &["--path", &path], &["K"])));
+    // Every version revoked: the path is empty, an error unless --allow-empty (issue 20).
+    let e = assert_fail(&run(&mut show(&m.endpoint, &["--path", &path], &["K"])));
+    assert!(e.contains(&format!("no secrets under {path} ")), "{e}");
+    let s = assert_ok(&run(&mut show(
+        &m.endpoint,
+        &["--path", &path, "--allow-empty"],
+        &["K"],
+    )));
     assert!(s.contains("K=<unset>"), "every version revoked: {s}");
 }
 
