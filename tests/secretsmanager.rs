@@ -639,7 +639,10 @@ fn rotate_and_revoke_take_every_label_off_as_the_readme_says() {
         "{labelled:?}"
     );
     assert_eq!(labelled[0].1, vec!["AWSCURRENT".to_string()]);
-    assert_eq!(env_json(&m.endpoint, &["--path", &path]), json!({}));
+    assert_eq!(
+        env_json(&m.endpoint, &["--allow-empty", "--path", &path]),
+        json!({})
+    );
 }
 
 /// Revoking AWSCURRENT while an older version is still active moves AWSCURRENT to it.
