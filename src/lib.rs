@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod duration;
 pub mod error;
 pub mod exec;
+pub mod fsread;
 pub mod inject;
 pub mod log;
 pub mod privs;
