@@ -159,6 +159,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// replace every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
@@ -206,6 +210,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// replace every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
@@ -405,6 +413,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// also write every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference, as a file named by the variable [env ECS_SECRETS_RESOLVE_REFS=1]
         #[argh(switch)]

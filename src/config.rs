@@ -100,6 +100,8 @@ pub struct StoreConfig {
     pub kms_key: Option<String>,
     pub timeout: Duration,
     pub debug: bool,
+    /// `--allow-empty` (exec, env, sync): a path with no secret is a warning, not an error.
+    pub allow_empty: bool,
 }
 
 impl StoreConfig {
@@ -208,6 +210,7 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
         kms_key,
         timeout,
         debug,
+        allow_empty: false,
     })
 }
 
@@ -414,7 +417,9 @@ pub fn exec_config_with_cmd(
     cmd: Vec<OsString>,
 ) -> Result<ExecConfig> {
     let (arity, refs) = refs_config(a.resolve_refs, env)?;
-    let store = store_config(&a.shared(), env, arity)?;
+    let mut store = store_config(&a.shared(), env, arity)?;
+    store.allow_empty = allow_empty(a.allow_empty, env)?;
+    check_nothing(&store, refs.len())?;
     if cmd.is_empty() {
         return Err(Error::usage(
             "no command given: ecs-secrets exec [options] -- CMD [ARG…]",
@@ -489,7 +494,9 @@ pub struct EnvConfig {
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
     let (arity, refs) = refs_config(a.resolve_refs, env)?;
-    let store = store_config(&a.shared(), env, arity)?;
+    let mut store = store_config(&a.shared(), env, arity)?;
+    store.allow_empty = allow_empty(a.allow_empty, env)?;
+    check_nothing(&store, refs.len())?;
     let format = match a.format.as_deref() {
         None | Some("shell") => Format::Shell,
         Some("dotenv") => Format::Dotenv,
@@ -504,6 +511,26 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         json_keys: json_keys(a.json_keys, env)?,
         refs,
     })
+}
+
+/// `--resolve-refs` with no path and no variable holding a reference: nothing at all to
+/// fetch, the same mistake as an empty path (a variable misnamed, a reference misspelt).
+/// Checked with the configuration, before anything is fetched; with `--allow-empty` the
+/// fetch warns instead.
+pub fn check_nothing(cfg: &StoreConfig, refs: usize) -> Result<()> {
+    if cfg.allow_empty || refs > 0 || !cfg.paths.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(
+        "--resolve-refs: no path given and no variable holds a reference: nothing to fetch; \
+         set a variable to a reference (ssm:/NAME, secretsmanager:NAME or an ARN), add --path, \
+         or pass --allow-empty (ECS_SECRETS_ALLOW_EMPTY=1) if nothing is expected",
+    ))
+}
+
+/// `--allow-empty` [env ECS_SECRETS_ALLOW_EMPTY=1].
+pub fn allow_empty(flag: bool, env: &Env) -> Result<bool> {
+    Ok(flag || env.flag("ECS_SECRETS_ALLOW_EMPTY")?)
 }
 
 /// `--json-keys` [env ECS_SECRETS_JSON_KEYS=1].

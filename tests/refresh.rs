@@ -558,21 +558,37 @@ fn dynamodb_rotation_and_revocation_are_picked_up_too() {
 }
 
 #[test]
-fn a_path_that_became_empty_is_applied_with_the_starts_warning_unless_required() {
+fn a_path_that_became_empty_is_a_failed_refresh_unless_allowed_and_not_required() {
     let m = moto();
-    for require in [false, true] {
+    for (require, allow) in [(false, true), (true, true), (false, false)] {
         let path = unique_path("emptied");
         put_secure(&m.endpoint, &format!("{path}/A"), "one");
         let mut args = vec!["--refresh", "1", "--splay", "0"];
         if require {
             args.extend(["--require", "A"]);
         }
+        if allow {
+            args.push("--allow-empty");
+        }
         let mut r = Running::start(exec_sh(&m.endpoint, &path, &args, START_STOP));
         assert!(r.line("start ", PATIENCE).ends_with(" A=one"));
         assert_ok(&run(ecs(&m.endpoint).args([
             "revoke", "--path", &path, "--name", "A", "--serial", "1",
         ])));
-        if require {
+        if !allow {
+            // An emptied path is a failed refresh: CMD keeps A=one, nothing restarts.
+            let deadline = Instant::now() + PATIENCE;
+            while !r.stderr().contains("refresh failed") {
+                assert!(Instant::now() < deadline, "{}", r.stderr());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let err = r.stderr();
+            assert!(err.contains(&format!("no secrets under {path} ")), "{err}");
+            assert!(!r
+                .drain(Duration::from_secs(1))
+                .iter()
+                .any(|l| l.starts_with("st")));
+        } else if require {
             let deadline = Instant::now() + PATIENCE;
             while !r.stderr().contains("required secret A not found") {
                 assert!(Instant::now() < deadline, "{}", r.stderr());

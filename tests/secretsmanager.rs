@@ -592,7 +592,7 @@ fn rotate_and_revoke_take_every_label_off_as_the_readme_says() {
     }
     assert_eq!(get_stage(&m.endpoint, &id, "AWSPREVIOUS"), None);
     let out = run(ecs(&m.endpoint)
-        .args(["env", "--format", "json", "--path", &path])
+        .args(["env", "--format", "json", "--allow-empty", "--path", &path])
         .args(SM));
     assert_eq!(assert_ok(&out).trim(), "{}");
     assert!(
@@ -639,7 +639,10 @@ fn rotate_and_revoke_take_every_label_off_as_the_readme_says() {
         "{labelled:?}"
     );
     assert_eq!(labelled[0].1, vec!["AWSCURRENT".to_string()]);
-    assert_eq!(env_json(&m.endpoint, &["--path", &path]), json!({}));
+    assert_eq!(
+        env_json(&m.endpoint, &["--allow-empty", "--path", &path]),
+        json!({})
+    );
 }
 
 /// Revoking AWSCURRENT while an older version is still active moves AWSCURRENT to it.
@@ -826,7 +829,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     assert!(admin_json(&m.endpoint, &path, &["list", "--all-versions"]).is_empty());
     // --recursive is accepted here, unlike on dynamodb.
     let out = run(ecs(&m.endpoint)
-        .args(["env", "--recursive", "--path", &path])
+        .args(["env", "--recursive", "--allow-empty", "--path", &path])
         .args(SM));
     assert_ok(&out);
 }

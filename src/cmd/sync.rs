@@ -20,7 +20,9 @@ pub struct SyncConfig {
 
 pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     let (arity, refs) = config::refs_config(a.resolve_refs, env)?;
-    let store = config::store_config(&a.shared(), env, arity)?;
+    let mut store = config::store_config(&a.shared(), env, arity)?;
+    store.allow_empty = config::allow_empty(a.allow_empty, env)?;
+    config::check_nothing(&store, refs.len())?;
     let templates = config::templates(&a.template, env)?;
     let files = match a.files.as_deref() {
         None if templates.is_empty() => {

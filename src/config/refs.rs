@@ -8,7 +8,8 @@
 //! - `secretsmanager:<name>[:<json-key>[:<version-stage>[:<version-id>]]]`
 //!
 //! A value that starts like one of these but does not parse is malformed: an error naming
-//! the variable, never passed through to the application.
+//! the variable, never passed through to the application. Except a URL: `ssm://…` and
+//! `secretsmanager://…` (a short form's name never starts with `//`) are values.
 //!
 //! `collect` finds the references among the inherited variables: the configuration of
 //! `--resolve-refs` (refs/ resolves them; the start pipeline merges their values).
@@ -24,7 +25,8 @@ pub const CURRENT: &str = "AWSCURRENT";
 /// What a reference points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A Parameter Store parameter, by name (read with decryption).
+    /// A Parameter Store parameter, by name (`ssm:/…`) or, for the ARN form, by its whole
+    /// ARN (read with decryption).
     Ssm {
         region: Option<String>,
         name: String,
@@ -63,6 +65,14 @@ impl Target {
 
 /// `Ok(None)`: not a reference. `Err(why)`: meant as one, but malformed.
 pub fn parse(value: &str) -> Result<Option<Target>, String> {
+    // `ssm://host/x`, `secretsmanager://…`: a URL of that scheme, not a short form (whose
+    // name never starts with `//`). It stays a value, as any text that is no reference.
+    if ["ssm://", "secretsmanager://"]
+        .iter()
+        .any(|p| value.starts_with(p))
+    {
+        return Ok(None);
+    }
     if let Some(rest) = value.strip_prefix("ssm:") {
         if !rest.starts_with('/') {
             return Err("an ssm: reference is ssm:/<name> (the name starts with /)".into());
@@ -98,6 +108,7 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         ));
     }
     check_region(region)?;
+    check_partition(partition, region)?;
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("account {:?} is not 12 digits", printable(account)));
     }
@@ -110,7 +121,15 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         } else {
             rest.to_string()
         };
-        return ssm_name(&name).map(|name| Some(Target::Ssm { region, name }));
+        // Asked for by its ARN, so that it is read from the account the ARN names (SSM
+        // takes a parameter's ARN as its name, and a shared parameter only that way) and
+        // answered only by that ARN (refs/ssm.rs): never our parameter of the same name.
+        ssm_name(&name)?;
+        let arn = format!(
+            "arn:{partition}:ssm:{}:{account}:parameter/{rest}",
+            region.as_deref().unwrap_or_default()
+        );
+        return Ok(Some(Target::Ssm { region, name: arn }));
     }
     let fields: Vec<&str> = resource["secret:".len()..].split(':').collect();
     let arn_id = format!(
@@ -123,6 +142,27 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         *id = arn_id;
     }
     Ok(Some(t))
+}
+
+/// The region must be one of the partition's: `arn:aws-cn:ssm:eu-west-1:…` names no
+/// parameter anywhere, and reading it in eu-west-1 (partition aws) would be reading another
+/// one. China regions start with `cn-`, GovCloud ones with `us-gov-`.
+fn check_partition(partition: &str, region: &str) -> Result<(), String> {
+    let of_region = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    if partition == of_region {
+        Ok(())
+    } else {
+        Err(format!(
+            "region {region} is in partition {of_region}, not {partition}: the ARN names no \
+             parameter or secret that can be read"
+        ))
+    }
 }
 
 fn check_region(r: &str) -> Result<(), String> {
@@ -290,11 +330,17 @@ mod tests {
         assert_eq!(parse("ssm:/prod/db").unwrap(), ssm(None, "/prod/db"));
         assert_eq!(
             parse("arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db").unwrap(),
-            ssm(Some("eu-west-1"), "/prod/db")
+            ssm(
+                Some("eu-west-1"),
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db"
+            )
         );
         assert_eq!(
             parse("arn:aws-cn:ssm:cn-north-1:123456789012:parameter/Top").unwrap(),
-            ssm(Some("cn-north-1"), "Top")
+            ssm(
+                Some("cn-north-1"),
+                "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/Top"
+            )
         );
         let t = parse("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbCdEf:password:AWSPREVIOUS:")
             .unwrap()
@@ -323,6 +369,27 @@ mod tests {
     }
 
     #[test]
+    fn every_arn_field_is_kept() {
+        // The account, the partition and the region all stay in what is asked for.
+        for v in [
+            "arn:aws:ssm:us-east-1:999999999999:parameter/ref/db",
+            "arn:aws-cn:ssm:cn-north-1:999999999999:parameter/ref/db",
+            "arn:aws-us-gov:ssm:us-gov-east-1:123456789012:parameter/ref/db",
+        ] {
+            let Some(Target::Ssm { name, region }) = parse(v).unwrap() else {
+                panic!("{v}")
+            };
+            assert_eq!(name, v);
+            assert_eq!(region.as_deref(), v.split(':').nth(3));
+        }
+        let v = "arn:aws-cn:secretsmanager:cn-north-1:999999999999:secret:db-AbCdEf";
+        let Some(Target::Sm { id, region, .. }) = parse(v).unwrap() else {
+            panic!("{v}")
+        };
+        assert_eq!((id.as_str(), region.as_deref()), (v, Some("cn-north-1")));
+    }
+
+    #[test]
     fn not_references() {
         for v in [
             "",
@@ -335,6 +402,10 @@ mod tests {
             "arn:aws:s3:::bucket",
             "arn:aws",
             "postgres://u:p@h/db",
+            // URLs whose scheme is a short form's prefix (issue 20, finding 6)
+            "ssm://host/x",
+            "ssm://",
+            "secretsmanager://host/x",
         ] {
             assert_eq!(parse(v), Ok(None), "{v}");
         }
@@ -357,6 +428,13 @@ mod tests {
             "arn:aws:ssm:us-east-1:12345:parameter/a",
             "arn:aws:ssm:us-east-1:123456789012:parameter/",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+            // A region outside the ARN's partition (issue 20, finding 4).
+            "arn:aws-cn:ssm:eu-west-1:123456789012:parameter/a",
+            "arn:aws:ssm:cn-north-1:123456789012:parameter/a",
+            "arn:aws-us-gov:ssm:us-east-1:123456789012:parameter/a",
+            "arn:aws:ssm:us-gov-west-1:123456789012:parameter/a",
+            "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:a",
+            "arn:aws:secretsmanager:cn-northwest-1:123456789012:secret:a",
         ] {
             assert!(parse(v).is_err(), "{v}");
         }

@@ -37,7 +37,7 @@ pub async fn again(cfg: &StoreConfig, refs: &[Ref], store: &mut Option<Store>) -
             *store = Some(store::connect(cfg).await);
         }
         let s = store.as_ref().expect("connected above");
-        store::read_paths(s, &cfg.paths).await
+        store::read_paths_checked(s, cfg).await
     })
     .await
     .map(|per_path| (per_path, Vec::new()))
@@ -61,7 +61,7 @@ async fn with_refs(cfg: &StoreConfig, refs: &[Ref]) -> Result<Fetched> {
                 return Ok(Vec::new());
             }
             let store = store::open(cfg, &sdk);
-            store::read_paths(&store, &cfg.paths).await
+            store::read_paths_checked(&store, cfg).await
         };
         tokio::try_join!(paths, crate::refs::resolve(&sdk, cfg, refs))
     })

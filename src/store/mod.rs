@@ -4,6 +4,7 @@
 
 pub mod collide;
 pub mod dynamodb;
+pub mod empty;
 pub mod secretsmanager;
 pub mod ssm;
 
@@ -62,6 +63,16 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
 }
 
 impl Store {
+    /// The region its clients send to, for messages (`unset` when none was configured).
+    pub fn region(&self) -> String {
+        let r = match self {
+            Store::Ssm(s) => s.region(),
+            Store::Dynamodb(d) => d.region(),
+            Store::SecretsManager(m) => m.region(),
+        };
+        r.unwrap_or_else(|| "unset".into())
+    }
+
     /// Every secret of one path: for each name, its newest active version.
     pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
         let secrets = match self {
@@ -195,6 +206,17 @@ fn check_read(path: &str, name: &str, serial: u64, payload: &Payload) -> Result<
         )));
     }
     Ok(())
+}
+
+/// `read_paths` of every configured path, then a path that yields no secret is an error
+/// (unless `--allow-empty`; see `empty`). Every start and every refresh reads through here.
+pub async fn read_paths_checked(
+    store: &Store,
+    cfg: &StoreConfig,
+) -> Result<Vec<(String, Vec<Secret>)>> {
+    let per_path = read_paths(store, &cfg.paths).await?;
+    empty::check(&per_path, cfg, &store.region())?;
+    Ok(per_path)
 }
 
 /// Read several paths concurrently; results in the order of `paths`.

@@ -201,6 +201,7 @@ mod tests {
             kms_key: key.map(String::from),
             timeout: Duration::from_secs(30),
             debug: false,
+            allow_empty: false,
         }
     }
 

@@ -219,3 +219,10 @@ impl DynamoStore {
         Ok(())
     }
 }
+
+impl DynamoStore {
+    /// The region the clients send to, for messages.
+    pub fn region(&self) -> Option<String> {
+        self.ddb.config().region().map(|r| r.as_ref().to_string())
+    }
+}

@@ -275,6 +275,16 @@ impl SmStore {
     }
 }
 
+impl SmStore {
+    /// The region the clients send to, for messages.
+    pub fn region(&self) -> Option<String> {
+        self.client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

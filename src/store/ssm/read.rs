@@ -269,3 +269,13 @@ impl SsmStore {
         Ok(names)
     }
 }
+
+impl SsmStore {
+    /// The region the clients send to, for messages.
+    pub fn region(&self) -> Option<String> {
+        self.client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
+    }
+}
