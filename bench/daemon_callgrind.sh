@@ -20,8 +20,8 @@ AGENT=${1:-}
 N=${N:-10000}
 CONNS=${CONNS:-4}
 SECRETS=20
-BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/ecs-secrets}
-OUT=bench/out/callgrind
+BIN=$(realpath "${BIN:-target/x86_64-unknown-linux-gnu/release/ecs-secrets}")
+OUT=${OUT:-bench/out/callgrind}
 rm -rf "$OUT"
 mkdir -p "$OUT/agent-cwd"
 OUT=$(cd "$OUT" && pwd)
@@ -73,7 +73,7 @@ measure() {
     done
     local paths=()
     for i in $(seq -f '%03g' 0 $((SECRETS - 1))); do paths+=("$prefix$i"); done
-    python3 bench/keepalive.py "127.0.0.1:$port" 500 "$CONNS" "$header: $TOKEN" "${paths[@]}"
+    python3 bench/keepalive.py "127.0.0.1:$port" "${WARM:-500}" "$CONNS" "$header: $TOKEN" "${paths[@]}"
     callgrind_control -z "$pid" >/dev/null
     python3 bench/keepalive.py "127.0.0.1:$port" "$N" "$CONNS" "$header: $TOKEN" "${paths[@]}"
     callgrind_control -d "$name" "$pid" >/dev/null
@@ -90,7 +90,7 @@ measure() {
 
 PORT=$(free_port)
 measure ours "$PORT" X-ECS-Secrets-Token /latest/secrets/S \
-    "$(pwd)/$BIN" daemon --backend secretsmanager --path /bench/app --listen "127.0.0.1:$PORT" \
+    "$BIN" daemon --backend secretsmanager --path /bench/app --listen "127.0.0.1:$PORT" \
     --token-file "$OUT/token" --cache-ttl 300 --timeout 60
 if [ -n "$AGENT" ]; then
     PORT=$(free_port)
