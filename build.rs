@@ -15,6 +15,7 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    version_info();
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
@@ -36,4 +37,45 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
     }
+}
+
+/// The commit and target `--version` names: `ECS_SECRETS_COMMIT` when set (a build without
+/// .git, e.g. from a source archive, can pass it), else `git rev-parse --short=12 HEAD`, else
+/// `unknown`; a checkout with uncommitted changes is marked `-dirty`.
+fn version_info() {
+    println!("cargo:rerun-if-env-changed=ECS_SECRETS_COMMIT");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = env::var("ECS_SECRETS_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let head = git(&["rev-parse", "--short=12", "HEAD"])?;
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            Some(if dirty { format!("{head}-dirty") } else { head })
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=ECS_SECRETS_COMMIT={commit}");
+    // Built again when HEAD moves (a commit, a checkout) or the index changes; only files
+    // that exist are named (Cargo would otherwise run this script on every build).
+    let reference = git(&["symbolic-ref", "-q", "HEAD"]).unwrap_or_default();
+    for name in ["HEAD", "index", reference.as_str()] {
+        if let Some(p) = (!name.is_empty())
+            .then(|| git(&["rev-parse", "--git-path", name]))
+            .flatten()
+        {
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+    }
+    let target = env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=ECS_SECRETS_TARGET={target}");
 }

@@ -15,6 +15,10 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 command -v mount >/dev/null || missing+=(mount)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v file >/dev/null || missing+=(file)
+# The generated completions and man page are checked by the shells and man that read them.
+command -v fish >/dev/null || missing+=(fish)
+command -v man >/dev/null || missing+=(man-db)
+command -v groff >/dev/null || missing+=(groff-base)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} with apt-get" >&2
   apt-get update -qq

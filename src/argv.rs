@@ -11,8 +11,8 @@ use crate::cli::table::{Takes, COMMANDS, TOP};
 use crate::error::{Error, Result};
 use argh::Optionality;
 
-/// What argh treats as a request for help (its default triggers).
-const HELP: [&str; 2] = ["--help", "help"];
+/// What argh treats as a request for help (the `help_triggers` of every struct in cli.rs).
+const HELP: [&str; 3] = ["-h", "--help", "help"];
 
 /// The walked command line: what to give argh, and every `(flag, value)` pair seen (values
 /// of repeatable flags included), in order.
@@ -50,6 +50,17 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     // Top-level switches (--version, --help), then the subcommand.
     while i < args.len() {
         let a = &args[i];
+        if HELP.contains(&a.as_str()) {
+            // argh prints the help (or its own complaint about what follows).
+            w.args.extend(args[i..].iter().cloned());
+            return Ok(());
+        }
+        if a == "-V" {
+            // --version's short form (argh knows it as such).
+            w.args.push(a.clone());
+            i += 1;
+            continue;
+        }
         if a.starts_with('-') && a != "-" {
             let (name, inline) = split_inline(a);
             match top.flags.iter().find(|f| f.0 == name) {
@@ -62,11 +73,6 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
             }
             i += 1;
             continue;
-        }
-        if HELP.contains(&a.as_str()) {
-            // argh prints the help (or its own complaint about what follows).
-            w.args.extend(args[i..].iter().cloned());
-            return Ok(());
         }
         break;
     }

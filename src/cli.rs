@@ -3,14 +3,31 @@
 
 use argh::FromArgs;
 
+pub mod generate;
 pub mod table;
 
-/// ecs-secrets: fetch secrets from SSM Parameter Store or DynamoDB+KMS into containers.
+/// ecs-secrets: secrets from SSM Parameter Store, Secrets Manager or DynamoDB+KMS into
+/// containers. Run as ecs-secrets-exec it is `ecs-secrets exec`, as ecs-secrets-env
+/// `ecs-secrets env` (see install-links).
 #[derive(FromArgs, Debug)]
 #[cfg_attr(test, derive(argh::ArgsInfo))]
+#[argh(
+    help_triggers("-h", "--help", "help"),
+    example = "ENTRYPOINT [\"ecs-secrets-exec\", \"--\", \"/run.sh\"]   (in a Dockerfile; ECS_SECRETS_PATH=/prod/app)",
+    example = "ecs-secrets exec --path /prod/app -- /app/server",
+    example = "vars=$(ecs-secrets env --path /prod/app) || exit 1; eval \"$vars\"",
+    example = "printf %s \"$PW\" | ecs-secrets create --path /prod/app --name DB_PASSWORD --payload-stdin",
+    example = "ecs-secrets exec --help",
+    note = "Every flag is also read from its ECS_SECRETS_* variable (named in each command's help); AWS settings come from the standard AWS_* variables and files. Documentation: docs/ in the source tree, `ecs-secrets man`.",
+    error_code(0, "success"),
+    error_code(1, "the operation failed (AWS, network, deadline, data)"),
+    error_code(2, "usage or configuration error"),
+    error_code(126, "exec: CMD cannot be executed"),
+    error_code(127, "exec: CMD not found")
+)]
 pub struct TopLevel {
-    /// print the version and exit
-    #[argh(switch)]
+    /// print the version (with commit and target) and exit
+    #[argh(switch, short = 'V')]
     pub version: bool,
     #[argh(subcommand)]
     pub command: Option<Command>,
@@ -33,6 +50,8 @@ pub enum Command {
     Daemon(DaemonArgs),
     Sync(SyncArgs),
     InstallLinks(InstallLinksArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 /// The options every store-using command shares (contract §2), as typed.
@@ -56,7 +75,8 @@ pub trait HasShared {
 macro_rules! command {
     ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
         #[derive(FromArgs, Debug)]
-#[cfg_attr(test, derive(argh::ArgsInfo))]
+        #[cfg_attr(test, derive(argh::ArgsInfo))]
+        #[argh(help_triggers("-h", "--help", "help"))]
         $(#[$meta])*
         pub struct $name {
             /// where secrets are stored: ssm, dynamodb or secretsmanager [env ECS_SECRETS_BACKEND;
@@ -78,8 +98,8 @@ macro_rules! command {
             /// alias/ecs-secrets for dynamodb, SSM's default key for ssm]
             #[argh(option)]
             pub kms_key: Option<String>,
-            /// overall deadline in seconds for AWS requests, retries included
-            /// [env ECS_SECRETS_TIMEOUT; default 30]
+            /// overall deadline for AWS requests, retries included: seconds or a duration
+            /// such as 90s, 2m, 1m30s [env ECS_SECRETS_TIMEOUT; default 30]
             #[argh(option)]
             pub timeout: Option<String>,
             /// request-level diagnostics on stderr, never payloads [env ECS_SECRETS_DEBUG=1]
@@ -109,6 +129,7 @@ command! {
     /// become CMD (execve: same PID, signals go straight to it); with --refresh, stay its
     /// parent and keep the secrets current
     #[argh(subcommand, name = "exec")]
+    #[argh(example = "ecs-secrets exec --path /prod/app -- /app/server", example = "ecs-secrets exec --path /prod/db --files /run/secrets --file-env --no-env --user 999:999 -- docker-entrypoint.sh postgres", example = "ecs-secrets exec --path /prod/web --template /etc/nginx/auth.tmpl:/run/secrets/auth --refresh 5m --on-change signal:SIGHUP -- nginx -g \"daemon off;\"", example = "DB=arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db ecs-secrets exec --resolve-refs -- /app/server")]
     pub struct ExecArgs {
         /// also write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
         #[argh(option)]
@@ -143,17 +164,18 @@ command! {
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
         #[argh(switch)]
         pub resolve_refs: bool,
-        /// stay CMD's parent and fetch again every SECS seconds (see --on-change)
+        /// stay CMD's parent and fetch again at this interval, e.g. 300 or 5m (see --on-change)
         #[argh(option)]
         pub refresh: Option<String>,
-        /// with --refresh: add a random 0 to S seconds to each interval [default SECS/10]
+        /// with --refresh: add a random 0 to this duration to each interval [default a tenth
+        /// of --refresh]
         #[argh(option)]
         pub splay: Option<String>,
         /// with --refresh, when values changed: restart (default), signal:NAME, exit, or
         /// none (files only)
         #[argh(option)]
         pub on_change: Option<String>,
-        /// with --refresh: seconds between SIGTERM and SIGKILL when stopping CMD [default 10]
+        /// with --refresh: time between SIGTERM and SIGKILL when stopping CMD [default 10s]
         #[argh(option)]
         pub grace: Option<String>,
         /// the command to run, after --
@@ -165,6 +187,7 @@ command! {
 command! {
     /// print the secrets of the path(s) for eval (shell), docker compose (dotenv) or json
     #[argh(subcommand, name = "env")]
+    #[argh(example = "vars=$(ecs-secrets env --path /prod/app) || exit 1; eval \"$vars\"", example = "ecs-secrets env --path /prod/app --format dotenv > /run/secrets/app.env")]
     pub struct EnvArgs {
         /// output format: shell (default), dotenv or json
         #[argh(option)]
@@ -190,6 +213,7 @@ command! {
 command! {
     /// store a new version of a secret
     #[argh(subcommand, name = "create")]
+    #[argh(example = "printf %s \"$PW\" | ecs-secrets create --path /prod/app --name DB_PASSWORD --payload-stdin", example = "ecs-secrets create --path /prod/app --name TLS_KEY --payload-location key.pem")]
     pub struct CreateArgs {
         /// the secret's name, e.g. DB_PASSWORD
         #[argh(option)]
@@ -209,6 +233,7 @@ command! {
 command! {
     /// store a new version, then revoke every older active version
     #[argh(subcommand, name = "rotate")]
+    #[argh(example = "ecs-secrets rotate --path /prod/app --name API_TOKEN --generate 32")]
     pub struct RotateArgs {
         /// the secret's name
         #[argh(option)]
@@ -231,6 +256,7 @@ command! {
 command! {
     /// revoke one version: it is never handed out again
     #[argh(subcommand, name = "revoke")]
+    #[argh(example = "ecs-secrets revoke --path /prod/app --name DB_PASSWORD --serial 3")]
     pub struct RevokeArgs {
         /// the secret's name
         #[argh(option)]
@@ -244,6 +270,7 @@ command! {
 command! {
     /// print the newest active version of a secret, or the given serial
     #[argh(subcommand, name = "fetch")]
+    #[argh(example = "ecs-secrets fetch --path /prod/app --name DB_PASSWORD", example = "ecs-secrets fetch --path /prod/app --name DB_PASSWORD --serial 2")]
     pub struct FetchArgs {
         /// the secret's name
         #[argh(option)]
@@ -257,6 +284,7 @@ command! {
 command! {
     /// list the names under the path(s) with serials; never payloads
     #[argh(subcommand, name = "list")]
+    #[argh(example = "ecs-secrets list --path /prod/app --all-versions")]
     pub struct ListArgs {
         /// every version, revoked ones included, not just the newest active
         #[argh(switch)]
@@ -267,6 +295,7 @@ command! {
 command! {
     /// dynamodb: start a new data-key generation for the path and re-seal active versions
     #[argh(subcommand, name = "rotate-key")]
+    #[argh(example = "ecs-secrets rotate-key --backend dynamodb --path /prod/app")]
     pub struct RotateKeyArgs {}
 }
 
@@ -274,6 +303,7 @@ command! {
     /// dynamodb: copy secrets in from an original AWS Labs ecs-secrets table, a credstash
     /// table or an SSM Parameter Store path (exactly one source)
     #[argh(subcommand, name = "import")]
+    #[argh(example = "ecs-secrets import --backend dynamodb --path /prod/app --from-credstash-table credential-store", example = "ecs-secrets import --backend dynamodb --path /prod/app --from-ssm-path /prod/app")]
     pub struct ImportArgs {
         /// the original table, e.g. ECS-Secrets-myapp-Secrets: its active versions
         #[argh(option)]
@@ -293,8 +323,13 @@ command! {
 }
 
 command! {
-    /// create what the backend needs and print least-privilege IAM policies
+    /// create the KMS key (and dynamodb table) the path needs, idempotently, and print
+    /// least-privilege IAM policies for its readers and writers
     #[argh(subcommand, name = "setup")]
+    #[argh(
+        note = "Creates, when missing: the KMS key --kms-key (default alias/ecs-secrets) with its alias and automatic rotation, for every backend (ssm and secretsmanager too, so that the policies can confine decryption to the path); for dynamodb also the table (PAY_PER_REQUEST). --dry-run creates nothing: it says what would be created and prints the policies."
+    )]
+    #[argh(example = "ecs-secrets setup --path /prod/app --fetch-role arn:aws:iam::123456789012:role/app-task --dry-run", example = "ecs-secrets setup --path /prod/app --fetch-role arn:aws:iam::123456789012:role/app-task --create-principal arn:aws:iam::123456789012:role/deployer --policy-dir policies", example = "ecs-secrets setup --backend dynamodb --path /prod/app --fetch-role arn:aws:iam::123456789012:role/app-task --cloudformation > secrets.yaml")]
     pub struct SetupArgs {
         /// a role that reads the path's secrets (repeatable)
         #[argh(option)]
@@ -305,12 +340,20 @@ command! {
         /// print a CloudFormation template instead of calling AWS
         #[argh(switch)]
         pub cloudformation: bool,
+        /// create nothing: look up what exists, say what would be created, print the policies
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// also write each policy document to DIR/<policy name>.json, ready for
+        /// aws iam put-role-policy --policy-document file://DIR/<policy name>.json
+        #[argh(option)]
+        pub policy_dir: Option<String>,
     }
 }
 
 command! {
     /// serve the secrets of the path over a small REST API (sidecar)
     #[argh(subcommand, name = "daemon")]
+    #[argh(example = "ecs-secrets daemon --path /prod/app --token-file /run/secrets/token --read-only --cache-ttl 5m")]
     pub struct DaemonArgs {
         /// address to listen on [default 127.0.0.1:8080]
         #[argh(option)]
@@ -321,7 +364,7 @@ command! {
         /// serve reads only (no POST routes)
         #[argh(switch)]
         pub read_only: bool,
-        /// seconds to cache reads; 0 disables [default 60]
+        /// how long to cache reads, e.g. 60 or 5m; 0 disables [default 60s]
         #[argh(option)]
         pub cache_ttl: Option<String>,
         /// allow listening on a non-loopback address without a token
@@ -334,6 +377,7 @@ command! {
     /// write the secrets to files with exec's rules, then exit 0 (an init container); with
     /// --refresh keep them current until SIGTERM (a sidecar)
     #[argh(subcommand, name = "sync")]
+    #[argh(example = "ecs-secrets sync --path /prod/app --files /run/secrets", example = "ecs-secrets sync --path /prod/app --files /run/secrets --refresh 5m --splay 1m")]
     pub struct SyncArgs {
         /// write each secret to DIR/<NAME> (mode 0400; DIR must be tmpfs or ramfs)
         #[argh(option)]
@@ -358,10 +402,11 @@ command! {
         /// reference, as a file named by the variable [env ECS_SECRETS_RESOLVE_REFS=1]
         #[argh(switch)]
         pub resolve_refs: bool,
-        /// fetch again every SECS seconds and rewrite the files that changed
+        /// fetch again at this interval (e.g. 300 or 5m) and rewrite the files that changed
         #[argh(option)]
         pub refresh: Option<String>,
-        /// with --refresh: add a random 0 to S seconds to each interval [default SECS/10]
+        /// with --refresh: add a random 0 to this duration to each interval [default a tenth
+        /// of --refresh]
         #[argh(option)]
         pub splay: Option<String>,
     }
@@ -370,9 +415,42 @@ command! {
 /// create the ecs-secrets-exec and ecs-secrets-env links in DIR
 #[derive(FromArgs, Debug)]
 #[cfg_attr(test, derive(argh::ArgsInfo))]
-#[argh(subcommand, name = "install-links")]
+#[argh(
+    subcommand,
+    name = "install-links",
+    help_triggers("-h", "--help", "help"),
+    example = "RUN [\"/usr/local/bin/ecs-secrets\", \"install-links\", \"/usr/local/bin\"]   (in a Dockerfile)"
+)]
 pub struct InstallLinksArgs {
     /// the directory to create the links in
     #[argh(positional)]
     pub dir: String,
 }
+
+/// print a shell completion script for bash, zsh or fish
+#[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
+#[argh(
+    subcommand,
+    name = "completions",
+    help_triggers("-h", "--help", "help"),
+    example = "source <(ecs-secrets completions bash)",
+    example = "ecs-secrets completions zsh > ~/.zfunc/_ecs-secrets",
+    example = "ecs-secrets completions fish > ~/.config/fish/completions/ecs-secrets.fish"
+)]
+pub struct CompletionsArgs {
+    /// bash, zsh or fish
+    #[argh(positional)]
+    pub shell: String,
+}
+
+/// print the manual page (roff)
+#[derive(FromArgs, Debug)]
+#[cfg_attr(test, derive(argh::ArgsInfo))]
+#[argh(
+    subcommand,
+    name = "man",
+    help_triggers("-h", "--help", "help"),
+    example = "ecs-secrets man > ecs-secrets.1 && man -l ecs-secrets.1"
+)]
+pub struct ManArgs {}

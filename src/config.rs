@@ -222,16 +222,7 @@ pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 fn parse_timeout(t: &str, source: &str) -> Result<Duration> {
-    let range = format!("use from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} seconds");
-    let secs: f64 = t
-        .trim()
-        .parse()
-        .map_err(|_| Error::usage(format!("{source} is not a number of seconds: {range}")))?;
-    // Written so that NaN fails too.
-    if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs) {
-        return Err(Error::usage(format!("{source} is out of range: {range}")));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    crate::duration::parse(t, source, MIN_TIMEOUT_SECS, MAX_TIMEOUT_SECS)
 }
 
 /// A path: `/seg[/seg…]`, segments of `[A-Za-z0-9_.-]`, not under SSM's reserved `/aws` or
@@ -529,11 +520,13 @@ mod tests {
         assert_eq!(c.table, "ecs-secrets");
         for bad in [
             "0", "-1", "abc", "4000", "1e-300", "0.09", "NaN", "inf", "-0", "1e400",
+            // Durations are digits and units only (0.2.0): no spaces, no exponents.
+            " 2 ", "1e1", "2h",
         ] {
             let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", bad)]);
             assert!(store_config(&shared(&["/a/b"]), &env, PathArity::One).is_err());
         }
-        for good in ["0.1", "3600", " 2 ", "1e1"] {
+        for good in ["0.1", "3600", "2", "10s", "1m", "1m30s", "1h"] {
             let env = Env::from_pairs([("ECS_SECRETS_TIMEOUT", good)]);
             assert!(
                 store_config(&shared(&["/a/b"]), &env, PathArity::One).is_ok(),

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod duration;
 pub mod error;
 pub mod exec;
 pub mod inject;
@@ -32,6 +33,16 @@ use error::{Error, ExitCode, Result};
 use std::ffi::OsString;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `VERSION (COMMIT TARGET)`, what `--version` prints: the commit and target come from
+/// build.rs (`unknown` when built outside a git checkout).
+pub fn long_version() -> String {
+    format!(
+        "{VERSION} ({} {})",
+        env!("ECS_SECRETS_COMMIT"),
+        env!("ECS_SECRETS_TARGET")
+    )
+}
 
 /// Run the program with these arguments (argv[0] included) and return the exit status.
 pub fn run(args: Vec<OsString>) -> i32 {
@@ -119,7 +130,7 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
         Ok(t) => t,
         Err(early) => {
             return if early.status.is_ok() {
-                print!("{}", early.output);
+                println!("{}", early.output.trim_end());
                 Ok(ExitCode::Success)
             } else {
                 Err(Error::usage(format!(
@@ -130,13 +141,15 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
         }
     };
     if top.version {
-        println!("ecs-secrets {VERSION}");
+        println!("ecs-secrets {}", long_version());
         return Ok(ExitCode::Success);
     }
     let Some(command) = top.command else {
-        return Err(Error::usage(
-            "no command given: run `ecs-secrets --help` for the list",
-        ));
+        // `ecs-secrets` alone: the help, on stderr (stdout may be read by a script), exit 2.
+        if let Err(help) = TopLevel::from_args(&["ecs-secrets"], &["--help"]) {
+            eprintln!("{}", help.output.trim_end());
+        }
+        return Ok(ExitCode::Usage);
     };
 
     let env = Env::from_process();
@@ -212,7 +225,7 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
                 PathArity::One
             };
             let cfg = store_cfg(&a, arity)?;
-            cmd::setup::run(&cfg, &a.fetch_role, &a.create_principal, a.cloudformation)
+            cmd::setup::run(&cfg, &a)
         }
         Command::Daemon(a) => {
             let cfg = store_cfg(&a, PathArity::One)?;
@@ -224,6 +237,8 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
             cmd::sync::run(cfg)
         }
         Command::InstallLinks(a) => cmd::links::run(&a.dir),
+        Command::Completions(a) => cli::generate::completions(&a.shell),
+        Command::Man(_) => cli::generate::man(),
     }
 }
 

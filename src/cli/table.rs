@@ -140,6 +140,8 @@ pub static COMMANDS: &[Cmd] = &[
             ("--fetch-role", Values),
             ("--create-principal", Values),
             ("--cloudformation", Nothing),
+            ("--dry-run", Nothing),
+            ("--policy-dir", Value),
         ],
         positionals: &[],
     },
@@ -173,6 +175,16 @@ pub static COMMANDS: &[Cmd] = &[
         name: "install-links",
         flags: &[("--help", Nothing)],
         positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "completions",
+        flags: &[("--help", Nothing)],
+        positionals: &[Optionality::Required],
+    },
+    Cmd {
+        name: "man",
+        flags: &[("--help", Nothing)],
+        positionals: &[],
     },
 ];
 

@@ -90,14 +90,9 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr> {
     ))
 }
 
-/// `--cache-ttl`: whole seconds, 0 (no caching) to a day.
+/// `--cache-ttl`: a duration from 0 (no caching) to a day.
 pub fn parse_cache_ttl(s: &str) -> Result<Duration> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if n <= MAX_CACHE_TTL_SECS => Ok(Duration::from_secs(n)),
-        _ => Err(Error::usage(format!(
-            "invalid --cache-ttl: whole seconds from 0 (no cache) to {MAX_CACHE_TTL_SECS}"
-        ))),
-    }
+    crate::duration::parse(s, "--cache-ttl", 0.0, MAX_CACHE_TTL_SECS as f64)
 }
 
 /// Flags + environment → `DaemonConfig`. Every refusal here is a usage error (exit 2).
@@ -313,7 +308,9 @@ mod tests {
             parse_cache_ttl("86400").unwrap(),
             Duration::from_secs(86400)
         );
-        for bad in ["-1", "1.5", "x", "86401", ""] {
+        assert_eq!(parse_cache_ttl("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_cache_ttl("1.5").unwrap(), Duration::from_millis(1500));
+        for bad in ["-1", "x", "86401", "", " 5", "5 ", "25h"] {
             assert!(parse_cache_ttl(bad).is_err(), "{bad}");
         }
     }

@@ -52,16 +52,7 @@ pub fn shown_secs(d: Duration) -> String {
 }
 
 fn secs(v: &str, flag: &str, min: f64, max: f64) -> Result<Duration> {
-    let range = format!("use from {min} to {max} seconds");
-    let s: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| Error::usage(format!("{flag} is not a number of seconds: {range}")))?;
-    // Written so that NaN fails too.
-    if !(min..=max).contains(&s) {
-        return Err(Error::usage(format!("{flag} is out of range: {range}")));
-    }
-    Ok(Duration::from_secs_f64(s))
+    crate::duration::parse(v, flag, min, max)
 }
 
 /// `signal:NAME` takes `SIGHUP`, `HUP` (any case) or a number.

@@ -36,14 +36,16 @@ fn is_alias(key: &str) -> bool {
     key.starts_with("alias/")
 }
 
-pub fn run(
-    cfg: &StoreConfig,
-    fetch_roles: &[String],
-    create_principals: &[String],
-    cloudformation: bool,
-) -> Result<ExitCode> {
-    let readers = parse_principals("--fetch-role", fetch_roles)?;
-    let writers = parse_principals("--create-principal", create_principals)?;
+pub fn run(cfg: &StoreConfig, a: &crate::cli::SetupArgs) -> Result<ExitCode> {
+    let cloudformation = a.cloudformation;
+    let readers = parse_principals("--fetch-role", &a.fetch_role)?;
+    let writers = parse_principals("--create-principal", &a.create_principal)?;
+    if cloudformation && (a.dry_run || a.policy_dir.is_some()) {
+        return Err(Error::usage(
+            "--cloudformation calls no AWS API and writes no policy files: give it without --dry-run and --policy-dir",
+        ));
+    }
+    let policy_dir = a.policy_dir.as_deref().map(check_policy_dir).transpose()?;
     let key = key_spec(cfg);
     if key.starts_with("alias/aws/") {
         return Err(Error::usage(format!(
@@ -64,13 +66,51 @@ pub fn run(
     let path = cfg.path();
     let rt = super::runtime()?;
     let what = format!("setting up the {} backend", cfg.backend.as_str());
+    let plan = provision::Plan {
+        dry_run: a.dry_run,
+        policy_dir: policy_dir.as_deref(),
+    };
     let lines = rt.block_on(crate::aws::with_deadline(
         cfg.timeout.max(SETUP_DEADLINE),
         &what,
-        provision::provision(cfg, path, key, &readers, &writers),
+        provision::provision(cfg, path, key, &readers, &writers, &plan),
     ))?;
+    if let Some(dir) = &policy_dir {
+        write_policies(dir, &lines)?;
+    }
     print(&lines)?;
     Ok(ExitCode::Success)
+}
+
+/// `--policy-dir DIR`: an existing directory (checked before anything is created).
+fn check_policy_dir(dir: &str) -> Result<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(dir);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(Error::usage(format!(
+            "--policy-dir {dir}: not a directory: give an existing directory"
+        ))),
+        Err(e) => Err(Error::usage(format!(
+            "--policy-dir {dir}: {e}: create the directory first (mkdir -p {dir})"
+        ))),
+    }
+}
+
+/// One ready-to-attach policy document per line of `lines`: `DIR/<policy_name>.json`.
+fn write_policies(dir: &std::path::Path, lines: &str) -> Result<()> {
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::data(format!("setup produced an unreadable policy line: {e}")))?;
+        let (Some(name), Some(policy)) = (v["policy_name"].as_str(), v.get("policy")) else {
+            continue;
+        };
+        let file = dir.join(format!("{name}.json"));
+        let text = serde_json::to_string_pretty(policy).expect("a JSON value serialises");
+        std::fs::write(&file, format!("{text}\n"))
+            .map_err(|e| Error::io(format!("cannot write {}: {e}", file.display())))?;
+        note(format_args!("wrote {}", file.display()));
+    }
+    Ok(())
 }
 
 /// A human diagnostic on stderr (stdout carries only the policies).

@@ -16,6 +16,12 @@ use aws_sdk_dynamodb::types::{
 use serde_json::json;
 use std::time::Duration;
 
+/// How setup runs: for real, or as a dry run that only looks; and where the policy files go.
+pub(super) struct Plan<'a> {
+    pub dry_run: bool,
+    pub policy_dir: Option<&'a std::path::Path>,
+}
+
 /// Create (or find) the resources, then render the two policy lines.
 pub(super) async fn provision(
     cfg: &StoreConfig,
@@ -23,6 +29,7 @@ pub(super) async fn provision(
     key: &str,
     readers: &[Principal],
     writers: &[Principal],
+    plan: &Plan<'_>,
 ) -> Result<String> {
     let sdk = crate::aws::load(cfg).await;
     let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
@@ -32,10 +39,36 @@ pub(super) async fn provision(
     let k = aws_sdk_kms::config::Builder::from(&sdk).interceptor(attempts());
     let kms = aws_sdk_kms::Client::from_conf(k.build());
 
-    let (key_arn, created) = ensure_key(&kms, key).await?;
+    let (key_arn, created) = if plan.dry_run {
+        match find_key(&kms, key).await? {
+            Some(arn) => (arn, false),
+            None => {
+                // Not created in a dry run: the policies name it by a placeholder in the
+                // principals' account.
+                let (partition, account) =
+                    super::principal::one_account(readers.iter().chain(writers))?
+                        .unwrap_or_else(|| ("aws".to_string(), "ACCOUNT_ID".to_string()));
+                (
+                    format!(
+                        "arn:{partition}:kms:{region}:{account}:key/KEY_ID_OF_{}",
+                        key.trim_start_matches("alias/")
+                            .replace(['/', '-'], "_")
+                            .to_uppercase()
+                    ),
+                    true,
+                )
+            }
+        }
+    } else {
+        ensure_key(&kms, key).await?
+    };
     note(format_args!(
         "KMS key {key_arn} ({key}): {}",
-        if created { "created" } else { "exists" }
+        match (created, plan.dry_run) {
+            (true, true) => "would be created, with its alias and automatic rotation (dry run: the policies below name it by a placeholder)",
+            (true, false) => "created",
+            (false, _) => "exists",
+        }
     ));
     // arn:PARTITION:kms:REGION:ACCOUNT:key/ID
     let parts: Vec<&str> = key_arn.splitn(6, ':').collect();
@@ -52,16 +85,29 @@ pub(super) async fn provision(
     if cfg.backend == Backend::Dynamodb {
         let d = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(attempts());
         let ddb = aws_sdk_dynamodb::Client::from_conf(d.build());
-        let created = ensure_table(&ddb, &cfg.table).await?;
-        note(format_args!(
-            "DynamoDB table {}: {}",
-            cfg.table,
-            if created {
-                "created, ACTIVE"
-            } else {
-                "exists, ACTIVE"
-            }
-        ));
+        if plan.dry_run {
+            let exists = find_table(&ddb, &cfg.table).await?;
+            note(format_args!(
+                "DynamoDB table {}: {}",
+                cfg.table,
+                if exists {
+                    "exists"
+                } else {
+                    "would be created (PAY_PER_REQUEST)"
+                }
+            ));
+        } else {
+            let created = ensure_table(&ddb, &cfg.table).await?;
+            note(format_args!(
+                "DynamoDB table {}: {}",
+                cfg.table,
+                if created {
+                    "created, ACTIVE"
+                } else {
+                    "exists, ACTIVE"
+                }
+            ));
+        }
     }
     if cfg.backend != Backend::Dynamodb {
         note(format_args!(
@@ -98,8 +144,14 @@ pub(super) async fn provision(
                 PrincipalKind::User => ("put-user-policy", "--user-name"),
                 PrincipalKind::Group => ("put-group-policy", "--group-name"),
             };
+            let document = match plan.policy_dir {
+                Some(dir) => format!("file://{}/{name}.json", dir.display()),
+                None => format!(
+                    "<the \"policy\" object of the {access} line, or --policy-dir DIR for files>"
+                ),
+            };
             note(format_args!(
-                "attach the {access} policy to {}: aws iam {cmd} {flag} {} --policy-name {name} --policy-document <the \"policy\" object of the {access} line>",
+                "attach the {access} policy to {}: aws iam {cmd} {flag} {} --policy-name {name} --policy-document {document}",
                 p.arn, p.name
             ));
         }
@@ -228,6 +280,43 @@ async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<boo
                 )))
             }
         }
+    }
+}
+
+/// The ARN of `key` when it exists (a dry run: nothing is created). An existing key that
+/// setup could not use fails as it would without the dry run.
+async fn find_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<Option<String>> {
+    match kms.describe_key().key_id(key).send().await {
+        Ok(_) => ensure_key(kms, key).await.map(|(arn, _)| Some(arn)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception()) =>
+        {
+            if !is_alias(key) {
+                return Err(Error::not_found(format!(
+                    "KMS key {key} does not exist: pass an existing key, or an alias (alias/NAME) for setup to create"
+                )));
+            }
+            Ok(None)
+        }
+        Err(e) => Err(crate::aws::error(format!("describing KMS key {key}"), e)),
+    }
+}
+
+/// Whether the table exists, and is ours (a dry run: nothing is created).
+async fn find_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<bool> {
+    match ddb.describe_table().table_name(table).send().await {
+        Ok(out) => check_schema(table, out.table.as_ref()).map(|()| true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(crate::aws::error(
+            format!("describing DynamoDB table {table}"),
+            e,
+        )),
     }
 }
 
