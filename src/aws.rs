@@ -28,6 +28,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod files;
 mod retry;
 pub use retry::inherit;
 
@@ -57,13 +58,32 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         .with_max_attempts(10)
         .with_initial_backoff(Duration::from_millis(100))
         .with_max_backoff(Duration::from_secs(5));
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .app_name(AppName::new(USER_AGENT_APP).expect("static app name is valid"))
         .retry_config(retries)
-        .timeout_config(timeouts)
-        .load()
-        .await
+        .timeout_config(timeouts);
+    // The shared config and credentials files, read by us, bounded (aws/files.rs); when one
+    // is unusable, nothing is sent and every request fails with the reason.
+    let loader = match files::profile_files() {
+        Ok(profiles) => loader.profile_files(profiles).http_client(http_client()),
+        Err(reason) => loader
+            .profile_files(files::no_profile_files())
+            .credentials_provider(files::Refuse(reason.clone()))
+            .http_client(crate::tls::refusing_client(reason)),
+    };
+    let sdk = loader.load().await;
+    // The token files the chain reads, checked before every resolution (aws/files.rs).
+    match sdk.credentials_provider() {
+        Some(chain) => sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    files::CheckedTokenFiles(chain),
+                ),
+            )
+            .build(),
+        None => sdk,
+    }
 }
 
 /// HTTPS as `crate::tls` builds it (trust roots, proxy), with certificate errors final.
@@ -142,13 +162,27 @@ impl HttpConnector for CertErrorsAreFinalConnector {
 
 /// Whether rustls rejected the server's certificate somewhere in this error chain.
 fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    certificate_error(e).is_some()
+}
+
+/// What rustls found wrong with the server's certificate, if that is what failed.
+fn certificate_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    match find::<rustls::Error>(e) {
+        Some(rustls::Error::InvalidCertificate(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// The first error of type `T` in this error chain (looking inside `io::Error` payloads).
+pub fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut next = Some(e);
     while let Some(err) = next {
-        if matches!(
-            err.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_))
-        ) {
-            return true;
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
         }
         // io::Error::source() skips its own payload (itself often another io::Error
         // wrapping the rustls error), so descend into the payload instead.
@@ -160,12 +194,102 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
             None => err.source(),
         };
     }
-    false
+    None
 }
 
 const CERT_HINT: &str = "; the server's certificate is not trusted: the compiled-in Mozilla \
     roots are used, plus SSL_CERT_FILE/SSL_CERT_DIR/AWS_CA_BUNDLE when set — for a private CA \
     or a TLS-inspecting proxy, set AWS_CA_BUNDLE to its PEM bundle";
+
+/// The next step for a certificate the server presented and rustls refused, by what was
+/// wrong with it.
+fn cert_hint(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::NotValidForName | C::NotValidForNameContext { .. } => "; the server's certificate \
+            does not name the host that was asked for (a trust store cannot fix that): check \
+            that AWS_ENDPOINT_URL uses a name the certificate was issued for, or whether a \
+            TLS-inspecting proxy presents a certificate for another name"
+            .to_string(),
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            "; the server's certificate is expired or not yet valid: check this machine's \
+             clock, or have the server's certificate renewed"
+                .to_string()
+        }
+        _ => match std::env::var_os("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
+            Some(b) => format!(
+                "; the server's certificate is not trusted, and AWS_CA_BUNDLE={} does not \
+                 hold the CA that issued it: add that CA's certificate (PEM) to the bundle",
+                std::path::Path::new(&b).display()
+            ),
+            None => CERT_HINT.to_string(),
+        },
+    }
+}
+
+/// The credentials the SDK's chain would use, by the variables set (in the chain's order),
+/// and what to check about them.
+fn credentials_hint() -> String {
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID").is_some() {
+        return "; check the credentials: the access key in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY \
+                (and AWS_SESSION_TOKEN for temporary ones) is used first"
+            .to_string();
+    }
+    if let Some(p) = set("AWS_PROFILE") {
+        return format!(
+            "; check the credentials of the profile AWS_PROFILE={}",
+            crate::names::printable(&p)
+        );
+    }
+    if let (Some(role), Some(file)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+        return format!(
+            "; check the web identity credentials (EKS IRSA): the role AWS_ROLE_ARN={} \
+             must trust this cluster's OIDC provider and service account, and the token in \
+             AWS_WEB_IDENTITY_TOKEN_FILE={} must be current",
+            crate::names::printable(&role),
+            crate::names::printable(&file)
+        );
+    }
+    if set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some()
+    {
+        return "; check the credentials: the ECS task role or EKS Pod Identity association \
+                (AWS_CONTAINER_CREDENTIALS_*)"
+            .to_string();
+    }
+    hint(AwsKind::Credentials).to_string()
+}
+
+/// Where the chain would be fetching credentials from while no request was signed yet, if
+/// from an endpoint.
+fn credential_endpoint() -> Option<String> {
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID").is_some() || set("AWS_PROFILE").is_some() {
+        return None;
+    }
+    let imds_off = set("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if let (Some(role), Some(_)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+        return Some(format!(
+            "STS (AssumeRoleWithWebIdentity for AWS_ROLE_ARN={})",
+            crate::names::printable(&role)
+        ));
+    }
+    if let Some(rel) = set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+        return Some(format!(
+            "the ECS credentials endpoint (http://169.254.170.2{})",
+            crate::names::printable(&rel)
+        ));
+    }
+    if let Some(full) = set("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+        return Some(format!(
+            "the container credentials endpoint AWS_CONTAINER_CREDENTIALS_FULL_URI={}",
+            crate::names::printable(&full)
+        ));
+    }
+    (!imds_off)
+        .then(|| "the EC2 instance metadata service (IMDS, http://169.254.169.254)".to_string())
+}
 
 /// Run `fut` under the overall deadline (`--timeout`), which bounds credential resolution,
 /// every page and every retry together.
@@ -207,6 +331,12 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
         let last = last_attempt()
             .map(|l| format!(" (last attempt: {l})"))
             .unwrap_or_default();
+        if let Some(source) = credential_endpoint() {
+            return format!(
+                "{head}{last}; no request was signed yet: the credentials were still being \
+                 fetched from {source} — check that it answers from here, or raise --timeout"
+            );
+        }
         return format!("{head}{last}; check connectivity to AWS, or raise --timeout");
     }
     let mut failed = Vec::new();
@@ -240,23 +370,40 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
     };
     let (cause, in_flight) = (t.last.as_ref().map(|l| l.0), t.in_flight > 0);
     // The last failure decides the advice; with none, what was still pending.
-    let hint = match cause {
-        None if in_flight => format!(
-            "; a request was still waiting for its answer (an attempt is given up only after \
+    let via_proxy = match (cause, &t.proxy) {
+        (Some(Cause::Stalled | Cause::Network), Some((proxy, true))) => format!(
+            "; the proxy HTTPS_PROXY={proxy} did not set up the tunnel (no answer to CONNECT, \
+             or a refusal): check that the proxy is up and lets this host through, or exempt \
+             the endpoint with NO_PROXY"
+        ),
+        (Some(Cause::Stalled), Some((proxy, false))) => format!(
+            "; no answer through the proxy HTTPS_PROXY={proxy} ({stall} s without a byte): the \
+             proxy or AWS behind it stopped answering — check the proxy and its connectivity \
+             to AWS, or raise --timeout if it is merely slow"
+        ),
+        _ => String::new(),
+    };
+    let hint = if !via_proxy.is_empty() {
+        via_proxy
+    } else {
+        match cause {
+            None if in_flight => format!(
+                "; a request was still waiting for its answer (an attempt is given up only after \
              {stall} s without a byte): AWS is slow or unreachable — check connectivity to \
              AWS, or raise --timeout"
-        ),
-        Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
-        Some(Cause::ServerError) => {
-            "; AWS kept answering with server errors: a problem on its side, try again later"
-                .to_string()
-        }
-        Some(Cause::Network) => hint(AwsKind::Network).to_string(),
-        Some(Cause::Stalled) => format!(
+            ),
+            Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
+            Some(Cause::ServerError) => {
+                "; AWS kept answering with server errors: a problem on its side, try again later"
+                    .to_string()
+            }
+            Some(Cause::Network) => hint(AwsKind::Network).to_string(),
+            Some(Cause::Stalled) => format!(
             "; AWS stopped answering ({stall} s without a byte): check connectivity to AWS, or \
              raise --timeout if it is merely slow"
         ),
-        None => "; check connectivity to AWS, or raise --timeout".to_string(),
+            None => "; check connectivity to AWS, or raise --timeout".to_string(),
+        }
     };
     msg.push_str(&last);
     msg.push_str(&hint);
@@ -332,7 +479,12 @@ fn classify(
     e: &(dyn std::error::Error + 'static),
     secret: Option<&[u8]>,
 ) -> Error {
+    // AWS_CA_BUNDLE or HTTPS_PROXY unusable, or the proxy wanting credentials: what failed
+    // is the way to AWS, and the reason names the variable and the fix.
+    let own_reason = find::<crate::tls::Unusable>(e).is_some()
+        || find::<crate::tls::ProxyAuthRequired>(e).is_some();
     let (kind, detail) = match sort {
+        _ if own_reason => (AwsKind::Network, chain(e)),
         Sort::Service { code, message } => {
             let code = code.unwrap_or("UnknownError");
             let msg = message.unwrap_or("");
@@ -368,10 +520,15 @@ fn classify(
             (kind, text)
         }
     };
-    let hint = if is_certificate_error(e) {
-        CERT_HINT
+    let hint = if let Some(c) = certificate_error(e) {
+        cert_hint(c)
+    } else if own_reason || find::<files::TokenFileUnusable>(e).is_some() {
+        // The reason names the variable and what fixes it.
+        String::new()
+    } else if kind == AwsKind::Credentials {
+        credentials_hint()
     } else {
-        hint(kind)
+        hint(kind).to_string()
     };
     let detail = match secret {
         Some(s) if !s.is_empty() => redact(&detail, s),
@@ -380,8 +537,8 @@ fn classify(
     Error::Aws {
         kind,
         context,
-        detail: crate::inject::env::printable(&detail),
-        hint: hint.to_string(),
+        detail: crate::names::printable(&detail),
+        hint,
     }
 }
 

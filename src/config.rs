@@ -2,9 +2,12 @@
 //! reads environment variables (from one snapshot taken at start); everything after it sees
 //! a `Config`. (The AWS SDK reads its own standard variables in `aws.rs`, by design.)
 
+pub mod refresh;
+pub mod refs;
+
 use crate::cli::{self, HasShared, SharedArgs};
 use crate::error::{Error, Result};
-use crate::inject::names;
+use crate::names;
 use crate::secret::Payload;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -233,7 +236,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     let bad = |why: &str| {
         Err(Error::usage(format!(
             "invalid path \"{}\": {why} (expected /<env>/<app>, e.g. /prod/grafana)",
-            crate::inject::env::printable(trimmed)
+            crate::names::printable(trimmed)
         )))
     };
     if !path.starts_with('/') {
@@ -252,7 +255,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     {
         return bad(&format!(
             "segment \"{}\" may hold only letters, digits, _ . -",
-            crate::inject::env::printable(s)
+            crate::names::printable(s)
         ));
     }
     let first = segments[0].to_ascii_lowercase();
@@ -262,7 +265,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     Ok(path.to_string())
 }
 
-/// A secret name (see `inject::names::validate_name`); invalid is a usage error.
+/// A secret name (see `names::validate_name`); invalid is a usage error.
 pub fn validate_name(n: &str) -> Result<String> {
     names::validate_name(n).map_err(Error::usage)
 }
@@ -276,12 +279,12 @@ fn validate_table(t: &str) -> Result<()> {
     } else {
         Err(Error::usage(format!(
             "invalid table name \"{}\": 3-255 letters, digits, _ . -",
-            crate::inject::env::printable(t)
+            crate::names::printable(t)
         )))
     }
 }
 
-/// `--serial` (see `inject::names::parse_serial`); invalid is a usage error that, like every
+/// `--serial` (see `names::parse_serial`); invalid is a usage error that, like every
 /// error about a flag's value, does not repeat the value.
 pub fn parse_serial(s: &str) -> Result<u64> {
     names::parse_serial(s)
@@ -308,12 +311,12 @@ pub struct ExecConfig {
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
     pub cmd: Vec<OsString>,
-    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
-    pub refs: Vec<crate::refs::Ref>,
+    pub refs: Vec<refs::Ref>,
     /// `--refresh`: supervise CMD instead of becoming it.
-    pub refresh: Option<crate::supervise::Refresh>,
+    pub refresh: Option<refresh::Refresh>,
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -357,8 +360,8 @@ pub fn exec_config_with_cmd(
             ));
         }
     }
-    let refresh = crate::supervise::config::parse(
-        &crate::supervise::config::RefreshArgs {
+    let refresh = refresh::parse(
+        &refresh::RefreshArgs {
             refresh: a.refresh.as_deref(),
             splay: a.splay.as_deref(),
             on_change: a.on_change.as_deref(),
@@ -390,10 +393,10 @@ pub struct EnvConfig {
     pub format: Format,
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
-    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
-    pub refs: Vec<crate::refs::Ref>,
+    pub refs: Vec<refs::Ref>,
 }
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
@@ -422,9 +425,9 @@ pub fn json_keys(flag: bool, env: &Env) -> Result<bool> {
 
 /// `--resolve-refs` [env ECS_SECRETS_RESOLVE_REFS=1]: paths become optional, and the
 /// references among the inherited variables are collected (a malformed one is an error).
-pub fn refs_config(flag: bool, env: &Env) -> Result<(PathArity, Vec<crate::refs::Ref>)> {
+pub fn refs_config(flag: bool, env: &Env) -> Result<(PathArity, Vec<refs::Ref>)> {
     if flag || env.flag("ECS_SECRETS_RESOLVE_REFS")? {
-        Ok((PathArity::ManyOrNone, crate::refs::collect(env)?))
+        Ok((PathArity::ManyOrNone, refs::collect(env)?))
     } else {
         Ok((PathArity::Many, Vec::new()))
     }
@@ -557,7 +560,7 @@ mod tests {
         for bad in ["", "1ABC", "A B", "A=B", "/A", "A/", "a//b", "A\0B", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
-        // The wrappers keep the messages of `inject::names`, as usage errors.
+        // The wrappers keep the messages of `names`, as usage errors.
         let e = validate_name("1ABC").unwrap_err();
         assert!(matches!(e, Error::Usage(_)), "{e:?}");
         assert_eq!(

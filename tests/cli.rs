@@ -81,7 +81,7 @@ fn every_command_has_help_with_examples_under_h_and_help() {
     let dir = TempDir::new("cli-links");
     let link = dir.path().join("ecs-secrets-exec");
     std::os::unix::fs::symlink(bin(), &link).unwrap();
-    let (code, stdout, _) = out_of(&mut Command::new(&link).arg("-h"));
+    let (code, stdout, _) = out_of(Command::new(&link).arg("-h"));
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("Usage: ecs-secrets exec"), "{stdout}");
 }

@@ -182,3 +182,139 @@ fn imdsv2_token_then_instance_role_credentials() {
         "{keys:?}"
     );
 }
+
+fn mkfifo(p: &std::path::Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// `env --path` with no static credentials and a short deadline, straight to moto.
+fn bare(path: &str, timeout: &str) -> Command {
+    let mut c = ecs(&moto().endpoint);
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["env", "--path", path, "--timeout", timeout]);
+    c
+}
+
+#[track_caller]
+fn run_bounded(c: &mut Command) -> std::process::Output {
+    run_with(c, None, std::time::Duration::from_secs(20))
+        .unwrap_or_else(|o| panic!("still running after 20 s (blocked?)\n{}", describe(&o)))
+}
+
+/// aws-config reads these files with a blocking, unbounded read: a FIFO used to hang the
+/// start for ever (outside --timeout), /dev/zero to eat memory. Checked first now.
+#[test]
+fn token_files_that_are_not_bounded_regular_files_fail_at_once_naming_the_variable() {
+    let path = unique_path("tokfiles");
+    put_secure(&moto().endpoint, &format!("{path}/CRED_CHECK"), "x");
+    let dir = TempDir::new("tokfiles");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let big = dir.join("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let agent = EcsCredsServer::start(None);
+    let cases: [(&std::path::Path, &str); 3] = [
+        (&fifo, "it is a FIFO, not a regular file"),
+        (
+            std::path::Path::new("/dev/zero"),
+            "it is a device, not a regular file",
+        ),
+        (&big, "it is larger than 64 KiB"),
+    ];
+    for (file, why) in cases {
+        for var in [
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
+            let mut c = bare(&path, "30");
+            if var.starts_with("AWS_CONTAINER") {
+                c.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url());
+            } else {
+                c.env("AWS_ROLE_ARN", ROLE_ARN);
+            }
+            let out = run_bounded(c.env(var, file));
+            let e = assert_fail(&out);
+            assert!(
+                e.contains(&format!("{var}={}: cannot read it: {why}", file.display())),
+                "{var}: {e}"
+            );
+            assert!(
+                !e.contains("deadline") && !e.contains("ECS task role"),
+                "{e}"
+            );
+        }
+    }
+    assert_eq!(agent.hits(), 0, "nothing sent with an unreadable token");
+}
+
+#[test]
+fn irsa_errors_name_the_web_identity_role_and_token_file() {
+    let path = unique_path("irsa-msg");
+    let dir = TempDir::new("irsa-msg");
+    let missing = dir.join("no-token");
+    let out = run_bounded(
+        bare(&path, "10")
+            .env("AWS_ROLE_ARN", ROLE_ARN)
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &missing),
+    );
+    let e = assert_fail(&out);
+    assert!(
+        e.contains(&format!("AWS_ROLE_ARN={ROLE_ARN}"))
+            && e.contains(&format!(
+                "AWS_WEB_IDENTITY_TOKEN_FILE={}",
+                missing.display()
+            )),
+        "{e}"
+    );
+    assert!(!e.contains("ECS task role"), "{e}");
+}
+
+#[test]
+fn a_slow_credential_endpoint_is_named_by_the_deadline() {
+    let path = unique_path("slow-creds");
+    let agent = EcsCredsServer::start(None);
+    agent.set_delay(std::time::Duration::from_secs(30));
+    let out = run_bounded(bare(&path, "3").env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url()));
+    let e = assert_fail(&out);
+    assert!(
+        e.contains("no request was signed yet")
+            && e.contains(&format!(
+                "the container credentials endpoint AWS_CONTAINER_CREDENTIALS_FULL_URI={}",
+                agent.url()
+            )),
+        "{e}"
+    );
+}
+
+/// The shared config and credentials files: aws-config would read them with the same
+/// blocking, unbounded read; now read by us, bounded, and refused when not regular files.
+#[test]
+fn profile_files_that_are_not_bounded_regular_files_fail_at_once_naming_them() {
+    let path = unique_path("profile-files");
+    let dir = TempDir::new("profile-files");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        for (file, why) in [
+            (fifo.as_path(), "it is a FIFO, not a regular file"),
+            (
+                std::path::Path::new("/dev/zero"),
+                "it is a device, not a regular file",
+            ),
+        ] {
+            let out = run_bounded(bare(&path, "30").env(var, file));
+            let e = assert_fail(&out);
+            assert!(
+                e.contains(&format!("{var}={}: cannot read it: {why}", file.display())),
+                "{var}: {e}"
+            );
+            assert!(!e.contains("deadline"), "{e}");
+        }
+    }
+}

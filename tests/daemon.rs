@@ -1436,6 +1436,106 @@ fn names_in_errors_are_escaped_once() {
     assert!(msg.contains("\"caf\\u{e9}\""), "{msg:?}");
 }
 
+/// Anyone but us or root who could have put the token there: the file group-writable or
+/// another user's, a directory on the way that others can write without the sticky bit or
+/// that another user owns, a symbolic link another user owns. Each refused (exit 2) naming
+/// why; the safe arrangements (a root-owned link, a sticky /tmp) still start.
+#[test]
+fn token_files_anyone_else_could_have_chosen_are_refused() {
+    use std::os::unix::fs::{lchown, PermissionsExt};
+    let m = moto();
+    let path = unique_path("tokenwho");
+    let refused = |f: &std::path::Path| {
+        let out = run(ecs(&m.endpoint).args([
+            "daemon",
+            "--path",
+            &path,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            f.to_str().unwrap(),
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !err.contains("listening on") && !err.contains(TOKEN),
+            "{err}"
+        );
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        err
+    };
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let nobody = 65534;
+    // Group-writable.
+    let dir = TempDir::new("tokenwho");
+    let f = dir.join("token");
+    std::fs::write(&f, TOKEN).unwrap();
+    mode(&f, 0o620);
+    let e = refused(&f);
+    assert!(e.contains("its group can write it (mode 620)"), "{e}");
+    mode(&f, 0o600);
+    // Owned by another user.
+    std::os::unix::fs::chown(&f, Some(nobody), None).unwrap();
+    let e = refused(&f);
+    assert!(e.contains("owned by another user (uid 65534)"), "{e}");
+    std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+    // In a directory anyone can write, without the sticky bit.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    mode(&open, 0o777);
+    let g = open.join("token");
+    std::fs::write(&g, TOKEN).unwrap();
+    mode(&g, 0o600);
+    let e = refused(&g);
+    assert!(
+        e.contains(&format!(
+            "it is in the directory {}, which any user can write",
+            open.display()
+        )),
+        "{e}"
+    );
+    // Group-writable directory.
+    mode(&open, 0o770);
+    let e = refused(&g);
+    assert!(e.contains("which its group can write"), "{e}");
+    // A directory owned by another user.
+    mode(&open, 0o755);
+    std::os::unix::fs::chown(&open, Some(nobody), None).unwrap();
+    let e = refused(&g);
+    assert!(e.contains("owned by another user (uid 65534)"), "{e}");
+    std::os::unix::fs::chown(&open, Some(0), None).unwrap();
+    // A symbolic link owned by another user, to a safe file.
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&f, &link).unwrap();
+    lchown(&link, Some(nobody), None).unwrap();
+    let e = refused(&link);
+    assert!(
+        e.contains(&format!(
+            "{} is a symbolic link owned by another user (uid 65534)",
+            link.display()
+        )),
+        "{e}"
+    );
+    // The safe arrangements start: our own link, to our file, in /tmp (sticky).
+    lchown(&link, Some(0), None).unwrap();
+    let d = Daemon::start(
+        &m.endpoint,
+        &path,
+        &["--token-file", link.to_str().unwrap()],
+    );
+    d.request(
+        "GET",
+        "/latest/version",
+        &[("X-ECS-Secrets-Token", TOKEN)],
+        b"",
+    )
+    .expect(200);
+    drop(d);
+    let d = Daemon::start(&m.endpoint, &path, &["--token-file", g.to_str().unwrap()]);
+    drop(d);
+}
+
 #[test]
 fn token_files_are_private_regular_files_read_once() {
     use std::os::unix::fs::PermissionsExt;

@@ -270,7 +270,14 @@ fn the_reference_lists_every_flag_and_only_real_ones() {
     );
     // Words that look like flags but are not ours: a mistake quoted as an example, the
     // placeholder of the syntax, and the AWS CLI's own flags in commands shown for it.
-    let examples = ["--paylaod", "--flag", "--policy-document", "--role-name", "--policy-name", "--cli-input-json"];
+    let examples = [
+        "--paylaod",
+        "--flag",
+        "--policy-document",
+        "--role-name",
+        "--policy-name",
+        "--cli-input-json",
+    ];
     let unknown: Vec<_> = documented
         .iter()
         .filter(|f| !known.contains(*f) && !examples.contains(&f.as_str()))

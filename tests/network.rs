@@ -237,3 +237,203 @@ fn an_unusable_https_proxy_fails_closed() {
     );
     assert!(e.contains("error:"), "{e}");
 }
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Runs `c`, failing the test if it is still running after 20 s (a read that blocks).
+#[track_caller]
+fn run_bounded(c: &mut Command) -> Output {
+    run_with(c, None, std::time::Duration::from_secs(20))
+        .unwrap_or_else(|o| panic!("still running after 20 s (blocked?)\n{}", describe(&o)))
+}
+
+#[test]
+fn ca_files_from_outside_are_read_only_as_bounded_regular_files() {
+    let (ca, _) = tls_moto();
+    let path = seeded("ca-files");
+    let dir = TempDir::new("ca-files");
+    let fifo = dir.join("bundle.pem");
+    mkfifo(&fifo);
+    let big = dir.join("big.pem");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    // AWS_CA_BUNDLE naming a FIFO, a device, a 4 GiB file: refused at once, naming it and
+    // what it is (a FIFO used to hang the start for ever, /dev/zero to eat the memory).
+    let cases: [(&Path, &str); 3] = [
+        (&fifo, "it is a FIFO, not a regular file"),
+        (Path::new("/dev/zero"), "it is a device, not a regular file"),
+        (&big, "it is larger than 4 MiB"),
+    ];
+    for (file, why) in cases {
+        let out = run_bounded(read(&path).env("AWS_CA_BUNDLE", file));
+        let e = assert_fail(&out);
+        assert!(
+            e.contains(&format!(
+                "AWS_CA_BUNDLE={}: cannot read it: {why}",
+                file.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            !e.contains("check network access") && !e.contains("deadline"),
+            "{e}"
+        );
+    }
+    // SSL_CERT_DIR holding a 4 GiB sparse .pem, a FIFO and a link to /dev/zero, next to
+    // the CA: the others are skipped (the oversized one with a warning), the CA is read.
+    let certs = TempDir::new("certdir-big");
+    std::fs::copy(&ca.ca, certs.join("private-ca.pem")).unwrap();
+    std::fs::File::create(certs.join("huge.pem"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    mkfifo(&certs.join("fifo.pem"));
+    std::os::unix::fs::symlink("/dev/zero", certs.join("zero.pem")).unwrap();
+    let out = run_bounded(read(&path).env("SSL_CERT_DIR", certs.path()));
+    assert!(
+        assert_ok(&out).contains("NET_CHECK='over-tls'"),
+        "{}",
+        describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipping the certificates of")
+            && err.contains("huge.pem: it is larger than 4 MiB"),
+        "{err}"
+    );
+    // SSL_CERT_FILE naming a FIFO: skipped with a warning, not waited on.
+    let out = run_bounded(
+        read(&path)
+            .env("SSL_CERT_FILE", &fifo)
+            .env("AWS_CA_BUNDLE", &ca.ca),
+    );
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it is a FIFO"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn no_proxy_star_ports_and_bracketed_ipv6_as_curl_reads_them() {
+    let (ca, m) = tls_moto();
+    let path = seeded("no-proxy-curl");
+    // `*` alone exempts addresses too (hyper read it as a domain rule only).
+    let proxy = ConnectProxy::start();
+    assert_read(
+        read(&path)
+            .env("SSL_CERT_FILE", &ca.ca)
+            .env("HTTPS_PROXY", proxy.url())
+            .env("NO_PROXY", "*"),
+    );
+    assert_eq!(proxy.targets(), Vec::<String>::new(), "NO_PROXY=*");
+    // An entry with a port: that host on that port only.
+    let localhost = format!("https://localhost:{}", m.port);
+    for (rule, exempt) in [
+        (format!("localhost:{}", m.port), true),
+        (format!("localhost:{}", m.port + 1), false),
+        ("other.example,.localhost".to_string(), true),
+    ] {
+        let proxy = ConnectProxy::start();
+        assert_read(
+            read(&path)
+                .env("AWS_ENDPOINT_URL", &localhost)
+                .env("SSL_CERT_FILE", &ca.ca)
+                .env("HTTPS_PROXY", proxy.url())
+                .env("NO_PROXY", &rule),
+        );
+        assert_eq!(proxy.targets().is_empty(), exempt, "NO_PROXY={rule}");
+    }
+    // IPv6 loopback, with and without brackets, and `*`: never offered to the proxy
+    // (nothing listens there, so the read fails, but directly).
+    for rule in ["[::1]", "::1", "*", "::1/128"] {
+        let proxy = ConnectProxy::start();
+        let out = run_bounded(
+            ecs(&format!("https://[::1]:{}", m.port))
+                .args(["env", "--path", &path, "--timeout", "3"])
+                .env("SSL_CERT_FILE", &ca.ca)
+                .env("HTTPS_PROXY", proxy.url())
+                .env("NO_PROXY", rule),
+        );
+        assert_fail(&out);
+        assert_eq!(proxy.targets(), Vec::<String>::new(), "NO_PROXY={rule}");
+    }
+}
+
+#[test]
+fn proxy_and_certificate_failures_blame_the_right_thing() {
+    let (ca, m) = tls_moto();
+    let path = seeded("blame");
+    // A proxy that wants credentials: at once (not retried to the deadline), naming it
+    // and how to give them.
+    let proxy = ConnectProxy::start_mode(ProxyMode::WantsCredentials);
+    let e = assert_refused(
+        read(&path)
+            .env("SSL_CERT_FILE", &ca.ca)
+            .env("HTTPS_PROXY", proxy.url()),
+    );
+    assert!(
+        e.contains(&format!(
+            "the proxy HTTPS_PROXY={} wants credentials",
+            proxy.url()
+        )) && e.contains("http://USER:PASSWORD@host:port"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("deadline") && !e.contains("check network"),
+        "{e}"
+    );
+    // A proxy that never answers CONNECT: the proxy is named, not AWS.
+    let silent = ConnectProxy::start_mode(ProxyMode::Silent);
+    let out = run_bounded(
+        ecs(&m.endpoint)
+            .args(["env", "--path", &path, "--timeout", "4"])
+            .env("SSL_CERT_FILE", &ca.ca)
+            .env("HTTPS_PROXY", silent.url()),
+    );
+    let e = assert_fail(&out);
+    assert!(
+        e.contains(&format!(
+            "the proxy HTTPS_PROXY={} did not set up the tunnel",
+            silent.url()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("AWS stopped answering"), "{e}");
+    // A trusted certificate for another name, with AWS_CA_BUNDLE set: the name is the
+    // problem, not the trust store.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", m.port).parse().unwrap();
+    let redirect = ConnectProxy::start_mode(ProxyMode::RedirectTo(addr));
+    let e = assert_refused(
+        read(&path)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("https://not-in-the-cert.test:{}", m.port),
+            )
+            .env("AWS_CA_BUNDLE", &ca.ca)
+            .env("HTTPS_PROXY", redirect.url()),
+    );
+    assert!(
+        e.contains("does not name the host") && !e.contains("set AWS_CA_BUNDLE"),
+        "{e}"
+    );
+    // An untrusted certificate with AWS_CA_BUNDLE set: the bundle lacks its CA.
+    let other = TempDir::new("other-ca");
+    let bundle = other.join("system.pem");
+    std::fs::copy(SYSTEM_BUNDLE, &bundle).unwrap();
+    let e = assert_refused(read(&path).env("AWS_CA_BUNDLE", &bundle));
+    assert!(
+        e.contains(&format!(
+            "AWS_CA_BUNDLE={} does not hold the CA",
+            bundle.display()
+        )),
+        "{e}"
+    );
+}

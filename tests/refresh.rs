@@ -639,3 +639,54 @@ fn a_refresh_applies_json_keys_and_references_as_a_start_does() {
     assert!(!has_word(&err, "r1") && !has_word(&err, "two"), "{err}");
     assert!(r.running());
 }
+
+/// The container credentials' token file turned into a FIFO while CMD runs: the refresh
+/// that renews the credentials fails at once, saying why (it used to stall the refresher
+/// for ever, silently), CMD keeps running, and once the file is back the next change is
+/// picked up.
+#[test]
+fn a_token_file_that_became_a_fifo_fails_the_refresh_instead_of_stalling_it() {
+    let m = moto();
+    let path = unique_path("tokfifo-refresh");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let dir = TempDir::new("tokfifo-refresh");
+    let token = dir.join("token");
+    std::fs::write(&token, "pod-token").unwrap();
+    let agent = EcsCredsServer::start(Some("pod-token"));
+    // Credentials that expire at once: every refresh resolves them again.
+    agent.set_lifetime(Duration::from_secs(1));
+    let mut cmd = exec_sh(
+        &m.endpoint,
+        &path,
+        &["--refresh", "1", "--splay", "0", "--timeout", "5"],
+        START_STOP,
+    );
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url())
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token);
+    let mut r = Running::start(cmd);
+    r.line("start ", PATIENCE);
+    std::fs::remove_file(&token).unwrap();
+    let c = std::ffi::CString::new(token.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let deadline = Instant::now() + PATIENCE;
+    while !r.stderr().contains("it is a FIFO") {
+        assert!(Instant::now() < deadline, "no warning\n{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = r.stderr();
+    let warn = err.lines().find(|l| l.contains("it is a FIFO")).unwrap();
+    assert!(
+        warn.starts_with("ecs-secrets: warning: refresh failed, the command keeps")
+            && warn.contains("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="),
+        "{warn}"
+    );
+    assert!(r.running());
+    std::fs::remove_file(&token).unwrap();
+    std::fs::write(&token, "pod-token").unwrap();
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    let l = r.line("start ", PATIENCE);
+    assert!(l.ends_with(" A=two"), "{l}");
+}

@@ -1,5 +1,5 @@
 //! `env`: shell output that `eval` restores byte for byte in dash, bash, zsh and busybox sh;
-//! dotenv read back by python-dotenv; json; fail-closed output.
+//! dotenv read back by python-dotenv and by docker compose's rules; json; fail-closed output.
 
 mod common;
 
@@ -26,6 +26,7 @@ fn hostile() -> Vec<(&'static str, String)> {
         ("ASCII", ascii),
         ("UNICODE", "пароль 密码 🙂 \u{200b}".to_string()),
         ("SEMI", "a; exit 3; b && c || d | e > f < g".to_string()),
+        ("DOLLAR", "pa$word $_x $$ $5 $ \\q\n\"".to_string()),
     ]
 }
 
@@ -146,8 +147,28 @@ fn refusals_print_nothing_partial() {
     assert!(assert_ok(&out).contains("export LD_PRELOAD='x'"));
 }
 
+/// What python-dotenv reads from the dotenv file `text` (with its default interpolation).
+fn python_dotenv(text: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let dir = TempDir::new("dotenv");
+    let file = dir.join(".env");
+    std::fs::write(&file, text).unwrap();
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg("import json,sys; from dotenv import dotenv_values; print(json.dumps(dotenv_values(sys.argv[1])))")
+        .arg(&file)
+        .output()
+        .expect("python3 with python-dotenv (scripts/deps.sh installs it)");
+    assert!(
+        py.status.success(),
+        "python-dotenv (scripts/deps.sh installs it): {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    got.as_object().unwrap().clone()
+}
+
 #[test]
-fn dotenv_is_read_back_exactly_by_python_dotenv() {
+fn dotenv_is_read_back_exactly_by_python_dotenv_and_compose() {
     let m = moto();
     let path = unique_path("dotenv");
     let values: Vec<(&str, String)> = seed(&path)
@@ -162,25 +183,16 @@ fn dotenv_is_read_back_exactly_by_python_dotenv() {
     }
     let out = run(ecs(&m.endpoint).args(["env", "--format", "dotenv", "--path", &sub]));
     let text = assert_ok(&out);
-    let dir = TempDir::new("dotenv");
-    let file = dir.join(".env");
-    std::fs::write(&file, &text).unwrap();
-    let py = Command::new("python3")
-        .arg("-c")
-        .arg("import json,sys; from dotenv import dotenv_values; print(json.dumps(dotenv_values(sys.argv[1])))")
-        .arg(&file)
-        .output()
-        .expect("python3 with python-dotenv (scripts/deps.sh installs it)");
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    // `$word` is written where compose does not expand it (single quotes).
+    assert!(text.contains("DOLLAR='pa$word"), "{text}");
+    let got = python_dotenv(text.as_bytes());
+    let compose = compose_dotenv::parse(&text).unwrap();
     for (k, v) in &values {
-        assert_eq!(got[k].as_str(), Some(v.as_str()), "{k}");
+        assert_eq!(got[*k].as_str(), Some(v.as_str()), "python-dotenv: {k}");
+        assert_eq!(compose.get(*k), Some(v), "compose: {k}");
     }
-    assert_eq!(got.as_object().unwrap().len(), values.len());
+    assert_eq!(got.len(), values.len());
+    assert_eq!(compose.len(), values.len());
     // A value with `${` or a trailing backslash is refused, naming the secret, printing nothing.
     let out = run(ecs(&m.endpoint).args(["env", "--format", "dotenv", "--path", &path]));
     let e = assert_fail(&out);
@@ -192,6 +204,98 @@ fn dotenv_is_read_back_exactly_by_python_dotenv() {
     assert!(
         e.contains("SUBST") && !e.contains("HOME") && out.stdout.is_empty(),
         "{e}"
+    );
+    // `$word` with a single quote: no quoting reads back exactly in both; refused.
+    let both = unique_path("dotenv-dollar-quote");
+    put_secure(&m.endpoint, &format!("{both}/MIXED"), "it's pa$word");
+    let out = run(ecs(&m.endpoint).args(["env", "--format", "dotenv", "--path", &both]));
+    let e = assert_fail(&out);
+    assert!(
+        e.contains("MIXED") && e.contains("--format shell") && !e.contains("pa$word"),
+        "{e}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_compose_reference_reader_follows_compose_go() {
+    let got = compose_dotenv::parse(
+        "# c\nA=\"a\\\"b\\\\c\\nd\"\nexport B='x\\'y $z \\\\'\nC=\"pa$word $5 $$ \\$x\"\nD=plain # note\n",
+    )
+    .unwrap();
+    assert_eq!(got["A"], "a\"b\\c\nd");
+    assert_eq!(got["B"], "x'y $z \\\\");
+    assert_eq!(got["C"], "pa $5 $ $x");
+    assert_eq!(got["D"], "plain");
+    assert!(compose_dotenv::parse("E=\"${\"\n").is_err());
+}
+
+/// Random values over the characters that matter to dotenv readers, rendered by the
+/// binary's dotenv writer: each one written is read back exactly by python-dotenv and by
+/// compose's rules; each one refused is one that no quoting could carry to both.
+#[test]
+fn dotenv_writer_fuzz_against_both_readers() {
+    use ecs_secrets::config::Format;
+    use ecs_secrets::inject::{env::plan, output::render};
+    use ecs_secrets::secret::{Payload, Secret};
+    const ALPHABET: &[&str] = &[
+        "$", "$", "{", "}", "'", "\"", "\\", "\n", "\r", "\t", " ", "#", "=", "a", "Z", "_", "5",
+        "%", "é", "🙂", "x", "\\n",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut written, mut refused) = (Vec::new(), 0usize);
+    for i in 0..4000 {
+        let len = (next() % 12) as usize;
+        let v: String = (0..len)
+            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+            .collect();
+        let one = plan(
+            vec![(
+                "/f".into(),
+                vec![Secret {
+                    name: format!("V{i}"),
+                    serial: 1,
+                    payload: Payload::new(v.clone().into_bytes()),
+                }],
+            )],
+            &[],
+            &[],
+        )
+        .unwrap();
+        match render(Format::Dotenv, &one) {
+            Ok(line) => written.push((format!("V{i}"), v, line.to_vec())),
+            Err(_) => {
+                let b = v.as_bytes();
+                let expands = b.windows(2).any(|w| {
+                    w[0] == b'$' && (w[1].is_ascii_alphabetic() || b"_${".contains(&w[1]))
+                });
+                let single_ok = !v.contains('\'') && !v.contains('\r') && !v.contains("\\\\");
+                assert!(
+                    v.contains("${") || v.ends_with('\\') || (expands && !single_ok),
+                    "refused without cause: {v:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    let text: Vec<u8> = written.iter().flat_map(|(_, _, l)| l.clone()).collect();
+    let py = python_dotenv(&text);
+    let compose = compose_dotenv::parse(std::str::from_utf8(&text).unwrap()).unwrap();
+    for (k, v, line) in &written {
+        let shown = String::from_utf8_lossy(line);
+        assert_eq!(py[k].as_str(), Some(v.as_str()), "python-dotenv: {shown}");
+        assert_eq!(compose.get(k), Some(v), "compose: {shown}");
+    }
+    assert!(
+        written.len() > 2000 && refused > 100,
+        "{} {refused}",
+        written.len()
     );
 }
 

@@ -106,6 +106,9 @@ pub struct Tally {
     pub stalled: u32,
     /// The last failed attempt: its cause and a one-line description (never a body).
     pub last: Option<(Cause, String)>,
+    /// When the last failed attempt went through `HTTPS_PROXY`: the proxy (as shown), and
+    /// whether the tunnel was never set up.
+    pub proxy: Option<(String, bool)>,
     /// Requests sent and not yet answered.
     pub in_flight: u32,
     pub stall: Duration,
@@ -283,7 +286,14 @@ impl Retrying {
                 }
                 Verdict::Retry { cause, what, last } => (cause, what, last),
             };
+            let proxy = match &last {
+                Err(e) => {
+                    super::find::<crate::tls::ViaProxy>(e).map(|v| (v.proxy.clone(), v.tunnel))
+                }
+                Ok(_) => None,
+            };
             note(&tally, |t| {
+                t.proxy = proxy;
                 match cause {
                     Cause::Throttled => t.throttled += 1,
                     Cause::ServerError => t.server_errors += 1,

@@ -7,9 +7,8 @@ use crate::config::{self, Env, ExecConfig};
 use crate::error::{Error, ExitCode, Result};
 use crate::inject::files;
 use crate::privs;
-use crate::supervise::{
-    caps, config as rconfig, digest, memory, prepare, refresher::Refresher, signals,
-};
+use crate::start::{self, prepare};
+use crate::supervise::{caps, config as rconfig, digest, memory, refresher::Refresher, signals};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -81,13 +80,10 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     if let (Some(t), Some(_)) = (&target, &cfg.refresh) {
         caps::check(t.uid, false, true, "sync")?;
     }
+    // No command: the start pipeline's environment step is skipped.
+    let no_env = Env::default();
     let Some(r) = cfg.refresh else {
-        let per_path = {
-            let rt = super::runtime()?;
-            rt.block_on(crate::refs::fetch(&c.store, &c.refs))?
-        };
-        let secrets = prepare::secrets(per_path, c)?;
-        prepare::write_files(c, &secrets, target.as_ref())?;
+        start::once(c, &no_env, target.as_ref())?;
         return Ok(ExitCode::Success);
     };
 
@@ -112,9 +108,9 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         }
     };
     let first = first?;
-    prepare::warn_empty(&prepare::empty_paths(&first.0), c);
+    prepare::warn_empty(&prepare::empty_paths(&first.0), &c.store);
     let secrets = prepare::secrets(first, c)?;
-    prepare::write_files(c, &secrets, target.as_ref())?;
+    start::deliver(c, &no_env, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     memory::scrub_stack();
@@ -139,8 +135,8 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                     let secrets = prepare::secrets(f, c)?;
                     let d = key.digest(&secrets);
                     if d != current {
-                        prepare::write_files(c, &secrets, target.as_ref())?;
-                        prepare::warn_empty(&empty, c);
+                        start::deliver(c, &no_env, &secrets, target.as_ref())?;
+                        prepare::warn_empty(&empty, &c.store);
                         current = d;
                         crate::log::warn(format_args!("secrets changed: files rewritten"));
                     }

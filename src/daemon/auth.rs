@@ -14,7 +14,6 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use zeroize::Zeroizing;
 
 /// The header clients send the token in.
 pub const HEADER: hyper::header::HeaderName =
@@ -82,30 +81,26 @@ pub const MAX_TOKEN_FILE: u64 = 4096;
 /// The token from `--token-file`: the file's bytes without trailing newlines (`echo` and
 /// editors add one). Read once, at start: a rotated token needs a restart.
 ///
-/// Only a regular file (a symlink to one is fine) of at most `MAX_TOKEN_FILE` bytes: a
-/// FIFO or `/dev/stdin` would hang the start. A file anyone can write is refused (anyone
-/// could choose the token); one anyone can read is accepted with a warning. Every refusal
-/// is a usage error.
+/// Only a regular file (a symlink to one is fine) of at most `MAX_TOKEN_FILE` bytes, read
+/// through [`crate::fsread`]: a FIFO or `/dev/stdin` would hang the start. Refused, because
+/// someone other than us or root could have chosen the token: a file that group or others
+/// can write, or that another user owns; a symbolic link on the way that another user owns;
+/// a directory on the way that group or others can write without the sticky bit (they
+/// could rename the file and put theirs in its place). One anyone can read is accepted with
+/// a warning. Every refusal is a usage error.
 pub fn token_from_file(path: &Path) -> Result<Token> {
-    use std::io::Read;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let source = format!(
         "--token-file {}",
         crate::inject::env::printable(&path.to_string_lossy())
     );
     let refuse = |why: String| Error::usage(format!("{source}: {why}"));
-    // Non-blocking, so that opening a FIFO returns at once; a regular file ignores it.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
-    if !meta.is_file() {
-        return Err(refuse("not a regular file".into()));
-    }
+    let (file, meta) = crate::fsread::open_regular(path, MAX_TOKEN_FILE).map_err(|e| match e {
+        crate::fsread::FileError::NotRegular(_) | crate::fsread::FileError::TooLarge(..) => {
+            refuse(format!("{e}: it should hold only the token"))
+        }
+        e => Error::usage(format!("cannot read {source}: {e}")),
+    })?;
     let mode = meta.permissions().mode();
     if mode & 0o002 != 0 {
         return Err(refuse(format!(
@@ -114,11 +109,14 @@ pub fn token_from_file(path: &Path) -> Result<Token> {
             mode & 0o777
         )));
     }
-    if meta.len() > MAX_TOKEN_FILE {
+    if mode & 0o020 != 0 {
         return Err(refuse(format!(
-            "larger than {MAX_TOKEN_FILE} bytes: it should hold only the token"
+            "its group can write it (mode {:03o}), so any member could choose the token: \
+             chmod g-w it (e.g. chmod 600)",
+            mode & 0o777
         )));
     }
+    writers(path, &meta).map_err(refuse)?;
     if mode & 0o004 != 0 {
         crate::log::warn(format_args!(
             "{source} can be read by any user (mode {:03o}): chmod o-r it (e.g. chmod 600 \
@@ -126,21 +124,106 @@ pub fn token_from_file(path: &Path) -> Result<Token> {
             mode & 0o777
         ));
     }
-    let mut raw = Zeroizing::new(Vec::with_capacity(MAX_TOKEN_FILE as usize + 1));
-    file.take(MAX_TOKEN_FILE + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| Error::usage(format!("cannot read {source}: {e}")))?;
-    if raw.len() as u64 > MAX_TOKEN_FILE {
-        return Err(refuse(format!(
+    let raw = crate::fsread::read_open(file, &meta, MAX_TOKEN_FILE).map_err(|e| match e {
+        crate::fsread::FileError::TooLarge(..) => refuse(format!(
             "larger than {MAX_TOKEN_FILE} bytes: it should hold only the token"
-        )));
-    }
+        )),
+        e => Error::usage(format!("cannot read {source}: {e}")),
+    })?;
     let mut end = raw.len();
     while end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
     check(&raw[..end], &source)?;
     Token::new(&raw[..end])
+}
+
+/// Whether anyone but us and root could have put a file of their choosing at `path`: its
+/// owner (`meta`, the opened file's), the owner of every symbolic link on the way (each
+/// component of the path as given, and of each link's target in turn), and every directory
+/// holding one of those (writable by group or others without the sticky bit). `Err` names
+/// the first such.
+fn writers(path: &Path, meta: &std::fs::Metadata) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    if !trusted(meta.uid()) {
+        return Err(format!(
+            "it is owned by another user (uid {}), who could choose the token: chown it to \
+             the daemon's user or root",
+            meta.uid()
+        ));
+    }
+    let shown = |p: &Path| crate::inject::env::printable(&p.to_string_lossy());
+    let dir_ok = |d: &Path| -> std::result::Result<(), String> {
+        let Ok(m) = std::fs::metadata(d) else {
+            return Ok(());
+        };
+        let mode = m.mode();
+        let sticky = mode & 0o1000 != 0;
+        if !sticky && mode & 0o022 != 0 {
+            let who = if mode & 0o002 != 0 {
+                "any user"
+            } else {
+                "its group"
+            };
+            return Err(format!(
+                "it is in the directory {}, which {who} can write (mode {:03o}, no sticky \
+                 bit), so they could replace the file and choose the token: keep the token \
+                 in a directory only its owner can write",
+                shown(d),
+                mode & 0o777
+            ));
+        }
+        if !trusted(m.uid()) {
+            return Err(format!(
+                "it is in the directory {}, owned by another user (uid {}), who could \
+                 replace the file and choose the token",
+                shown(d),
+                m.uid()
+            ));
+        }
+        Ok(())
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut next = Some(cwd.join(path));
+    let mut hops = 0;
+    while let Some(p) = next.take() {
+        // Every prefix of this path: a link there must be ours or root's; the directory
+        // holding it must be safe.
+        let mut prefix = std::path::PathBuf::new();
+        for c in p.components() {
+            prefix.push(c);
+            if prefix.parent().is_some() {
+                dir_ok(prefix.parent().unwrap_or(Path::new("/")))?;
+            }
+            if let Ok(Some(uid)) = crate::fsread::link_owner(&prefix) {
+                if !trusted(uid) {
+                    return Err(format!(
+                        "{} is a symbolic link owned by another user (uid {uid}), who could \
+                         point it at a token of their choosing: name the file itself, or \
+                         chown -h the link",
+                        shown(&prefix)
+                    ));
+                }
+            }
+        }
+        // The last component a link: its target's path, checked in turn.
+        if let Ok(target) = std::fs::read_link(&p) {
+            hops += 1;
+            if hops > 40 {
+                break;
+            }
+            next = Some(p.parent().unwrap_or(Path::new("/")).join(target));
+        }
+    }
+    // The directories the file really lives in.
+    if let Ok(real) = std::fs::canonicalize(path) {
+        for d in real.ancestors().skip(1) {
+            dir_ok(d)?;
+        }
+    }
+    Ok(())
 }
 
 /// The token from `ECS_SECRETS_TOKEN` (set but empty is refused, not read as "no token").

@@ -30,7 +30,7 @@ use crate::config::{Env, StoreConfig};
 use crate::error::{Error, ExitCode, Result};
 // `route.rs` names it `super::names`, which also resolves when the fuzz target includes
 // both files side by side.
-use crate::inject::names;
+use crate::names;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -182,7 +182,7 @@ pub fn run(cfg: &StoreConfig, args: &DaemonArgs, env: &Env) -> Result<ExitCode> 
 
 async fn serve(cfg: &StoreConfig, dcfg: DaemonConfig) -> Result<ExitCode> {
     let path = cfg.path().to_string();
-    let store = crate::cmd::connect(cfg).await;
+    let store = crate::store::connect(cfg).await;
     // Fail fast: a daemon that starts but cannot read is worse than one that does not start.
     crate::aws::with_deadline(
         cfg.timeout,

@@ -53,7 +53,10 @@ impl State {
             },
             read_only: cfg.read_only,
             cache,
-            version: Bytes::from(format!("{{\"version\":{}}}", json_str(crate::VERSION))),
+            version: Bytes::from(format!(
+                "{{\"version\":{}}}",
+                json_str(env!("CARGO_PKG_VERSION"))
+            )),
         }
     }
 }

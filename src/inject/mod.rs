@@ -4,8 +4,6 @@
 
 pub mod env;
 pub mod files;
-pub mod json;
 pub mod manifest;
-pub mod names;
 pub mod output;
 pub mod shell;

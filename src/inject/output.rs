@@ -42,28 +42,50 @@ fn utf8<'a>(s: &'a Injection, format: &str) -> Result<&'a str> {
     })
 }
 
-/// `NAME="…"` lines read back exactly by python-dotenv (and docker compose for values
-/// without `$`): `\`, `"`, newline, CR and tab are escaped. Two things cannot be expressed
-/// and are refused rather than written wrong: `${` (both readers expand it, quoted or not)
-/// and a trailing `\` (python-dotenv reads `\\"` as an escaped quote and runs on into the
-/// next line).
+/// One `NAME=…` line per secret, read back exactly by python-dotenv (1.x) and by docker
+/// compose's `env_file` (compose-go's dotenv parser):
+/// - usually `NAME="…"`, with `\\`, `"`, newline, CR and tab escaped (both readers decode
+///   those five escapes alike; python-dotenv's universal newlines never see a raw CR);
+/// - `NAME='…'`, verbatim, when a `$` is followed by a letter, `_` or `$`: inside double
+///   quotes compose expands `$word` and reads `$$` as `$` (python-dotenv does neither), and
+///   no escape of `$` means the same to both (compose reads `\$` as `$`, python-dotenv keeps
+///   the backslash). Inside single quotes neither expands `$word`, and both give the text
+///   back as written except `\'` and (python-dotenv only) `\\`; python-dotenv also turns a
+///   raw CR into a newline. So such a value that also holds `'`, `\\` or a CR is refused.
+///   (Any other `$`, e.g. `$%` or a final `$`, compose leaves alone inside double quotes.)
+///
+/// Refused too, rather than written wrong: `${` (python-dotenv expands it however quoted)
+/// and a trailing `\` (python-dotenv reads `\\"` as an escaped quote and runs on).
 fn dotenv(secrets: &[Injection]) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(Vec::new());
     for s in secrets {
         let v = utf8(s, "dotenv")?;
-        if v.contains("${") {
-            return Err(Error::data(format!(
-                "secret {} contains \"${{\", which dotenv readers expand: use --format shell or json",
+        let refuse = |what: &str| {
+            Err(Error::data(format!(
+                "secret {} {what}, which dotenv readers (docker compose, python-dotenv) cannot \
+                 read back exactly: use --format shell or json",
                 s.full_name()
-            )));
+            )))
+        };
+        if v.contains("${") {
+            return refuse("contains \"${\" (expanded by python-dotenv however quoted)");
         }
         if v.ends_with('\\') {
-            return Err(Error::data(format!(
-                "secret {} ends with a backslash, which dotenv readers cannot read back: use --format shell or json",
-                s.full_name()
-            )));
+            return refuse("ends with a backslash");
         }
         out.extend_from_slice(s.env_name.as_bytes());
+        if expands_in_compose(v) {
+            if v.contains('\'') || v.contains('\r') || v.contains("\\\\") {
+                return refuse(
+                    "contains a \"$\" that docker compose expands inside double quotes \
+                     ($NAME, $$), together with a single quote, a CR or two backslashes in a row",
+                );
+            }
+            out.extend_from_slice(b"='");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"'\n");
+            continue;
+        }
         out.extend_from_slice(b"=\"");
         for c in v.chars() {
             match c {
@@ -81,6 +103,15 @@ fn dotenv(secrets: &[Injection]) -> Result<Zeroizing<Vec<u8>>> {
         out.extend_from_slice(b"\"\n");
     }
     Ok(out)
+}
+
+/// Whether docker compose would expand something in `v` written inside double quotes: a `$`
+/// followed by a letter, `_` or `$` (compose-go's template pattern, case-insensitive), or
+/// by `{`.
+fn expands_in_compose(v: &str) -> bool {
+    v.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || matches!(w[1], b'_' | b'$' | b'{')))
 }
 
 fn json(secrets: &[Injection]) -> Result<Zeroizing<Vec<u8>>> {
@@ -138,6 +169,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/p/K") && !e.contains("HOME"), "{e}");
+        // `$` without a brace: single quotes, verbatim (compose expands `$word` inside
+        // double quotes).
+        assert_eq!(
+            &render(Format::Dotenv, &one(b"pa$word \\d\n\"x\""))?[..],
+            b"K='pa$word \\d\n\"x\"'\n"
+        );
+        // Any other `$` compose leaves alone inside double quotes.
+        assert_eq!(
+            &render(Format::Dotenv, &one(b"it's $5 $% $"))?[..],
+            b"K=\"it's $5 $% $\"\n"
+        );
+        for bad in [&b"it's $x"[..], b"$a\\\\b", b"$$\rb", b"$_\\"] {
+            let e = render(Format::Dotenv, &one(bad)).unwrap_err().to_string();
+            assert!(e.contains("/p/K") && e.contains("--format shell"), "{e}");
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Labels;
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 use crate::store::secretsmanager::TOMBSTONE;
 

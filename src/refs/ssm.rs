@@ -2,7 +2,7 @@
 
 use super::Labels;
 use crate::error::{Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 
 /// GetParameters' maximum number of names.

@@ -23,6 +23,12 @@ fn attempts(cfg: &StoreConfig) -> crate::aws::Attempts {
     crate::aws::Attempts { debug: cfg.debug }
 }
 
+/// Load the SDK configuration and open the configured backend.
+pub async fn connect(cfg: &StoreConfig) -> Store {
+    let sdk = crate::aws::load(cfg).await;
+    open(cfg, &sdk)
+}
+
 /// Build the AWS clients a backend needs from the shared SDK config.
 pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
     match cfg.backend {
@@ -184,7 +190,7 @@ fn check_read(path: &str, name: &str, serial: u64, payload: &Payload) -> Result<
             "secret {path}/{} (serial {serial}) contains a NUL byte, which no environment \
              variable can carry (it was not written by ecs-secrets, which refuses such \
              values): store a new version without it, or revoke that version",
-            crate::inject::env::printable(name)
+            crate::names::printable(name)
         )));
     }
     Ok(())

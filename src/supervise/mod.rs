@@ -17,13 +17,13 @@
 
 pub mod caps;
 pub mod child;
-pub mod config;
 pub mod digest;
 pub mod memory;
-pub mod prepare;
 pub mod refresher;
 pub mod signals;
 
+// The refresh flags are configuration (config/refresh.rs).
+pub use crate::config::refresh as config;
 pub use config::{OnChange, Refresh};
 
 use crate::config::{Env, ExecConfig};
@@ -31,6 +31,7 @@ use crate::error::{ExitCode, Result};
 use crate::inject::env::EnvEntry;
 use crate::inject::files;
 use crate::privs::{self, Target};
+use crate::start::{self, prepare};
 use child::Program;
 use refresher::{Fetched, Refresher};
 use std::time::Instant;
@@ -99,10 +100,9 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         }
     };
     let fetched = fetched?;
-    prepare::warn_empty(&prepare::empty_paths(&fetched.0), &cfg);
+    prepare::warn_empty(&prepare::empty_paths(&fetched.0), &cfg.store);
     let secrets = prepare::secrets(fetched, &cfg)?;
-    let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
-    prepare::write_files(&cfg, &secrets, target.as_ref())?;
+    let envp = start::deliver(&cfg, env, &secrets, target.as_ref())?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     let mut pid = program.spawn(&envp)?;
@@ -241,9 +241,8 @@ impl Supervisor<'_> {
         if d == *current {
             return Ok(None);
         }
-        let envp = prepare::environment(self.cfg, self.env, &secrets, self.target)?;
-        prepare::write_files(self.cfg, &secrets, self.target)?;
-        prepare::warn_empty(&empty, self.cfg);
+        let envp = start::deliver(self.cfg, self.env, &secrets, self.target)?;
+        prepare::warn_empty(&empty, &self.cfg.store);
         drop(secrets);
         *current = d;
         let action = match self.r.on_change {

@@ -2,7 +2,7 @@
 //! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,10 @@ struct State {
     expected_auth: Option<String>,
     hits: AtomicUsize,
     authorizations: Mutex<Vec<Option<String>>>,
+    /// Seconds the credentials handed out are valid for.
+    lifetime: AtomicU64,
+    /// Milliseconds to wait before answering.
+    delay_ms: AtomicU64,
 }
 
 /// Answers `GET <any path>` with temporary credentials valid for an hour.
@@ -35,6 +39,8 @@ impl EcsCredsServer {
             expected_auth: expected_auth.map(str::to_string),
             hits: AtomicUsize::new(0),
             authorizations: Mutex::new(Vec::new()),
+            lifetime: AtomicU64::new(3600),
+            delay_ms: AtomicU64::new(0),
         });
         let s = state.clone();
         let server = ServerThread::spawn("test-ecs-creds", move |stream| {
@@ -49,6 +55,19 @@ impl EcsCredsServer {
     /// `http://127.0.0.1:PORT/creds`, for `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
     pub fn url(&self) -> String {
         format!("http://{}/creds", self.server.addr())
+    }
+
+    /// Credentials handed out from now on expire after `d` (under the SDK's 10 s refresh
+    /// margin, every resolution fetches them again).
+    pub fn set_lifetime(&self, d: Duration) {
+        self.state.lifetime.store(d.as_secs(), Ordering::SeqCst);
+    }
+
+    /// Every answer from now on comes after `d`: a slow endpoint.
+    pub fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Requests received (any method, path or outcome).
@@ -78,6 +97,10 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> io::Result<()> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(auth.clone());
+        let delay = state.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
 
         let (status, body) = if head.request_line().0 != "GET" {
             (
@@ -90,7 +113,8 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> io::Result<()> {
                 r#"{"message":"unauthorized"}"#.to_string(),
             )
         } else {
-            let expiration = rfc3339(SystemTime::now() + Duration::from_secs(3600));
+            let lifetime = state.lifetime.load(Ordering::SeqCst);
+            let expiration = rfc3339(SystemTime::now() + Duration::from_secs(lifetime));
             let body = serde_json::json!({
                 "AccessKeyId": ACCESS_KEY_ID,
                 "SecretAccessKey": SECRET_ACCESS_KEY,

@@ -15,6 +15,7 @@
 //! * [`aws_query()`], [`deploy_stack()`]: IAM and CloudFormation calls to moto.
 //! * [`DaemonProcess`]: a running `ecs-secrets daemon` (start, HTTP, stderr, stop).
 //! * [`TestCa`]: a private CA and a server certificate (for [`fresh_moto_tls()`]).
+//! * [`compose_dotenv::parse`]: a reference reader of docker compose's `env_file`.
 //! * [`TempDir`], [`unique_path()`]: isolation helpers.
 //!
 //! Only loopback addresses are ever contacted; helpers that take an address
@@ -27,6 +28,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod aws;
+pub mod compose_dotenv;
 mod connect;
 mod creds;
 mod daemon;
@@ -43,7 +45,7 @@ pub use aws::{
     block_on, create_key, dynamodb, dynamodb_config, get_plain, kms, kms_config, put_many,
     put_secure, rt, secretsmanager, secretsmanager_config, ssm, ssm_config,
 };
-pub use connect::ConnectProxy;
+pub use connect::{ConnectProxy, Mode as ProxyMode};
 pub use creds::{rfc3339, EcsCredsServer};
 pub use daemon::DaemonProcess;
 pub use http::{closed_within, http_request, small_window, HttpResponse};

@@ -3,7 +3,7 @@
 use super::*;
 use crate::crypto::{self, Binding};
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 use aws_smithy_types::Blob;
 use std::collections::{BTreeSet, HashMap};

@@ -9,8 +9,13 @@
 //!
 //! A value that starts like one of these but does not parse is malformed: an error naming
 //! the variable, never passed through to the application.
+//!
+//! `collect` finds the references among the inherited variables: the configuration of
+//! `--resolve-refs` (refs/ resolves them; the start pipeline merges their values).
 
-use crate::inject::env::printable;
+use super::Env;
+use crate::error::{Error, Result};
+use crate::names::printable;
 
 pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
 /// Secrets Manager's stage that BatchGetSecretValue answers: asking for it is no pin.
@@ -197,6 +202,78 @@ fn sm(region: Option<String>, name: &str, rest: &[&str]) -> Result<Target, Strin
     })
 }
 
+/// One inherited variable holding a reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub var: String,
+    /// The reference as written (not secret).
+    pub text: String,
+    pub target: Target,
+}
+
+impl Ref {
+    /// `$DB_PASSWORD (ssm:/prod/db)`, for messages.
+    pub fn label(&self) -> String {
+        format!("${} ({})", self.var, printable(&self.text))
+    }
+}
+
+fn valid_var(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The references among the inherited variables (the last value of a repeated name, as
+/// `getenv` sees it). A malformed reference is an error naming the variable.
+pub fn collect(env: &Env) -> Result<Vec<Ref>> {
+    let vars = env.vars();
+    let mut out: Vec<Ref> = Vec::new();
+    for (i, (k, v)) in vars.iter().enumerate() {
+        if vars[i + 1..].iter().any(|(k2, _)| k2 == k) {
+            continue;
+        }
+        let lossy = v.to_string_lossy();
+        let parsed = parse(&lossy);
+        if parsed == Ok(None) {
+            continue;
+        }
+        let k = k.to_string_lossy();
+        // Meant as a reference but not UTF-8: malformed, never passed through.
+        let parsed = match v.to_str() {
+            Some(_) => parsed,
+            None => Err("it is not valid UTF-8".into()),
+        };
+        let (k, v) = (k.as_ref(), lossy.as_ref());
+        let target = match parsed {
+            Ok(None) => continue,
+            Ok(Some(t)) => t,
+            Err(why) => {
+                return Err(Error::usage(format!(
+                    "--resolve-refs: malformed reference ${} ({}): {why}",
+                    printable(k),
+                    printable(v)
+                )))
+            }
+        };
+        if !valid_var(k) {
+            return Err(Error::usage(format!(
+                "--resolve-refs: the variable {:?} holds the reference {} but its name is not a valid environment name",
+                printable(k),
+                printable(v)
+            )));
+        }
+        out.push(Ref {
+            var: k.to_string(),
+            text: v.to_string(),
+            target,
+        });
+    }
+    crate::sort::sort_by(&mut out, |a, b| a.var.cmp(&b.var));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +360,41 @@ mod tests {
         ] {
             assert!(parse(v).is_err(), "{v}");
         }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn collect_takes_whole_values_and_the_last_of_a_name() {
+        let e = env(&[
+            ("A", "ssm:/old"),
+            ("B", "see ssm:/x"),
+            ("A", "ssm:/new"),
+            ("C", "arn:aws:iam::123456789012:role/r"),
+            ("D", "secretsmanager:db:password"),
+        ]);
+        let r = collect(&e).unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.var.as_str(), r.text.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("A", "ssm:/new"), ("D", "secretsmanager:db:password")]
+        );
+        let e = collect(&env(&[("X", "ssm:nope")])).unwrap_err().to_string();
+        assert!(e.contains("$X") && e.contains("ssm:nope"), "{e}");
+        let e = collect(&env(&[("X.Y", "ssm:/a")])).unwrap_err().to_string();
+        assert!(e.contains("X.Y"), "{e}");
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = Env::from_pairs([(
+            OsString::from("B"),
+            OsString::from_vec(b"ssm:/a\xff".to_vec()),
+        )]);
+        let e = collect(&bad).unwrap_err().to_string();
+        assert!(e.contains("$B") && e.contains("UTF-8"), "{e}");
+        let fine = Env::from_pairs([(OsString::from("B"), OsString::from_vec(b"x\xff".to_vec()))]);
+        assert!(collect(&fine).unwrap().is_empty());
     }
 }

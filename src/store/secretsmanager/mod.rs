@@ -17,9 +17,7 @@
 //!
 //! Reading a path is `read` (BatchGetSecretValue pages); admin operations are `write`.
 
-#[path = "secretsmanager_read.rs"]
 mod read;
-#[path = "secretsmanager_write.rs"]
 mod write;
 
 use crate::error::{Error, Result};

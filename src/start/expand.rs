@@ -13,7 +13,7 @@
 //! than `MAX_DEPTH`, more than `MAX_LEAVES` leaves, a leaf holding a NUL byte.
 
 use crate::error::{Error, Result};
-use crate::inject::names::printable;
+use crate::names::printable;
 use crate::secret::{Payload, Secret};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -150,7 +150,7 @@ fn flatten(
 }
 
 /// Valid JSON text without whitespace outside strings (what serde_json would print,
-/// without re-encoding numbers or strings). Also used for reference json-keys (refs/json_key.rs).
+/// without re-encoding numbers or strings). Also used for reference json-keys (start/json_key.rs).
 pub(crate) fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let (mut in_str, mut escaped) = (false, false);

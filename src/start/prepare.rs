@@ -3,7 +3,8 @@
 //! environment and its size, then the files. `exec` without `--refresh` and `sync` use the
 //! same steps.
 
-use crate::config::{Env, ExecConfig};
+use super::{Fetched, Rules};
+use crate::config::{Env, ExecConfig, StoreConfig};
 use crate::error::Result;
 use crate::inject::env::{child_env, plan, EnvEntry, ExtraVar, Injection};
 use crate::inject::files;
@@ -12,21 +13,25 @@ use crate::secret::Secret;
 
 /// The fetched secrets as a start injects them: JSON objects expanded (`--json-keys`),
 /// references merged in under their variables' names (`--resolve-refs`), then planned.
-pub fn secrets(fetched: crate::refs::Fetched, cfg: &ExecConfig) -> Result<Vec<Injection>> {
+pub fn secrets<'a>(fetched: Fetched, rules: impl Into<Rules<'a>>) -> Result<Vec<Injection>> {
+    planned(fetched, &rules.into())
+}
+
+fn planned(fetched: Fetched, cfg: &Rules) -> Result<Vec<Injection>> {
     let (per_path, ref_values) = fetched;
     let per_path = if cfg.json_keys {
-        crate::inject::json::expand_all(per_path)?
+        super::expand::expand_all(per_path)?
     } else {
         per_path
     };
-    let per_path = crate::refs::merge(
+    let per_path = super::merge::merge(
         per_path,
-        &cfg.refs,
+        cfg.refs,
         ref_values,
         cfg.json_keys,
-        &cfg.allow_names,
+        cfg.allow_names,
     )?;
-    plan(per_path, &cfg.allow_names, &cfg.require)
+    plan(per_path, cfg.allow_names, cfg.require)
 }
 
 /// The paths that had no secrets, for the warning a start gives (and a refresh that applies
@@ -39,11 +44,11 @@ pub fn empty_paths(per_path: &[(String, Vec<Secret>)]) -> Vec<String> {
         .collect()
 }
 
-pub fn warn_empty(paths: &[String], cfg: &ExecConfig) {
+pub fn warn_empty(paths: &[String], cfg: &StoreConfig) {
     for path in paths {
         crate::log::warn(format_args!(
             "no secrets under {path} (check the path and the {} backend)",
-            cfg.store.backend.as_str()
+            cfg.backend.as_str()
         ));
     }
 }
