@@ -1064,6 +1064,33 @@ fn every_other_way_to_hold_a_connection_is_bounded() {
             );
         }),
     ));
+    // A head trickled a byte at a time, never finished: each byte is progress, but the
+    // whole head is due within the header timeout, counted from the first byte's wait.
+    cases.push((
+        "trickled head",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let start = Instant::now();
+            let head = format!(
+                "GET /ping HTTP/1.1\r\nHost: {addr}\r\nX-Pad: {}",
+                "a".repeat(200)
+            );
+            let mut sent = 0;
+            for b in head.as_bytes() {
+                if s.write_all(std::slice::from_ref(b)).is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_secs(9) && took < Duration::from_secs(16),
+                "{took:?} after {sent} bytes"
+            );
+        }),
+    ));
     // Expect: 100-continue, then no body: 408 once the body timeout is over.
     cases.push((
         "expect 100-continue, no body",

@@ -5,7 +5,9 @@
 //!   longest (`conn.rs`); only when every one is being worked on does it wait.
 //! - A request head must arrive within `HEADER_TIMEOUT` (which also closes idle keep-alive
 //!   connections), its body within `routes::BODY_TIMEOUT`, and the client must take each
-//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection.
+//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection. The
+//!   head and response bounds are watched per connection (`conn::stalled`), to within
+//!   half a second.
 //! - On the first SIGTERM/SIGINT: stop accepting, let every connection finish the request
 //!   it is in (idle ones close at once), for at most `GRACE`. A second signal stops now.
 
@@ -13,7 +15,6 @@ use super::conn::{self, Table};
 use super::routes::State;
 use crate::error::{Error, Result};
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,8 +110,9 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        // HEADER_TIMEOUT is the connection's watchdog's (`conn.rs`): hyper's own arms a
+        // timer per request.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
         .max_header_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
