@@ -574,7 +574,7 @@ fn classify(
     Error::Aws {
         kind,
         context,
-        detail: crate::names::printable(&detail),
+        detail: crate::names::printable(detail),
         hint: format!("{hint}{tried}"),
     }
 }

@@ -16,8 +16,8 @@
 
 use super::env::{printable, ExtraVar, Injection};
 use super::manifest::{self, Entry, Removal};
-pub use crate::names::is_file_name;
 use crate::error::{Error, Result};
+pub use crate::names::is_file_name;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
