@@ -34,6 +34,10 @@ if ! command -v cfn-lint >/dev/null || ! command -v parliament >/dev/null \
   echo "deps: installing cfn-lint, parliament and boto3 with pip" >&2
   python3 -m pip install -q --disable-pip-version-check cfn-lint parliament boto3
 fi
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "deps: installing PyYAML with pip (tests/templates.rs parses the yaml filter's output)" >&2
+  python3 -m pip install -q --disable-pip-version-check pyyaml
+fi
 if ! command -v credstash >/dev/null; then
   echo "deps: installing credstash with pip (tests/import.rs writes its tables with it)" >&2
   python3 -m pip install -q --disable-pip-version-check credstash

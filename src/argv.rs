@@ -82,7 +82,7 @@ fn walk_into(args: &[String], w: &mut Walked, implied: bool) -> Result<()> {
     let Some(info) = COMMANDS.iter().find(|c| c.name == name) else {
         return Err(Error::usage(format!(
             "unknown command \"{}\": run `ecs-secrets --help` for the list",
-            crate::inject::env::printable(&shorten(name))
+            crate::names::printable(&shorten(name))
         )));
     };
     w.command = Some(name.clone());

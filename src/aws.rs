@@ -72,6 +72,9 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
             .http_client(crate::tls::refusing_client(reason)),
     };
     let sdk = loader.load().await;
+    if cfg.debug {
+        debug_region(&sdk);
+    }
     // The token files the chain reads, checked before every resolution (aws/files.rs).
     match sdk.credentials_provider() {
         Some(chain) => sdk
@@ -85,6 +88,37 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
         None => sdk,
     }
 }
+
+/// `--debug`: the region in use, once per process (a refresh loads the config again).
+/// The endpoint of each service is printed with its first request (`Attempts`).
+fn debug_region(sdk: &SdkConfig) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let region = sdk.region().map(|r| r.as_ref().to_string());
+        crate::log::debug(format_args!(
+            "region {}{}",
+            region.as_deref().unwrap_or("none (set AWS_REGION)"),
+            sdk.endpoint_url()
+                .map(|u| format!(", endpoint override {}", host_of(u)))
+                .unwrap_or_default()
+        ));
+    });
+}
+
+/// `scheme://host[:port]` of a URL, without any user info, path or query.
+fn host_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Services whose endpoint `--debug` has printed.
+static ENDPOINTS_SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// HTTPS as `crate::tls` builds it (trust roots, proxy), with certificate errors final.
 fn http_client() -> SharedHttpClient {
@@ -239,7 +273,7 @@ fn credentials_hint() -> String {
     if let Some(p) = set("AWS_PROFILE") {
         return format!(
             "; check the credentials of the profile AWS_PROFILE={}",
-            crate::inject::env::printable(&p)
+            crate::names::printable(&p)
         );
     }
     if let (Some(role), Some(file)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
@@ -247,8 +281,8 @@ fn credentials_hint() -> String {
             "; check the web identity credentials (EKS IRSA): the role AWS_ROLE_ARN={} \
              must trust this cluster's OIDC provider and service account, and the token in \
              AWS_WEB_IDENTITY_TOKEN_FILE={} must be current",
-            crate::inject::env::printable(&role),
-            crate::inject::env::printable(&file)
+            crate::names::printable(&role),
+            crate::names::printable(&file)
         );
     }
     if set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
@@ -272,19 +306,19 @@ fn credential_endpoint() -> Option<String> {
     if let (Some(role), Some(_)) = (set("AWS_ROLE_ARN"), set("AWS_WEB_IDENTITY_TOKEN_FILE")) {
         return Some(format!(
             "STS (AssumeRoleWithWebIdentity for AWS_ROLE_ARN={})",
-            crate::inject::env::printable(&role)
+            crate::names::printable(&role)
         ));
     }
     if let Some(rel) = set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
         return Some(format!(
             "the ECS credentials endpoint (http://169.254.170.2{})",
-            crate::inject::env::printable(&rel)
+            crate::names::printable(&rel)
         ));
     }
     if let Some(full) = set("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
         return Some(format!(
             "the container credentials endpoint AWS_CONTAINER_CREDENTIALS_FULL_URI={}",
-            crate::inject::env::printable(&full)
+            crate::names::printable(&full)
         ));
     }
     (!imds_off)
@@ -525,6 +559,8 @@ fn classify(
     } else if own_reason || find::<files::TokenFileUnusable>(e).is_some() {
         // The reason names the variable and what fixes it.
         String::new()
+    } else if let Some(h) = detail_hint(&detail) {
+        h.to_string()
     } else if kind == AwsKind::Credentials {
         credentials_hint()
     } else {
@@ -534,12 +570,32 @@ fn classify(
         Some(s) if !s.is_empty() => redact(&detail, s),
         _ => detail,
     };
+    let (detail, tried) = providers_tried(&detail);
     Error::Aws {
         kind,
         context,
-        detail: crate::inject::env::printable(&detail),
-        hint,
+        detail: crate::names::printable(detail),
+        hint: format!("{hint}{tried}"),
     }
+}
+
+/// The SDK's "no credentials found in chain. Attempted:\n  Environment: …\n  Profile: …"
+/// as a first line and then one readable line per provider tried (`printable` would show
+/// its newlines as a literal `\n`, one unreadable line).
+fn providers_tried(detail: &str) -> (&str, String) {
+    let Some((head, list)) = detail.split_once("Attempted:") else {
+        return (detail, String::new());
+    };
+    let tried: String = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = l.replacen("the credential provider was not enabled: ", "", 1);
+            format!("\n  tried {}", crate::names::printable(&l))
+        })
+        .collect();
+    (head.trim_end().trim_end_matches('.'), tried)
 }
 
 /// An error and its sources as one line: each distinct message once, joined by ": ".
@@ -567,9 +623,7 @@ pub fn kind_of_code(code: &str) -> AwsKind {
         "AccessDeniedException"
         | "AccessDenied"
         | "UnauthorizedOperation"
-        | "KMSAccessDeniedException"
-        | "KMSInvalidStateException"
-        | "DisabledException" => AwsKind::AccessDenied,
+        | "KMSAccessDeniedException" => AwsKind::AccessDenied,
         "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "ExpiredTokenException"
@@ -603,6 +657,44 @@ pub fn kind_of_code(code: &str) -> AwsKind {
         _ => AwsKind::Service,
     }
 }
+
+/// A next step that the error itself decides, where the kind's would be wrong: a KMS key
+/// that is disabled or pending deletion needs enabling, not a permission (SSM names it
+/// `KMSInvalidStateException` too, Secrets Manager wraps it in its message); no region
+/// makes the SDK say "missing signing region", which is no network problem.
+fn detail_hint(detail: &str) -> Option<&'static str> {
+    if [
+        "DisabledException",
+        "KMSInvalidStateException",
+        "is disabled",
+        "pending deletion",
+    ]
+    .iter()
+    .any(|c| detail.contains(c))
+    {
+        return Some(KMS_STATE_HINT);
+    }
+    let d = detail.to_ascii_lowercase();
+    if [
+        "signing region",
+        "missing region",
+        "no region",
+        "region is not set",
+    ]
+    .iter()
+    .any(|c| d.contains(c))
+    {
+        return Some(NO_REGION_HINT);
+    }
+    None
+}
+
+pub const KMS_STATE_HINT: &str = "; the KMS key is disabled or pending deletion: enable it \
+    (`aws kms enable-key --key-id KEY`; a key pending deletion first needs \
+    `aws kms cancel-key-deletion --key-id KEY`), or use another key";
+
+pub const NO_REGION_HINT: &str = "; no AWS region is configured: set AWS_REGION (e.g. \
+    AWS_REGION=eu-west-1), AWS_DEFAULT_REGION, or `region` in the AWS_PROFILE's config file";
 
 fn hint(kind: AwsKind) -> &'static str {
     match kind {
@@ -653,10 +745,24 @@ impl Intercept for Attempts {
 
     fn read_before_transmit(
         &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if self.debug {
+            let service = cfg
+                .load::<Metadata>()
+                .map(|m| m.service().to_string())
+                .unwrap_or_else(|| "request".into());
+            let mut shown = ENDPOINTS_SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+            if !shown.contains(&service) {
+                crate::log::debug(format_args!(
+                    "{service} endpoint {}",
+                    host_of(ctx.request().uri())
+                ));
+                shown.push(service);
+            }
+        }
         cfg.interceptor_state()
             .store_put(AttemptStart(Instant::now()));
         Ok(())
@@ -716,6 +822,45 @@ impl Intercept for Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_20_messages_say_what_fixes_them() {
+        // No credentials: one line per provider tried, no literal `\n`.
+        let sdk = "dispatch failure: other: the credential provider was not enabled: no \
+                   credentials found in chain. Attempted:\n  Environment: the credential \
+                   provider was not enabled: environment variable not set\n  Profile: the \
+                   credential provider was not enabled\n";
+        let (head, tried) = providers_tried(sdk);
+        assert!(head.ends_with("no credentials found in chain"), "{head}");
+        assert_eq!(
+            tried,
+            "\n  tried Environment: environment variable not set\n  tried Profile: the credential provider was not enabled"
+        );
+        assert_eq!(providers_tried("plain"), ("plain", String::new()));
+        // A disabled key or one pending deletion: enable it, not "grant".
+        for d in [
+            "DisabledException: arn:aws:kms:us-east-1:1:key/k is disabled.",
+            "KMSInvalidStateException: key is pending deletion",
+        ] {
+            assert_eq!(detail_hint(d), Some(KMS_STATE_HINT), "{d}");
+            assert_ne!(
+                kind_of_code(d.split(':').next().unwrap()),
+                AwsKind::AccessDenied
+            );
+        }
+        // No region: set AWS_REGION, not "check network access".
+        for d in [
+            "dispatch failure: other: Invalid Configuration: Missing Region",
+            "failed to construct request: missing signing region",
+        ] {
+            assert_eq!(detail_hint(d), Some(NO_REGION_HINT), "{d}");
+        }
+        assert_eq!(detail_hint("ThrottlingException: Rate exceeded"), None);
+        assert_eq!(
+            host_of("https://u:p@ssm.eu-west-1.amazonaws.com/x?y"),
+            "https://ssm.eu-west-1.amazonaws.com"
+        );
+    }
 
     #[test]
     fn deadline_messages_name_the_attempts_and_advise_by_the_last_cause() {

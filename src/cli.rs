@@ -159,6 +159,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// replace every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
@@ -178,6 +182,10 @@ command! {
         /// with --refresh: time between SIGTERM and SIGKILL when stopping CMD [default 10s]
         #[argh(option)]
         pub grace: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// the command to run, after --
         #[argh(positional, greedy)]
         pub cmd: Vec<String>,
@@ -202,6 +210,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// replace every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference (ECS valueFrom, ssm:/NAME, secretsmanager:NAME) by its value
         /// [env ECS_SECRETS_RESOLVE_REFS=1]
@@ -337,6 +349,9 @@ command! {
         /// a principal that writes the path's secrets (repeatable)
         #[argh(option)]
         pub create_principal: Vec<String>,
+        /// a role that runs the `daemon` sidecar of the path (repeatable)
+        #[argh(option)]
+        pub daemon_role: Vec<String>,
         /// print a CloudFormation template instead of calling AWS
         #[argh(switch)]
         pub cloudformation: bool,
@@ -398,6 +413,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// a path with no secret is a warning, not an error
+        /// [env ECS_SECRETS_ALLOW_EMPTY=1]
+        #[argh(switch)]
+        pub allow_empty: bool,
         /// also write every inherited variable whose whole value is an SSM or Secrets Manager
         /// reference, as a file named by the variable [env ECS_SECRETS_RESOLVE_REFS=1]
         #[argh(switch)]
@@ -405,6 +424,10 @@ command! {
         /// fetch again at this interval (e.g. 300 or 5m) and rewrite the files that changed
         #[argh(option)]
         pub refresh: Option<String>,
+        /// render the file SRC into DEST ({{ NAME }}, {{ NAME | json }}…; written like
+        /// --files) (repeatable) [env ECS_SECRETS_TEMPLATES=SRC:DEST,…]
+        #[argh(option)]
+        pub template: Vec<String>,
         /// with --refresh: add a random 0 to this duration to each interval [default a tenth
         /// of --refresh]
         #[argh(option)]

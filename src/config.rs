@@ -2,12 +2,15 @@
 //! reads environment variables (from one snapshot taken at start); everything after it sees
 //! a `Config`. (The AWS SDK reads its own standard variables in `aws.rs`, by design.)
 
+pub mod refresh;
+pub mod refs;
+
 use crate::cli::{self, HasShared, SharedArgs};
 use crate::error::{Error, Result};
-use crate::inject::names;
+use crate::names;
 use crate::secret::Payload;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A snapshot of the process environment.
@@ -97,6 +100,8 @@ pub struct StoreConfig {
     pub kms_key: Option<String>,
     pub timeout: Duration,
     pub debug: bool,
+    /// `--allow-empty` (exec, env, sync): a path with no secret is a warning, not an error.
+    pub allow_empty: bool,
 }
 
 impl StoreConfig {
@@ -205,6 +210,7 @@ pub fn store_config(shared: &SharedArgs, env: &Env, arity: PathArity) -> Result<
         kms_key,
         timeout,
         debug,
+        allow_empty: false,
     })
 }
 
@@ -233,9 +239,15 @@ pub fn validate_path(p: &str) -> Result<String> {
     let bad = |why: &str| {
         Err(Error::usage(format!(
             "invalid path \"{}\": {why} (expected /<env>/<app>, e.g. /prod/grafana)",
-            crate::inject::env::printable(trimmed)
+            crate::names::printable(trimmed)
         )))
     };
+    if trimmed.is_empty() {
+        return bad("it is empty");
+    }
+    if path.is_empty() {
+        return bad("/ alone is the root, not a path: name at least one segment");
+    }
     if !path.starts_with('/') {
         return bad("it must start with /");
     }
@@ -252,7 +264,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     {
         return bad(&format!(
             "segment \"{}\" may hold only letters, digits, _ . -",
-            crate::inject::env::printable(s)
+            crate::names::printable(s)
         ));
     }
     let first = segments[0].to_ascii_lowercase();
@@ -262,7 +274,7 @@ pub fn validate_path(p: &str) -> Result<String> {
     Ok(path.to_string())
 }
 
-/// A secret name (see `inject::names::validate_name`); invalid is a usage error.
+/// A secret name (see `names::validate_name`); invalid is a usage error.
 pub fn validate_name(n: &str) -> Result<String> {
     names::validate_name(n).map_err(Error::usage)
 }
@@ -276,12 +288,12 @@ fn validate_table(t: &str) -> Result<()> {
     } else {
         Err(Error::usage(format!(
             "invalid table name \"{}\": 3-255 letters, digits, _ . -",
-            crate::inject::env::printable(t)
+            crate::names::printable(t)
         )))
     }
 }
 
-/// `--serial` (see `inject::names::parse_serial`); invalid is a usage error that, like every
+/// `--serial` (see `names::parse_serial`); invalid is a usage error that, like every
 /// error about a flag's value, does not repeat the value.
 pub fn parse_serial(s: &str) -> Result<u64> {
     names::parse_serial(s)
@@ -308,12 +320,89 @@ pub struct ExecConfig {
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
     pub cmd: Vec<OsString>,
-    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
-    pub refs: Vec<crate::refs::Ref>,
+    pub refs: Vec<refs::Ref>,
     /// `--refresh`: supervise CMD instead of becoming it.
-    pub refresh: Option<crate::supervise::Refresh>,
+    pub refresh: Option<refresh::Refresh>,
+    /// `--template SRC:DEST` [env ECS_SECRETS_TEMPLATES]: rendered with the secrets.
+    pub templates: Vec<TemplateSpec>,
+}
+
+/// One `--template SRC:DEST`, checked for shape only (nothing is opened here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSpec {
+    pub src: PathBuf,
+    /// DEST's directory (`.` when DEST has none) and file name.
+    pub dest_dir: PathBuf,
+    pub dest_name: String,
+}
+
+/// `--template SRC:DEST` (repeatable), or else `ECS_SECRETS_TEMPLATES=SRC:DEST,SRC:DEST`.
+/// Each pair has exactly one `:`; DEST's file name is `[A-Za-z0-9_][A-Za-z0-9_.-]*`; no two
+/// pairs share a DEST.
+pub fn templates(flags: &[String], env: &Env) -> Result<Vec<TemplateSpec>> {
+    let from_env;
+    let (pairs, origin): (Vec<&str>, &str) = if !flags.is_empty() {
+        (flags.iter().map(String::as_str).collect(), "--template")
+    } else {
+        from_env = env.get("ECS_SECRETS_TEMPLATES")?.unwrap_or_default();
+        if from_env.is_empty() {
+            return Ok(Vec::new());
+        }
+        (from_env.split(',').collect(), "ECS_SECRETS_TEMPLATES")
+    };
+    let mut out: Vec<TemplateSpec> = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let shown = names::printable(pair);
+        let bad = |why: &str| {
+            Error::usage(format!(
+                "invalid {origin} \"{shown}\": {why} (use SRC:DEST, e.g. \
+                 /etc/nginx/auth.tmpl:/run/secrets/auth{})",
+                if origin == "--template" {
+                    ""
+                } else {
+                    "; pairs are separated by commas"
+                }
+            ))
+        };
+        let (src, dest) = match pair.split_once(':') {
+            Some((s, d)) if !d.contains(':') => (s, d),
+            Some(_) => return Err(bad("more than one ':' (paths with ':' are not supported)")),
+            None => return Err(bad("no ':' between SRC and DEST")),
+        };
+        if src.is_empty() || dest.is_empty() {
+            return Err(bad("SRC and DEST must both be given"));
+        }
+        let dest_path = Path::new(dest);
+        let name = match dest_path.file_name().and_then(|n| n.to_str()) {
+            Some(n) if !dest.ends_with('/') && names::is_file_name(n) => n,
+            _ => {
+                return Err(bad(
+                    "DEST must end in a file name of letters, digits, '_', '.' and '-' (not \
+                     starting with '.' or '-')",
+                ))
+            }
+        };
+        let dir: PathBuf = match dest_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.components().collect(),
+            _ => PathBuf::from("."),
+        };
+        let spec = TemplateSpec {
+            src: PathBuf::from(src),
+            dest_dir: dir,
+            dest_name: name.to_string(),
+        };
+        if out
+            .iter()
+            .any(|o| o.dest_dir == spec.dest_dir && o.dest_name == spec.dest_name)
+        {
+            return Err(bad("another template already writes this DEST"));
+        }
+        out.push(spec);
+    }
+    Ok(out)
 }
 
 pub fn exec_config(a: &cli::ExecArgs, env: &Env) -> Result<ExecConfig> {
@@ -328,7 +417,9 @@ pub fn exec_config_with_cmd(
     cmd: Vec<OsString>,
 ) -> Result<ExecConfig> {
     let (arity, refs) = refs_config(a.resolve_refs, env)?;
-    let store = store_config(&a.shared(), env, arity)?;
+    let mut store = store_config(&a.shared(), env, arity)?;
+    store.allow_empty = allow_empty(a.allow_empty, env)?;
+    check_nothing(&store, refs.len())?;
     if cmd.is_empty() {
         return Err(Error::usage(
             "no command given: ecs-secrets exec [options] -- CMD [ARG…]",
@@ -337,12 +428,16 @@ pub fn exec_config_with_cmd(
     if a.file_env && a.files.is_none() {
         return Err(Error::usage("--file-env needs --files DIR"));
     }
-    if a.allow_disk && a.files.is_none() {
-        return Err(Error::usage("--allow-disk needs --files DIR"));
-    }
-    if a.no_env && a.files.is_none() {
+    let templates = templates(&a.template, env)?;
+    let writes_files = a.files.is_some() || !templates.is_empty();
+    if a.allow_disk && !writes_files {
         return Err(Error::usage(
-            "--no-env without --files would inject nothing: add --files DIR",
+            "--allow-disk needs --files DIR or --template SRC:DEST",
+        ));
+    }
+    if a.no_env && !writes_files {
+        return Err(Error::usage(
+            "--no-env without --files or --template would inject nothing: add --files DIR",
         ));
     }
     let files = match &a.files {
@@ -357,17 +452,18 @@ pub fn exec_config_with_cmd(
             ));
         }
     }
-    let refresh = crate::supervise::config::parse(
-        &crate::supervise::config::RefreshArgs {
+    let refresh = refresh::parse(
+        &refresh::RefreshArgs {
             refresh: a.refresh.as_deref(),
             splay: a.splay.as_deref(),
             on_change: a.on_change.as_deref(),
             grace: a.grace.as_deref(),
         },
-        files.is_some(),
+        writes_files,
     )?;
     Ok(ExecConfig {
         refresh,
+        templates,
         store,
         files,
         file_env: a.file_env,
@@ -390,15 +486,17 @@ pub struct EnvConfig {
     pub format: Format,
     pub require: Vec<String>,
     pub allow_names: Vec<String>,
-    /// `--json-keys`: expand JSON-object values (inject/json.rs).
+    /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
-    pub refs: Vec<crate::refs::Ref>,
+    pub refs: Vec<refs::Ref>,
 }
 
 pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
     let (arity, refs) = refs_config(a.resolve_refs, env)?;
-    let store = store_config(&a.shared(), env, arity)?;
+    let mut store = store_config(&a.shared(), env, arity)?;
+    store.allow_empty = allow_empty(a.allow_empty, env)?;
+    check_nothing(&store, refs.len())?;
     let format = match a.format.as_deref() {
         None | Some("shell") => Format::Shell,
         Some("dotenv") => Format::Dotenv,
@@ -415,6 +513,26 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
     })
 }
 
+/// `--resolve-refs` with no path and no variable holding a reference: nothing at all to
+/// fetch, the same mistake as an empty path (a variable misnamed, a reference misspelt).
+/// Checked with the configuration, before anything is fetched; with `--allow-empty` the
+/// fetch warns instead.
+pub fn check_nothing(cfg: &StoreConfig, refs: usize) -> Result<()> {
+    if cfg.allow_empty || refs > 0 || !cfg.paths.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(
+        "--resolve-refs: no path given and no variable holds a reference: nothing to fetch; \
+         set a variable to a reference (ssm:/NAME, secretsmanager:NAME or an ARN), add --path, \
+         or pass --allow-empty (ECS_SECRETS_ALLOW_EMPTY=1) if nothing is expected",
+    ))
+}
+
+/// `--allow-empty` [env ECS_SECRETS_ALLOW_EMPTY=1].
+pub fn allow_empty(flag: bool, env: &Env) -> Result<bool> {
+    Ok(flag || env.flag("ECS_SECRETS_ALLOW_EMPTY")?)
+}
+
 /// `--json-keys` [env ECS_SECRETS_JSON_KEYS=1].
 pub fn json_keys(flag: bool, env: &Env) -> Result<bool> {
     Ok(flag || env.flag("ECS_SECRETS_JSON_KEYS")?)
@@ -422,9 +540,9 @@ pub fn json_keys(flag: bool, env: &Env) -> Result<bool> {
 
 /// `--resolve-refs` [env ECS_SECRETS_RESOLVE_REFS=1]: paths become optional, and the
 /// references among the inherited variables are collected (a malformed one is an error).
-pub fn refs_config(flag: bool, env: &Env) -> Result<(PathArity, Vec<crate::refs::Ref>)> {
+pub fn refs_config(flag: bool, env: &Env) -> Result<(PathArity, Vec<refs::Ref>)> {
     if flag || env.flag("ECS_SECRETS_RESOLVE_REFS")? {
-        Ok((PathArity::ManyOrNone, crate::refs::collect(env)?))
+        Ok((PathArity::ManyOrNone, refs::collect(env)?))
     } else {
         Ok((PathArity::Many, Vec::new()))
     }
@@ -547,6 +665,16 @@ mod tests {
         ] {
             assert!(validate_path(bad).is_err(), "{bad}");
         }
+        // Each says what is actually wrong (issue 25 item 9: `/` was "must start with /").
+        for (bad, why) in [
+            ("/", "the root, not a path"),
+            ("///", "the root, not a path"),
+            ("", "it is empty"),
+            ("prod", "must start with /"),
+        ] {
+            let e = validate_path(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]
@@ -557,7 +685,7 @@ mod tests {
         for bad in ["", "1ABC", "A B", "A=B", "/A", "A/", "a//b", "A\0B", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
-        // The wrappers keep the messages of `inject::names`, as usage errors.
+        // The wrappers keep the messages of `names`, as usage errors.
         let e = validate_name("1ABC").unwrap_err();
         assert!(matches!(e, Error::Usage(_)), "{e:?}");
         assert_eq!(

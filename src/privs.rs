@@ -5,7 +5,7 @@
 //! NSS machinery behind getpwnam is unreliable, and the image's files are the truth anyway.
 
 use crate::error::{Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use std::path::Path;

@@ -345,7 +345,7 @@ fn errors_carry_json_bodies_and_fitting_statuses() {
     // Larger than Parameter Store stores, but within the body limit: 400.
     let big = format!(r#"{{"payload":"{}"}}"#, "x".repeat(5000));
     d.post("/latest/secrets/A", &big)
-        .expect_error(400, "at most 4096 bytes");
+        .expect_error(400, "larger than 4096 bytes");
     // Larger than the body limit, declared: 413 before the body is read.
     let (resp, _) = raw(
         d.addr,
@@ -508,7 +508,11 @@ fn unusable_tokens_and_exposed_listeners_are_usage_errors() {
     for bad in [
         &["--listen", "nowhere"][..],
         &["--cache-ttl", "-1"],
-        &["--cache-ttl", "1.5"],
+        // (1.5 is a duration now, 1.5 s; over a day is not.)
+        &["--cache-ttl", "25h"],
+        // Issue 25 item 9: whitespace is a quoting mistake, not a number.
+        &["--cache-ttl", " 5"],
+        &["--cache-ttl", "5 "],
     ] {
         let (code, err) = daemon(bad);
         assert_eq!(code, Some(2), "{bad:?}: {err}");
@@ -1057,6 +1061,33 @@ fn every_other_way_to_hold_a_connection_is_bounded() {
                 start.elapsed() >= Duration::from_secs(8),
                 "{:?}",
                 start.elapsed()
+            );
+        }),
+    ));
+    // A head trickled a byte at a time, never finished: each byte is progress, but the
+    // whole head is due within the header timeout, counted from the first byte's wait.
+    cases.push((
+        "trickled head",
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let start = Instant::now();
+            let head = format!(
+                "GET /ping HTTP/1.1\r\nHost: {addr}\r\nX-Pad: {}",
+                "a".repeat(200)
+            );
+            let mut sent = 0;
+            for b in head.as_bytes() {
+                if s.write_all(std::slice::from_ref(b)).is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(closed_within(&mut s, Duration::from_secs(30)));
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_secs(9) && took < Duration::from_secs(16),
+                "{took:?} after {sent} bytes"
             );
         }),
     ));

@@ -589,11 +589,15 @@ fn payloads_that_cannot_be_stored_are_refused_before_writing() {
 }
 
 #[test]
-fn an_empty_path_warns_and_runs_the_command() {
+fn an_empty_path_allowed_warns_and_runs_the_command() {
     let ep = moto_ready();
     let path = unique_path("ddb-empty");
     let proxy = Proxy::start(ep);
-    let out = run(&mut show(&proxy.endpoint(), &["--path", &path], &["X"]));
+    let out = run(&mut show(
+        &proxy.endpoint(),
+        &["--path", &path, "--allow-empty"],
+        &["X"],
+    ));
     assert!(assert_ok(&out).contains("X=<unset>"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no secrets under"));
     assert_eq!(

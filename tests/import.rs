@@ -338,6 +338,61 @@ fn a_tampered_credstash_hmac_or_ciphertext_is_refused_and_nothing_is_written() {
     }
 }
 
+/// Issue 25 item 9: the refusal says what changed, not more (the HMAC covers the
+/// ciphertext only), and what credstash's HMAC cannot see is exactly what docs/imports.md
+/// says: a sealed value moved to another credential verifies there and is imported under
+/// that name.
+#[test]
+fn a_sealed_value_moved_to_another_name_is_not_detected_as_documented() {
+    let (ep, key) = ready();
+    let table = credstash_table(ep);
+    put(ep, &table, key, "a.secret", "value-of-a", &[]);
+    let ddb = dynamodb(ep);
+    let k = |n: &str, v: &str| (n.to_string(), Av::S(v.to_string()));
+    let mut item = block_on(
+        ddb.get_item()
+            .table_name(&table)
+            .set_key(Some(
+                [k("name", "a.secret"), k("version", "0000000000000000001")].into(),
+            ))
+            .send(),
+    )
+    .unwrap()
+    .item
+    .expect("the credstash item");
+    item.insert("name".into(), Av::S("b.moved".into()));
+    block_on(
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send(),
+    )
+    .unwrap();
+    let path = unique_path("import-moved");
+    assert_ok(&import(ep, &path, &["--from-credstash-table", &table]));
+    assert_eq!(fetched(ep, &path, "b.moved", 1), "value-of-a");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/imports.md")).unwrap();
+    assert!(
+        doc.contains("neither the credential's name nor its version"),
+        "docs/imports.md must say what the HMAC does not bind"
+    );
+    // And the refusal of a changed item names what the HMAC does cover.
+    let table = credstash_table(ep);
+    put(ep, &table, key, "m.middle", "value", &[]);
+    tamper(ep, &table, "m.middle", "contents");
+    let e = assert_fail(&import(
+        ep,
+        &unique_path("import-changed"),
+        &["--from-credstash-table", &table],
+    ));
+    assert!(
+        e.contains("`contents`, `hmac` or `key` attribute was changed or damaged")
+            && !e.contains("tampered"),
+        "{e}"
+    );
+}
+
 #[test]
 fn credstash_items_that_cannot_be_imported_are_named_and_nothing_is_written() {
     let (ep, key) = ready();
@@ -393,8 +448,9 @@ fn an_import_never_merges_into_names_that_exist() {
     );
     assert_ok(&out);
     let stderr = assert_fail(&import(ep, &path, &["--from-credstash-table", &table]));
+    // (Since issue 20: the same name and serial with another value is the conflict named.)
     assert!(
-        stderr.contains("has these names already (shared)"),
+        stderr.contains(&format!("{path}/shared serial 1")) && stderr.contains("another value"),
         "{stderr}"
     );
     assert_eq!(listed(ep, &path), vec![("shared".into(), 1, true)]);
@@ -535,4 +591,121 @@ fn import_sources_are_one_at_a_time() {
     // The ssm backend cannot be an import's destination.
     let out = run(ecs(ep).args(["import", "--path", "/a/b", "--from-ssm-path", "/c/d"]));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+/// Issue 20, finding 5: an import that fits one DynamoDB transaction (here 30 versions) is
+/// all or nothing — interrupted (every TransactWriteItems throttled past `--timeout`), no
+/// reader sees any of it and nothing is printed; run again it completes; run once more it
+/// skips what is there unchanged.
+#[test]
+fn an_interrupted_transactional_import_writes_nothing_and_completes_when_run_again() {
+    let (ep, _) = ready();
+    let src = unique_path("resume-ssm-src");
+    let dst = unique_path("resume-ssm-dst");
+    put_many(ep, &src, 30);
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        only_op: Some("TransactWriteItems".into()),
+        ..Default::default()
+    });
+    let args = ["--from-ssm-path", src.as_str(), "--timeout", "10"];
+    let out = import(&proxy.endpoint(), &dst, &args);
+    assert_fail(&out);
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
+    // (One PutItem: the new path's data key, which is no version and nothing a reader sees.)
+    assert!(proxy.count("PutItem") <= 1, "{:?}", proxy.ops());
+    assert!(listed(ep, &dst).is_empty());
+    proxy.clear_faults();
+    let out = import(&proxy.endpoint(), &dst, &args);
+    assert_eq!(lines(&assert_ok(&out)).len(), 30, "{}", describe(&out));
+    assert_eq!(listed(ep, &dst).len(), 30);
+    assert_eq!(fetched(ep, &dst, "p007", 1), format!("value-007-{src}"));
+    let out = import(ep, &dst, &args);
+    assert!(assert_ok(&out).is_empty(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("30 version(s) already imported unchanged")
+    );
+}
+
+/// Too many versions for one transaction (105): written one by one. Interrupted at the 13th
+/// PutItem (held until the deadline passed), the 12 written are printed; the held write
+/// lands late; run again, the import skips all 13 and completes. Fails on the old binary
+/// (nothing printed, and the second run refused "has these names already").
+#[test]
+fn an_interrupted_large_import_prints_what_it_wrote_and_completes_when_run_again() {
+    let (ep, _) = ready();
+    let src = unique_path("resume-big-src");
+    let dst = unique_path("resume-big-dst");
+    put_many(ep, &src, 105);
+    let proxy = Proxy::start(ep);
+    // The first PutItem is the new path's data key; the 14th is the 13th version.
+    proxy.hold("PutItem", 14);
+    let out = import(
+        &proxy.endpoint(),
+        &dst,
+        &["--from-ssm-path", &src, "--timeout", "25"],
+    );
+    assert_fail(&out);
+    let first = lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(first.len(), 12, "{}", describe(&out));
+    proxy.release();
+    assert!(proxy.wait_idle(std::time::Duration::from_secs(10)));
+    let out = import(ep, &dst, &["--from-ssm-path", &src]);
+    let second = lines(&assert_ok(&out));
+    assert!(
+        second.len() == 92 || second.len() == 93,
+        "{}",
+        describe(&out)
+    );
+    let mut names: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), first.len() + second.len(), "printed twice");
+    let all = listed(ep, &dst);
+    assert_eq!(all.len(), 105);
+    assert!(all.iter().all(|(_, s, a)| *s == 1 && *a));
+    for i in [0, 11, 12, 13, 104] {
+        let n = format!("p{i:03}");
+        assert_eq!(fetched(ep, &dst, &n, 1), format!("value-{i:03}-{src}"));
+    }
+}
+
+/// A version already at that name and serial with another value is a real conflict: refused
+/// before anything is written, naming it.
+#[test]
+fn an_import_refuses_a_different_value_at_the_same_serial() {
+    let (ep, _) = ready();
+    let src = unique_path("resume-conflict-src");
+    let dst = unique_path("resume-conflict-dst");
+    put_many(ep, &src, 3);
+    let out = stdin_run(
+        ddb(ep).args([
+            "create",
+            "--path",
+            &dst,
+            "--name",
+            "p001",
+            "--payload-stdin",
+        ]),
+        b"someone-else",
+    );
+    assert_ok(&out);
+    let out = import(ep, &dst, &["--from-ssm-path", &src]);
+    let err = assert_fail(&out);
+    assert!(
+        err.contains(&format!("{dst}/p001 serial 1")) && err.contains("another value"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("someone-else") && !err.contains("value-001"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(listed(ep, &dst).len(), 1);
 }

@@ -238,7 +238,7 @@ fn every_printed_and_example_policy_passes_parliament() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2, "{printed}");
+        assert_eq!(lines.len(), 3, "fetch, create, daemon: {printed}");
         for l in &lines {
             save(
                 &format!("{backend}-{}", l["access"].as_str().unwrap()),
@@ -260,7 +260,7 @@ fn every_printed_and_example_policy_passes_parliament() {
         ]));
         let template = assert_ok(&out);
         let stacks = deploy_stack(&m.endpoint, &unique("lint-stack"), &template).text();
-        for logical in ["FetchPolicy", "CreatePolicy"] {
+        for logical in ["FetchPolicy", "CreatePolicy", "DaemonPolicy"] {
             let arn = output_value(&stacks, &format!("{logical}Arn"));
             save(
                 &format!("{backend}-template-{logical}"),

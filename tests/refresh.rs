@@ -558,21 +558,37 @@ fn dynamodb_rotation_and_revocation_are_picked_up_too() {
 }
 
 #[test]
-fn a_path_that_became_empty_is_applied_with_the_starts_warning_unless_required() {
+fn a_path_that_became_empty_is_a_failed_refresh_unless_allowed_and_not_required() {
     let m = moto();
-    for require in [false, true] {
+    for (require, allow) in [(false, true), (true, true), (false, false)] {
         let path = unique_path("emptied");
         put_secure(&m.endpoint, &format!("{path}/A"), "one");
         let mut args = vec!["--refresh", "1", "--splay", "0"];
         if require {
             args.extend(["--require", "A"]);
         }
+        if allow {
+            args.push("--allow-empty");
+        }
         let mut r = Running::start(exec_sh(&m.endpoint, &path, &args, START_STOP));
         assert!(r.line("start ", PATIENCE).ends_with(" A=one"));
         assert_ok(&run(ecs(&m.endpoint).args([
             "revoke", "--path", &path, "--name", "A", "--serial", "1",
         ])));
-        if require {
+        if !allow {
+            // An emptied path is a failed refresh: CMD keeps A=one, nothing restarts.
+            let deadline = Instant::now() + PATIENCE;
+            while !r.stderr().contains("refresh failed") {
+                assert!(Instant::now() < deadline, "{}", r.stderr());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let err = r.stderr();
+            assert!(err.contains(&format!("no secrets under {path} ")), "{err}");
+            assert!(!r
+                .drain(Duration::from_secs(1))
+                .iter()
+                .any(|l| l.starts_with("st")));
+        } else if require {
             let deadline = Instant::now() + PATIENCE;
             while !r.stderr().contains("required secret A not found") {
                 assert!(Instant::now() < deadline, "{}", r.stderr());
@@ -689,4 +705,72 @@ fn a_token_file_that_became_a_fifo_fails_the_refresh_instead_of_stalling_it() {
     put_secure(&m.endpoint, &format!("{path}/A"), "two");
     let l = r.line("start ", PATIENCE);
     assert!(l.ends_with(" A=two"), "{l}");
+}
+
+/// Issue 20, finding 2: a SIGTERM from outside while CMD runs (ECS stopping the task) used
+/// to be forwarded and forgotten; a refresh that then found a change restarted CMD with the
+/// new secrets after the old one exited. Now a stop from outside is final.
+#[test]
+fn after_sigterm_from_outside_a_change_never_restarts_the_command() {
+    let m = moto();
+    let path = unique_path("stopfinal");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let script = "trap 'echo stopping; sleep 3; echo stopped; exit 5' TERM; \
+                  echo \"start A=$A\"; while :; do sleep 0.1; done";
+    let mut r = Running::start(exec_sh(
+        &m.endpoint,
+        &path,
+        &["--refresh", "0.5", "--splay", "0"],
+        script,
+    ));
+    r.line("start A=one", PATIENCE);
+    r.signal(libc::SIGTERM);
+    r.line("stopping", PATIENCE);
+    // Several refreshes would find this before CMD exits.
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    let st = r.wait(PATIENCE);
+    assert_eq!(st.code(), Some(5), "{}", r.stderr());
+    r.drain(Duration::from_millis(300));
+    assert!(r.seen.iter().any(|l| l == "stopped"), "{:?}", r.seen);
+    assert!(
+        !r.seen.iter().any(|l| l == "start A=two"),
+        "restarted after the stop: {:?}",
+        r.seen
+    );
+    assert!(!r.stderr().contains("restarting"), "{}", r.stderr());
+}
+
+/// A SIGTERM while a refresh is being fetched: the answer (a change) is thrown away, CMD is
+/// stopped once and never started again.
+#[test]
+fn sigterm_during_a_refresh_fetch_stops_for_good() {
+    let m = moto();
+    let proxy = Proxy::start(&m.endpoint);
+    let path = unique_path("stopfetch");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let script = "trap 'echo stopping; sleep 2; exit 8' TERM; echo \"start A=$A\"; \
+                  while :; do sleep 0.1; done";
+    let mut r = Running::start(exec_sh(
+        &proxy.endpoint(),
+        &path,
+        &["--refresh", "1", "--splay", "0", "--timeout", "30"],
+        script,
+    ));
+    r.line("start A=one", PATIENCE);
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    // The next refresh's answer is held back (1.5 s late) while SIGTERM arrives.
+    proxy.set_faults(Faults {
+        latency_ms: 1500,
+        ..Default::default()
+    });
+    proxy.reset();
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.total() == 0 {
+        assert!(Instant::now() < deadline, "no refresh\n{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.signal(libc::SIGTERM);
+    r.line("stopping", PATIENCE);
+    assert_eq!(r.wait(PATIENCE).code(), Some(8), "{}", r.stderr());
+    assert!(!r.seen.iter().any(|l| l == "start A=two"), "{:?}", r.seen);
 }

@@ -174,7 +174,10 @@ fn seventy_references_and_a_path_at_the_request_floor() {
     assert_eq!(proxy.count(".BatchGetSecretValue"), 3, "{:?}", proxy.ops());
     assert_eq!(proxy.count(".GetSecretValue"), 1, "{:?}", proxy.ops());
     assert_eq!(proxy.count(".GetParametersByPath"), 1, "{:?}", proxy.ops());
-    assert_eq!(proxy.total(), 8, "{:?}", proxy.ops());
+    // SSM ARNs are asked for by ARN (so that the ARN's account is the one read). Real SSM
+    // answers them in GetParameters; moto does not, and each costs one GetParameter more.
+    assert_eq!(proxy.count(".GetParameter"), 12, "{:?}", proxy.ops());
+    assert_eq!(proxy.total(), 8 + 12, "{:?}", proxy.ops());
 }
 
 #[test]
@@ -197,6 +200,12 @@ fn references_in_another_region_use_that_region() {
         json!({"EU_P": "from-eu", "US_P": "from-us", "EU_S": "sm-from-eu"})
     );
     assert_eq!(proxy.count(".GetParameters"), 2, "{:?}", proxy.ops());
+    assert_eq!(
+        proxy.count(".GetParameter"),
+        1,
+        "moto gap: {:?}",
+        proxy.ops()
+    );
     assert_eq!(proxy.count(".BatchGetSecretValue"), 1, "{:?}", proxy.ops());
 }
 
@@ -684,5 +693,100 @@ fn a_stalled_batch_fails_closed_at_the_deadline() {
     assert!(
         stderr.contains("resolving 2 reference(s)") && stderr.contains("deadline"),
         "{stderr}"
+    );
+}
+
+/// Issue 20, finding 4: a reference is read from the account, region and partition its ARN
+/// names, or refused: never served from our parameter or secret of the same name. Every
+/// ARN field is changed in turn; the resource type is `without_the_flag_…`'s lookalikes.
+#[test]
+fn a_reference_is_read_where_its_arn_says_or_refused_never_substituted() {
+    let m = moto();
+    let t = tag();
+    const OURS: &str = "ours-never-served";
+    let name = format!("/{t}/ref/db");
+    let sm_name = format!("{t}/ref/sm");
+    // Ours, under the same names, in every region an ARN below names.
+    for region in ["us-east-1", "eu-west-1", "cn-north-1"] {
+        put_ssm_in(&m.endpoint, region, &name, OURS);
+    }
+    let sm_arn = put_sm(&m.endpoint, "us-east-1", &sm_name, OURS);
+    block_on(
+        sm_in(&m.endpoint, "us-east-1")
+            .put_secret_value()
+            .secret_id(&sm_arn)
+            .secret_string(OURS)
+            .send(),
+    )
+    .unwrap();
+    let suffix = &sm_arn[sm_arn.len() - 6..];
+    let rest = name.trim_start_matches('/');
+    let cases: Vec<(&str, String, &str)> = vec![
+        // account
+        (
+            "OTHER_ACCOUNT",
+            format!("arn:aws:ssm:us-east-1:999999999999:parameter/{rest}"),
+            "no parameter",
+        ),
+        (
+            "OTHER_ACCOUNT_SM",
+            format!("arn:aws:secretsmanager:us-east-1:999999999999:secret:{sm_name}"),
+            "",
+        ),
+        (
+            "OTHER_ACCOUNT_SM_FULL",
+            format!("arn:aws:secretsmanager:us-east-1:999999999999:secret:{sm_name}-{suffix}"),
+            "",
+        ),
+        (
+            "OTHER_ACCOUNT_SM_STAGE",
+            format!("arn:aws:secretsmanager:us-east-1:999999999999:secret:{sm_name}::AWSPREVIOUS:"),
+            "",
+        ),
+        // partition: a region outside it names nothing; inside it, the partition is kept
+        (
+            "CN_IN_EU",
+            format!("arn:aws-cn:ssm:eu-west-1:{ACCOUNT}:parameter/{rest}"),
+            "partition",
+        ),
+        (
+            "AWS_IN_CN",
+            format!("arn:aws:ssm:cn-north-1:{ACCOUNT}:parameter/{rest}"),
+            "partition",
+        ),
+        (
+            "GOV_IN_US",
+            format!("arn:aws-us-gov:secretsmanager:us-east-1:{ACCOUNT}:secret:{sm_name}"),
+            "partition",
+        ),
+        // region: read there (nothing there under that name), not here
+        (
+            "OTHER_REGION",
+            format!("arn:aws:ssm:us-west-2:{ACCOUNT}:parameter/{rest}"),
+            "no parameter",
+        ),
+        (
+            "OTHER_REGION_SM",
+            format!("arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:{sm_name}"),
+            "",
+        ),
+    ];
+    for (var, r, why) in &cases {
+        let out = env_json(&m.endpoint, &[(var.to_string(), r.clone())], &[]);
+        let err = assert_fail(&out);
+        assert!(err.contains(&format!("${var}")), "{var}: {err}");
+        assert!(err.contains(why), "{var}: {err}");
+        assert!(!err.contains(OURS), "{var}: {err}");
+        assert!(out.stdout.is_empty(), "{var}: {}", describe(&out));
+    }
+    // Our own account's ARN of the same parameter and secret still reads them, by ARN.
+    let ours = vec![
+        ("P".to_string(), ssm_arn("us-east-1", &name)),
+        ("S".to_string(), sm_arn.clone()),
+        ("EU".to_string(), ssm_arn("eu-west-1", &name)),
+    ];
+    assert_eq!(
+        ok_json(&env_json(&m.endpoint, &ours, &[])),
+        json!({"P": OURS, "S": OURS, "EU": OURS})
     );
 }

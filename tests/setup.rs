@@ -81,7 +81,8 @@ fn dynamodb_setup_twice_changes_nothing_the_second_time_and_works() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("exists"));
 
     let policies = lines(&out1);
-    assert_eq!(policies.len(), 2, "{out1}");
+    assert_eq!(policies.len(), 3, "{out1}");
+    assert_eq!(policies[2]["access"], "daemon");
     let (fetch, create) = (&policies[0], &policies[1]);
     assert_eq!(fetch["access"], "fetch");
     assert_eq!(fetch["principals"], serde_json::json!([role]));
@@ -824,4 +825,19 @@ fn a_table_created_meanwhile_by_someone_else_is_checked_too() {
         "{e}"
     );
     assert!(out.stdout.is_empty(), "{}", describe(&out));
+}
+
+/// Issue 25 item 9: `setup --path /` said "it must start with /"; it says what is wrong.
+#[test]
+fn the_root_path_is_refused_saying_why() {
+    let m = moto();
+    for p in ["/", "//"] {
+        let out = run(ecs(&m.endpoint).args(["setup", "--path", p]));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the root, not a path") && !err.contains("must start with /"),
+            "{p}: {err}"
+        );
+    }
 }

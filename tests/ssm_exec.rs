@@ -258,9 +258,13 @@ fn required_names_and_empty_paths() {
         &["--path", &path, "--require", "PRESENT"],
         &["PRESENT"],
     )));
-    // An empty path is not an error, only a warning.
+    // An empty path is an error (tests/empty.rs); with --allow-empty only a warning.
     let empty = unique_path("empty");
-    let out = run(&mut show(&m.endpoint, &["--path", &empty], &["X"]));
+    let out = run(&mut show(
+        &m.endpoint,
+        &["--path", &empty, "--allow-empty"],
+        &["X"],
+    ));
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no secrets under"));
 }
@@ -361,7 +365,14 @@ fn revoked_versions_are_never_injected() {
     assert_ok(&run(ecs(&m.endpoint).args([
         "revoke", "--path", &path, "--name", "K", "--serial", "1",
     ])));
-    let s = assert_ok(&run(&mut show(&m.endpoint, &["--path", &path], &["K"])));
+    // Every version revoked: the path is empty, an error unless --allow-empty (issue 20).
+    let e = assert_fail(&run(&mut show(&m.endpoint, &["--path", &path], &["K"])));
+    assert!(e.contains(&format!("no secrets under {path} ")), "{e}");
+    let s = assert_ok(&run(&mut show(
+        &m.endpoint,
+        &["--path", &path, "--allow-empty"],
+        &["K"],
+    )));
     assert!(s.contains("K=<unset>"), "every version revoked: {s}");
 }
 

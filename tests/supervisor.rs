@@ -349,3 +349,220 @@ fn with_user_the_capabilities_a_supervisor_needs_are_checked_before_the_start() 
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("capability DAC_OVERRIDE"));
 }
+
+/// A CMD that must survive: `sleep 1000`, with SIGPIPE at its default (a forwarded SIGPIPE
+/// would kill it, 141).
+const SLEEPER: &str = "echo ready; exec sleep 1000";
+
+/// CMD is still running (the supervisor's only child), then a SIGTERM ends it normally.
+fn survives_and_stops_on_sigterm(r: &mut Running, what: &str) {
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        r.running(),
+        "{what}: the supervisor is gone: {:?}",
+        r.child.try_wait()
+    );
+    assert_eq!(children(r.child.id()).len(), 1, "{what}: CMD is gone");
+    r.signal(libc::SIGTERM);
+    assert_eq!(
+        r.wait(PATIENCE).code(),
+        Some(128 + libc::SIGTERM),
+        "{what}: CMD did not end by the SIGTERM"
+    );
+}
+
+/// Issue 20, finding 1: the supervisor's warning to a stderr pipe whose reader is gone used
+/// to raise SIGPIPE, which the supervisor took and forwarded: CMD died (141). Each trigger
+/// (a failed refresh, a files-only change, the start's "replaces inherited variable") is a
+/// test.
+#[test]
+fn a_failed_refresh_with_a_closed_stderr_never_reaches_the_command() {
+    let m = moto();
+    // A failed refresh (every request throttled).
+    let proxy = Proxy::start(&m.endpoint);
+    let path = unique_path("pipe-fail");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let mut r = Running::start_with(
+        exec_sh(
+            &proxy.endpoint(),
+            &path,
+            &["--refresh", "1", "--splay", "0", "--timeout", "1"],
+            SLEEPER,
+        ),
+        Some(closed_pipe()),
+    );
+    r.line("ready", PATIENCE);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        ..Default::default()
+    });
+    proxy.reset();
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.faults_injected() == 0 {
+        assert!(Instant::now() < deadline, "no refresh");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The refresh gives up after --timeout 1 and warns.
+    std::thread::sleep(Duration::from_secs(2));
+    survives_and_stops_on_sigterm(&mut r, "failed refresh");
+}
+
+#[test]
+fn a_files_only_change_with_a_closed_stderr_never_reaches_the_command() {
+    let m = moto();
+    let path = unique_path("pipe-none");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let dir = Scratch::shm("pipe-none");
+    let d = dir.0.to_str().unwrap().to_string();
+    let mut r = Running::start_with(
+        exec_sh(
+            &m.endpoint,
+            &path,
+            &[
+                "--refresh",
+                "1",
+                "--splay",
+                "0",
+                "--files",
+                &d,
+                "--on-change",
+                "none",
+            ],
+            SLEEPER,
+        ),
+        Some(closed_pipe()),
+    );
+    r.line("ready", PATIENCE);
+    put_secure(&m.endpoint, &format!("{path}/A"), "two");
+    let deadline = Instant::now() + PATIENCE;
+    while std::fs::read_to_string(dir.0.join("A")).unwrap_or_default() != "two" {
+        assert!(Instant::now() < deadline, "the file was not rewritten");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    survives_and_stops_on_sigterm(&mut r, "files-only change");
+}
+
+/// The start's warning (a secret replaces an inherited variable) left a SIGPIPE pending,
+/// taken and forwarded once CMD had started.
+#[test]
+fn the_starts_warning_to_a_closed_stderr_never_reaches_the_command() {
+    let m = moto();
+    let path = unique_path("pipe-start");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let mut c = exec_sh(&m.endpoint, &path, &["--refresh", "600"], SLEEPER);
+    c.env("A", "inherited");
+    let mut r = Running::start_with(c, Some(closed_pipe()));
+    r.line("ready", PATIENCE);
+    survives_and_stops_on_sigterm(&mut r, "start warning");
+}
+
+/// The same class with a full stderr pipe whose reader stalls: a blocking write would hang
+/// the supervisor (no signal forwarded, no exit mirrored) — before CMD starts (the start's
+/// warning) and while it runs (failed refreshes). Lines are dropped instead.
+#[test]
+fn a_full_stderr_pipe_never_blocks_the_supervisor() {
+    let m = moto();
+    let proxy = Proxy::start(&m.endpoint);
+    let path = unique_path("pipe-full");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let mut pipe = FullPipe::new();
+    let mut c = exec_sh(
+        &proxy.endpoint(),
+        &path,
+        &["--refresh", "1", "--splay", "0", "--timeout", "1"],
+        "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 7' TERM; echo \"ready A=$A\"; \
+         while :; do sleep 0.1; done",
+    );
+    c.env("A", "inherited");
+    let mut r = Running::start_with(c, Some(pipe.stdio()));
+    assert_eq!(r.line("ready", PATIENCE), "ready A=one");
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        ..Default::default()
+    });
+    proxy.reset();
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.faults_injected() == 0 {
+        assert!(Instant::now() < deadline, "no refresh");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    r.signal(libc::SIGUSR1);
+    r.line("got USR1", Duration::from_secs(10));
+    r.signal(libc::SIGTERM);
+    r.line("got TERM", Duration::from_secs(10));
+    assert_eq!(r.wait(Duration::from_secs(10)).code(), Some(7));
+}
+
+/// `sync --refresh` (a sidecar) with a stderr that is closed or full: its warnings are
+/// dropped, it keeps the files current and exits on SIGTERM.
+#[test]
+fn sync_with_a_closed_or_full_stderr_keeps_working() {
+    let m = moto();
+    for full in [false, true] {
+        let proxy = Proxy::start(&m.endpoint);
+        let path = unique_path("sync-pipe");
+        put_secure(&m.endpoint, &format!("{path}/A"), "one");
+        let dir = Scratch::shm("sync-pipe");
+        let mut pipe = FullPipe::new();
+        let stderr = if full { pipe.stdio() } else { closed_pipe() };
+        let mut c = ecs(&proxy.endpoint());
+        c.args(["sync", "--path", &path, "--refresh", "1", "--splay", "0"])
+            .args(["--timeout", "1", "--files"])
+            .arg(&dir.0);
+        let mut r = Running::start_with(c, Some(stderr));
+        let file = dir.0.join("A");
+        let wait_for = |v: &str| {
+            let deadline = Instant::now() + PATIENCE;
+            while std::fs::read_to_string(&file).unwrap_or_default() != v {
+                assert!(Instant::now() < deadline, "full={full}: A is not {v}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_for("one");
+        // Failed refreshes (warnings), then a change.
+        proxy.set_faults(Faults {
+            throttle: 1.0,
+            ..Default::default()
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        proxy.clear_faults();
+        put_secure(&m.endpoint, &format!("{path}/A"), "two");
+        wait_for("two");
+        r.signal(libc::SIGTERM);
+        assert_eq!(
+            r.wait(Duration::from_secs(10)).code(),
+            Some(0),
+            "full={full}"
+        );
+    }
+}
+
+/// The daemon with a full stderr and `--debug` (a line per request): every request is
+/// still answered; a stalled log never blocks a worker.
+#[test]
+fn the_daemon_with_a_full_stderr_keeps_answering() {
+    let m = moto();
+    let path = unique_path("daemon-pipe");
+    put_secure(&m.endpoint, &format!("{path}/A"), "one");
+    let port = free_port();
+    let mut pipe = FullPipe::new();
+    let mut c = ecs(&m.endpoint);
+    c.args(["daemon", "--debug", "--path", &path, "--listen"])
+        .arg(format!("127.0.0.1:{port}"));
+    let mut r = Running::start_with(c, Some(pipe.stdio()));
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let deadline = Instant::now() + PATIENCE;
+    while http_request("GET", &url("/ping"), &[], b"").is_err() {
+        assert!(Instant::now() < deadline, "the daemon never answered /ping");
+        assert!(r.running(), "the daemon exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..40 {
+        let resp = http_request("GET", &url("/latest/secrets/A"), &[], b"")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.status, 200, "request {i}");
+    }
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait(Duration::from_secs(30)).code(), Some(0));
+}

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 // The same module tree as in the crate, seen from route.rs: `super::names`.
-#[path = "../../src/inject/names.rs"]
+#[path = "../../src/names.rs"]
 #[allow(dead_code)]
 mod names;
 #[path = "../../src/daemon/route.rs"]

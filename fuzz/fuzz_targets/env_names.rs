@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/inject/names.rs"]
+#[path = "../../src/names.rs"]
 #[allow(dead_code)]
 mod names;
 

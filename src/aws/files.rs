@@ -57,7 +57,7 @@ pub fn check_token_files() -> Result<(), String> {
                 return Err(format!(
                     "{var}={}: cannot read it: {e}; it must name the token file the \
                      orchestrator mounts (a regular file of at most {} KiB)",
-                    crate::inject::env::printable(&path),
+                    crate::names::printable(&path),
                     MAX_TOKEN_FILE >> 10
                 ))
             }
@@ -118,7 +118,7 @@ pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles
             }
             Err(FileError::Missing | FileError::Io(_)) => {}
             Err(e) => {
-                let shown = crate::inject::env::printable(&path.to_string_lossy());
+                let shown = crate::names::printable(&path.to_string_lossy());
                 let named = if named.is_some() {
                     format!("{var}={shown}")
                 } else {

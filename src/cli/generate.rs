@@ -356,7 +356,7 @@ fn man_page() -> String {
     let _ = writeln!(
         s,
         ".TH ECS\\-SECRETS 1 \"\" \"ecs\\-secrets {}\" \"User Commands\"",
-        crate::VERSION
+        env!("CARGO_PKG_VERSION")
     );
     s.push_str(".SH NAME\necs\\-secrets \\- fetch secrets from AWS into containers\n");
     s.push_str(".SH SYNOPSIS\n.B ecs\\-secrets\n.I command\n[\\fIoptions\\fR]\n.br\n");

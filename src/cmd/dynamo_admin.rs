@@ -53,6 +53,34 @@ pub(super) fn with_dynamo_sdk<T>(
     }))
 }
 
+/// The end of every import: one line per version written — also when it failed or its
+/// deadline passed, so that what an interrupted import wrote is known (running it again
+/// completes it) — then its error, if any.
+pub(super) fn finish_import(
+    r: Result<()>,
+    written: std::sync::Mutex<Vec<(String, u64)>>,
+    source: &str,
+) -> Result<ExitCode> {
+    let written = written.into_inner().unwrap_or_else(|e| e.into_inner());
+    match r {
+        Ok(()) => {
+            print_imported(&written, source)?;
+            Ok(ExitCode::Success)
+        }
+        Err(e) => {
+            let lines: String = written
+                .iter()
+                .map(|(name, serial)| {
+                    format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name))
+                })
+                .collect();
+            // The error is what matters: a closed stdout does not hide it.
+            let _ = print(&lines);
+            Err(e)
+        }
+    }
+}
+
 /// One line per imported version; a warning when there was nothing to import.
 pub(super) fn print_imported(imported: &[(String, u64)], source: &str) -> Result<()> {
     if imported.is_empty() {
@@ -93,18 +121,9 @@ pub fn import(cfg: &StoreConfig, table: &str) -> Result<ExitCode> {
         ));
     }
     let what = format!("importing {table} into {path}");
-    let imported = with_dynamo(cfg, "import", &what, async |d, max| {
-        d.import_legacy(path, table, max).await
-    })?;
-    if imported.is_empty() {
-        crate::log::warn(format_args!(
-            "{table} has no active versions: nothing imported"
-        ));
-    }
-    let lines: String = imported
-        .iter()
-        .map(|(name, serial)| format!("{{\"name\":{},\"serial\":{serial}}}\n", json_str(name)))
-        .collect();
-    print(&lines)?;
-    Ok(ExitCode::Success)
+    let written = std::sync::Mutex::new(Vec::new());
+    let r = with_dynamo(cfg, "import", &what, async |d, max| {
+        d.import_legacy(path, table, max, &written).await
+    });
+    finish_import(r, written, table)
 }

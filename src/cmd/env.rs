@@ -2,7 +2,8 @@
 
 use crate::config::EnvConfig;
 use crate::error::{Error, ExitCode, Result};
-use crate::inject::{env::plan, output};
+use crate::inject::output;
+use crate::runtime::{block_signals, TERMINATING};
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -20,19 +21,9 @@ pub fn run(cfg: EnvConfig) -> Result<ExitCode> {
 }
 
 fn render(cfg: &EnvConfig) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-    let rt = super::runtime()?;
-    let (mut per_path, ref_values) = rt.block_on(crate::refs::fetch(&cfg.store, &cfg.refs))?;
-    if cfg.json_keys {
-        per_path = crate::inject::json::expand_all(per_path)?;
-    }
-    let per_path = crate::refs::merge(
-        per_path,
-        &cfg.refs,
-        ref_values,
-        cfg.json_keys,
-        &cfg.allow_names,
-    )?;
-    let secrets = plan(per_path, &cfg.allow_names, &cfg.require)?;
+    // Steps 1–4 of the start pipeline (start/), then the text instead of a process.
+    let fetched = crate::start::fetch_once(&cfg.store, &cfg.refs)?;
+    let secrets = crate::start::prepare::secrets(fetched, cfg)?;
     output::render(cfg.format, &secrets)
 }
 
@@ -63,19 +54,6 @@ pub fn wants_failure_line(args: &[OsString]) -> bool {
     !matches!(formats[..], ["dotenv"] | ["json"])
 }
 
-/// The signals whose default action ends the process and that a caller (a `timeout`, an
-/// orchestrator, a terminal) may send while secrets are being fetched. SIGKILL cannot be
-/// caught: a caller that uses it must check the exit status.
-const TERMINATING: [libc::c_int; 7] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGALRM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
 /// A signal ending `env` before its output is written leaves the failure line, not an
 /// empty stdout that `eval` would take as "nothing to do".
 pub fn install_signal_guard() {
@@ -105,21 +83,6 @@ pub fn install_signal_guard() {
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
-    }
-}
-
-/// Block the terminating signals in the calling thread: in the runtime's threads (so a
-/// signal is always handled by the main thread, whose writes it must not interleave with),
-/// and in the main thread once the output is ready.
-pub fn block_signals() {
-    // SAFETY: plain signal-mask calls on a set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in TERMINATING {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

@@ -3,9 +3,8 @@
 
 use crate::config::{Env, ExecConfig};
 use crate::error::{ExitCode, Result};
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs;
-use crate::supervise::prepare;
 
 pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
     if let Some(r) = cfg.refresh {
@@ -17,24 +16,14 @@ pub fn run(cfg: ExecConfig, env: &Env) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
-    // A --files directory that would be refused is refused before anything is fetched.
-    if let Some(dir) = &cfg.files {
-        files::check_dir(dir, cfg.allow_disk)?;
-    }
+    // A --files or --template directory that would be refused, or a template that cannot
+    // be read or parsed, is refused before anything is fetched (and SRC is read with the
+    // privileges ecs-secrets was started with).
+    let outputs = Outputs::prepare(&cfg)?;
 
-    let fetched = {
-        let rt = super::runtime()?;
-        let r = rt.block_on(crate::refs::fetch(&cfg.store, &cfg.refs));
-        // Dropping the runtime here stops its threads before the execve.
-        drop(rt);
-        r?
-    };
-    // The same checks and steps as every start and refresh of a supervised CMD.
-    let secrets = prepare::secrets(fetched, &cfg)?;
-    let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
-    prepare::write_files(&cfg, &secrets, target.as_ref())?;
-    // The plaintext now lives only in `envp`; wipe the fetched copies.
-    drop(secrets);
+    // The same road as every start and refresh of a supervised CMD (start/). The plaintext
+    // now lives only in `envp`: the fetched copies are wiped.
+    let envp = crate::start::once(&cfg, env, target.as_ref(), &outputs)?;
 
     if let Some(t) = &target {
         privs::drop_to(t)?;

@@ -12,6 +12,9 @@
 //! All or nothing: every item is read, its data key decrypted, its HMAC verified (in constant
 //! time) and its value decrypted and checked before the first write. Any failure is an error
 //! naming the credential, and nothing is written.
+//!
+//! credstash's HMAC covers the ciphertext only, not the name or version: a sealed value
+//! moved to another credential or version verifies there (docs/imports.md says so).
 
 use crate::error::{AwsKind, Error, ExitCode, Result};
 use crate::inject::env::printable;
@@ -62,7 +65,8 @@ pub fn run(cfg: &crate::config::StoreConfig, table: &str, context: &[String]) ->
     let context = parse_context(context)?;
     let path = cfg.path();
     let what = format!("importing the credstash table {table} into {path}");
-    let imported = super::dynamo_admin::with_dynamo_sdk(cfg, &what, async |dest, sdk| {
+    let written = std::sync::Mutex::new(Vec::new());
+    let r = super::dynamo_admin::with_dynamo_sdk(cfg, &what, async |dest, sdk| {
         let attempts = || crate::aws::Attempts { debug: cfg.debug };
         let ddb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk)
@@ -82,10 +86,9 @@ pub fn run(cfg: &crate::config::StoreConfig, table: &str, context: &[String]) ->
         let mut versions = open_all(credentials, &kms, &context).await?;
         crate::sort::sort_by(&mut versions, |a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         refuse_duplicates(&versions, table)?;
-        write(dest, path, &versions).await
-    })?;
-    super::dynamo_admin::print_imported(&imported, &format!("credstash table {table}"))?;
-    Ok(ExitCode::Success)
+        write(dest, path, &versions, &written).await
+    });
+    super::dynamo_admin::finish_import(r, written, &format!("credstash table {table}"))
 }
 
 /// Every item has its own data key, so one KMS Decrypt each: [`PARALLEL`] at a time. On
@@ -126,34 +129,38 @@ async fn open_all(
 /// KMS Decrypts in flight at once.
 const PARALLEL: usize = 8;
 
-/// Refuse names that exist under `path` already (one history per name: an import never
-/// merges into another), then write every version with its serial.
+/// Refuse names that exist under `path` already with versions this import does not bring
+/// (one history per name: an import never merges into another), then write every version
+/// with its serial. A name whose versions there are all among this import's is an earlier
+/// run of it, interrupted: `import_versions` skips what it wrote unchanged and completes it.
 pub(super) async fn write(
     dest: &DynamoStore,
     path: &str,
     versions: &[(String, u64, Payload)],
-) -> Result<Vec<(String, u64)>> {
-    let incoming: BTreeSet<&str> = versions.iter().map(|v| v.0.as_str()).collect();
-    let existing: BTreeSet<String> = dest
+    written: &std::sync::Mutex<Vec<(String, u64)>>,
+) -> Result<()> {
+    let incoming: BTreeSet<(&str, u64)> = versions.iter().map(|v| (v.0.as_str(), v.1)).collect();
+    let names: BTreeSet<&str> = incoming.iter().map(|v| v.0).collect();
+    let mut clash: Vec<String> = dest
         .list(path, true)
         .await?
         .into_iter()
+        .filter(|v| {
+            names.contains(v.name.as_str()) && !incoming.contains(&(v.name.as_str(), v.serial))
+        })
         .map(|v| v.name)
         .collect();
-    let clash: Vec<&str> = existing
-        .iter()
-        .map(String::as_str)
-        .filter(|n| incoming.contains(n))
-        .collect();
+    clash.dedup();
     if !clash.is_empty() {
         return Err(Error::data(format!(
-            "nothing imported: {path} has these names already ({}); import into a fresh --path",
+            "nothing imported: {path} has these names already, with versions this import does \
+             not bring ({}); import into a fresh --path",
             clash.join(", ")
         )));
     }
     // Names that would set one environment name twice (with each other or with an active
     // secret of the path) are refused by `import_versions`, before anything is written.
-    dest.import_versions(path, versions).await
+    dest.import_versions(path, versions, written).await
 }
 
 fn refuse_duplicates(versions: &[(String, u64, Payload)], table: &str) -> Result<()> {
@@ -328,7 +335,7 @@ fn open_sealed(
     }
     let (data_key, hmac_key) = key.split_at(32);
     hmac::verify(&hmac::Key::new(digest, hmac_key), contents, tag).map_err(|_| {
-        "its HMAC does not match its contents (tampered with, or damaged)".to_string()
+        "its HMAC does not match its ciphertext (its `contents`, `hmac` or `key` attribute was changed or damaged)".to_string()
     })?;
     let plain = ctr_from_one(data_key, contents)?;
     Ok(Payload::new(plain))

@@ -20,7 +20,8 @@ pub fn run(cfg: &crate::config::StoreConfig, source: &str) -> Result<ExitCode> {
         .map_err(|e| Error::usage(format!("--from-ssm-path: {e}")))?;
     let path = cfg.path();
     let what = format!("importing the SSM path {source} into {path}");
-    let imported = super::dynamo_admin::with_dynamo_sdk(cfg, &what, async |dest, sdk| {
+    let written = std::sync::Mutex::new(Vec::new());
+    let r = super::dynamo_admin::with_dynamo_sdk(cfg, &what, async |dest, sdk| {
         let client = aws_sdk_ssm::Client::from_conf(
             aws_sdk_ssm::config::Builder::from(sdk)
                 .interceptor(crate::aws::Attempts { debug: cfg.debug })
@@ -28,10 +29,9 @@ pub fn run(cfg: &crate::config::StoreConfig, source: &str) -> Result<ExitCode> {
         );
         let ssm = SsmStore::new(client, None, true);
         let versions = read(&ssm, &source).await?;
-        super::import_credstash::write(dest, path, &versions).await
-    })?;
-    super::dynamo_admin::print_imported(&imported, &format!("SSM path {source}"))?;
-    Ok(ExitCode::Success)
+        super::import_credstash::write(dest, path, &versions, &written).await
+    });
+    super::dynamo_admin::finish_import(r, written, &format!("SSM path {source}"))
 }
 
 /// For each name under `source`, its newest active serial and value, sorted by name.

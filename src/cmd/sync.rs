@@ -5,11 +5,10 @@
 use crate::cli::{HasShared, SyncArgs};
 use crate::config::{self, Env, ExecConfig};
 use crate::error::{Error, ExitCode, Result};
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs;
-use crate::supervise::{
-    caps, config as rconfig, digest, memory, prepare, refresher::Refresher, signals,
-};
+use crate::start::{self, prepare};
+use crate::supervise::{caps, config as rconfig, digest, memory, refresher::Refresher, signals};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,15 +20,19 @@ pub struct SyncConfig {
 
 pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     let (arity, refs) = config::refs_config(a.resolve_refs, env)?;
-    let store = config::store_config(&a.shared(), env, arity)?;
+    let mut store = config::store_config(&a.shared(), env, arity)?;
+    store.allow_empty = config::allow_empty(a.allow_empty, env)?;
+    config::check_nothing(&store, refs.len())?;
+    let templates = config::templates(&a.template, env)?;
     let files = match a.files.as_deref() {
-        None => {
+        None if templates.is_empty() => {
             return Err(Error::usage(
-                "sync needs --files DIR: it writes the secrets to files",
+                "sync needs --files DIR or --template SRC:DEST: it writes the secrets to files",
             ))
         }
+        None => None,
         Some("") => return Err(Error::usage("--files needs a directory")),
-        Some(d) => PathBuf::from(d),
+        Some(d) => Some(PathBuf::from(d)),
     };
     if let Some(u) = &a.user {
         if u.is_empty() || u.starts_with(':') || u.ends_with(':') || u.matches(':').count() > 1 {
@@ -50,7 +53,7 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
     Ok(SyncConfig {
         exec: ExecConfig {
             store,
-            files: Some(files),
+            files,
             file_env: false,
             no_env: true,
             allow_disk: a.allow_disk,
@@ -62,12 +65,17 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
             json_keys: config::json_keys(a.json_keys, env)?,
             refs,
             refresh: None,
+            templates,
         },
         refresh,
     })
 }
 
-const STOP: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+/// A signal sync takes that ends it (exit 0): TERM, INT, QUIT (`signals::TABLE`). HUP, the
+/// other one it takes, asks for a refresh now; CHLD only wakes it.
+fn stops(sig: i32) -> bool {
+    sig != libc::SIGHUP && signals::is_stopping(sig)
+}
 
 pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     let c = &cfg.exec;
@@ -75,31 +83,22 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         Some(spec) => Some(privs::resolve(spec)?),
         None => None,
     };
-    let dir = c.files.as_ref().expect("sync always has --files");
-    files::check_dir(dir, c.allow_disk)?;
+    let outputs = Outputs::prepare(c)?;
 
     if let (Some(t), Some(_)) = (&target, &cfg.refresh) {
         caps::check(t.uid, false, true, "sync")?;
     }
+    // No command: the start pipeline's environment step is skipped.
+    let no_env = Env::default();
     let Some(r) = cfg.refresh else {
-        let per_path = {
-            let rt = super::runtime()?;
-            rt.block_on(crate::refs::fetch(&c.store, &c.refs))?
-        };
-        let secrets = prepare::secrets(per_path, c)?;
-        prepare::write_files(c, &secrets, target.as_ref())?;
+        start::once(c, &no_env, target.as_ref(), &outputs)?;
         return Ok(ExitCode::Success);
     };
 
     memory::wipe_freed();
-    let set = signals::Set::of(&[
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGHUP,
-        libc::SIGCHLD,
-    ]);
-    set.block();
+    crate::log::never_block();
+    // Before any thread exists: what signals::TABLE says sync takes, blocked; PIPE ignored.
+    let set = signals::install(signals::Tool::Sync);
     let refresher = Refresher::start(c.store.clone(), c.refs.clone(), signals::Waker::current())?;
     let key = digest::Key::random();
     refresher.ask();
@@ -107,14 +106,14 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
         if let Some(f) = refresher.answer() {
             break f;
         }
-        if signals::wait(&set, None).is_some_and(|s| STOP.contains(&s)) {
+        if signals::wait(&set, None).is_some_and(stops) {
             return Ok(ExitCode::Success);
         }
     };
     let first = first?;
-    prepare::warn_empty(&prepare::empty_paths(&first.0), c);
+    prepare::warn_empty(&prepare::empty_paths(&first.0), &c.store);
     let secrets = prepare::secrets(first, c)?;
-    prepare::write_files(c, &secrets, target.as_ref())?;
+    start::deliver(c, &no_env, &secrets, target.as_ref(), &outputs)?;
     let mut current = key.digest(&secrets);
     drop(secrets);
     memory::scrub_stack();
@@ -125,7 +124,7 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
     loop {
         let until = (!in_flight).then(|| next.saturating_duration_since(Instant::now()));
         match signals::wait(&set, until) {
-            Some(s) if STOP.contains(&s) => return Ok(ExitCode::Success),
+            Some(s) if stops(s) => return Ok(ExitCode::Success),
             Some(libc::SIGHUP) => next = Instant::now(),
             _ => {}
         }
@@ -139,8 +138,8 @@ pub fn run(cfg: SyncConfig) -> Result<ExitCode> {
                     let secrets = prepare::secrets(f, c)?;
                     let d = key.digest(&secrets);
                     if d != current {
-                        prepare::write_files(c, &secrets, target.as_ref())?;
-                        prepare::warn_empty(&empty, c);
+                        start::deliver(c, &no_env, &secrets, target.as_ref(), &outputs)?;
+                        prepare::warn_empty(&empty, &c.store);
                         current = d;
                         crate::log::warn(format_args!("secrets changed: files rewritten"));
                     }

@@ -129,7 +129,7 @@ impl Cache {
     }
 
     /// The cached answer for `key`, or the answer of the one fetch for it.
-    pub async fn get<F, Fut>(&self, key: Key, fetch: F) -> Reply
+    pub async fn get<F, Fut>(&self, key: &Key, fetch: F) -> Reply
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Reply> + Send + 'static,
@@ -137,7 +137,7 @@ impl Cache {
         let mut rx = {
             let mut guard = self.lock();
             let (map, next_id) = &mut *guard;
-            match map.get(&key) {
+            match map.get(key) {
                 Some(Slot::Ready { reply, expires }) if *expires > self.now() => {
                     return reply.clone()
                 }
@@ -150,7 +150,7 @@ impl Cache {
                     map.insert(key.clone(), Slot::Pending { id, rx: rx.clone() });
                     let done = Done {
                         cache: self.clone(),
-                        key,
+                        key: key.clone(),
                         id,
                         completed: false,
                     };
@@ -274,7 +274,7 @@ mod tests {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..20 {
                 let (c, calls) = (cache.clone(), calls.clone());
-                set.spawn(async move { c.get(key(), fetcher(&calls, StatusCode::OK)).await });
+                set.spawn(async move { c.get(&key(), fetcher(&calls, StatusCode::OK)).await });
             }
             while let Some(r) = set.join_next().await {
                 assert_eq!(&r.unwrap().body[..], b"1");
@@ -282,11 +282,11 @@ mod tests {
             assert_eq!(calls.load(Ordering::SeqCst), 1);
             // Fresh: served from the cache.
             cache.advance(Duration::from_secs(4));
-            let r = cache.get(key(), fetcher(&calls, StatusCode::OK)).await;
+            let r = cache.get(&key(), fetcher(&calls, StatusCode::OK)).await;
             assert_eq!((&r.body[..], calls.load(Ordering::SeqCst)), (&b"1"[..], 1));
             // Expired: fetched again, and the sweeper's work drops it.
             cache.advance(Duration::from_secs(2));
-            let r = cache.get(key(), fetcher(&calls, StatusCode::OK)).await;
+            let r = cache.get(&key(), fetcher(&calls, StatusCode::OK)).await;
             assert_eq!(&r.body[..], b"2");
             cache.advance(Duration::from_secs(6));
             cache.sweep();
@@ -300,7 +300,7 @@ mod tests {
             let cache = Cache::new(Duration::from_secs(60));
             let calls = Arc::new(AtomicUsize::new(0));
             cache
-                .get(key(), fetcher(&calls, StatusCode::BAD_GATEWAY))
+                .get(&key(), fetcher(&calls, StatusCode::BAD_GATEWAY))
                 .await;
             assert_eq!(cache.len(), 0);
             // A fetch in flight when the name is invalidated: its answer reaches its
@@ -308,15 +308,15 @@ mod tests {
             let c = cache.clone();
             let calls2 = calls.clone();
             let waiter =
-                tokio::spawn(async move { c.get(key(), fetcher(&calls2, StatusCode::OK)).await });
+                tokio::spawn(async move { c.get(&key(), fetcher(&calls2, StatusCode::OK)).await });
             tokio::time::sleep(Duration::from_millis(10)).await;
             cache.invalidate("A");
             assert_eq!(&waiter.await.unwrap().body[..], b"2");
             assert_eq!(cache.len(), 0);
-            let r = cache.get(key(), fetcher(&calls, StatusCode::OK)).await;
+            let r = cache.get(&key(), fetcher(&calls, StatusCode::OK)).await;
             assert_eq!(&r.body[..], b"3");
             // Invalidating B leaves A, but drops the list.
-            cache.get(Key::List, fetcher(&calls, StatusCode::OK)).await;
+            cache.get(&Key::List, fetcher(&calls, StatusCode::OK)).await;
             assert_eq!(cache.len(), 2);
             cache.invalidate("B");
             assert_eq!(cache.len(), 1);
@@ -328,8 +328,8 @@ mod tests {
         rt().block_on(async {
             let cache = Cache::new(Duration::ZERO);
             let calls = Arc::new(AtomicUsize::new(0));
-            cache.get(key(), fetcher(&calls, StatusCode::OK)).await;
-            cache.get(key(), fetcher(&calls, StatusCode::OK)).await;
+            cache.get(&key(), fetcher(&calls, StatusCode::OK)).await;
+            cache.get(&key(), fetcher(&calls, StatusCode::OK)).await;
             assert_eq!(calls.load(Ordering::SeqCst), 2);
             assert_eq!(cache.len(), 0);
         });

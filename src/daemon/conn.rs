@@ -2,10 +2,16 @@
 //!
 //! Every moment a connection is open, either we are working on one of its requests (the
 //! handler runs: routing, the cache, AWS, bounded by `--timeout`), or we are waiting on the
-//! client: for a request head (`HEADER_TIMEOUT`, which also bounds an idle keep-alive), a
-//! request body (`routes::BODY_TIMEOUT`), or for it to take a response (`WRITE_TIMEOUT`,
-//! watched through `wire.rs`). Each wait is bounded, so no connection lives long without
-//! progress.
+//! client: for a request head (`server::HEADER_TIMEOUT`, which also bounds an idle
+//! keep-alive), a request body (`routes::BODY_TIMEOUT`), or for it to take a response
+//! (`WRITE_TIMEOUT`, watched through `wire.rs`). Each wait is bounded, so no connection
+//! lives long without progress.
+//!
+//! The head and write bounds are per-connection deadlines that one watchdog per connection
+//! looks at every `WATCH_EVERY`, not timers armed per request: hyper's own
+//! `header_read_timeout` boxes and registers a timer for every request head (what that
+//! cost: docs/benchmarks.md). A bound is thus enforced between its value and half a second
+//! later.
 //!
 //! Bounds alone still let 256 clients that never read hold every slot for as long as the
 //! bound, again and again. So a connection waiting on its client is also **evictable**:
@@ -13,6 +19,7 @@
 //! the longest. Only connections whose requests we are working on are never evicted.
 
 use super::routes::{self, State};
+use super::server::HEADER_TIMEOUT;
 use super::wire::{now_ms, Wire};
 use http_body_util::Full;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
@@ -47,6 +54,10 @@ pub struct Slot {
     /// When it last started waiting on its client, as a place in one sequence shared by
     /// every connection (clock ticks would tie).
     waiting_since: AtomicU64,
+    /// `now_ms()` since the connection started waiting for a request head (opened, or its
+    /// last answer taken); 0 while a request is worked on or its body read (which
+    /// `routes::BODY_TIMEOUT` bounds).
+    head_since: AtomicU64,
     evicted: AtomicBool,
     evict: Notify,
 }
@@ -58,6 +69,7 @@ impl Slot {
 
     /// A request reached the handler.
     pub fn working(self: &Arc<Self>) -> Working {
+        self.head_since.store(0, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::AcqRel);
         Working(self.clone())
     }
@@ -84,6 +96,7 @@ impl Working {
 impl Drop for Working {
     fn drop(&mut self) {
         self.0.start_waiting();
+        self.0.head_since.store(now_ms(), Ordering::Relaxed);
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -109,6 +122,7 @@ impl Table {
         let slot = Arc::new(Slot {
             busy: AtomicUsize::new(0),
             waiting_since: AtomicU64::new(tick()),
+            head_since: AtomicU64::new(now_ms()),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -189,15 +203,47 @@ impl Body for Answer {
     }
 }
 
-/// Resolves once the write in progress (`Wire::write_stalled_since`) has waited on the
-/// client for `WRITE_TIMEOUT`.
-pub async fn write_stalled(since: Arc<AtomicU64>) {
-    let limit = WRITE_TIMEOUT.as_millis() as u64;
+/// What the watchdog saw.
+enum Stalled {
+    /// The write in progress (`Wire::write_stalled_since`) waited on the client for
+    /// `WRITE_TIMEOUT`.
+    Write,
+    /// No complete request head within `HEADER_TIMEOUT` of waiting for one.
+    Head,
+}
+
+impl Stalled {
+    fn message(&self) -> String {
+        match self {
+            Stalled::Write => format!(
+                "closed a connection whose client did not take its response within {}s",
+                WRITE_TIMEOUT.as_secs()
+            ),
+            Stalled::Head => format!(
+                "closed a connection that sent no complete request head within {}s",
+                HEADER_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+/// Resolves once the connection has stalled past one of its bounds: one interval timer per
+/// connection, looked at every `WATCH_EVERY`, instead of a timer armed per request.
+async fn stalled(write_since: &AtomicU64, slot: &Slot) -> Stalled {
+    let write_limit = WRITE_TIMEOUT.as_millis() as u64;
+    let head_limit = HEADER_TIMEOUT.as_millis() as u64;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_EVERY, WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(WATCH_EVERY).await;
-        let s = since.load(Ordering::Relaxed);
-        if s != 0 && now_ms().saturating_sub(s) >= limit {
-            return;
+        tick.tick().await;
+        let now = now_ms();
+        let w = write_since.load(Ordering::Relaxed);
+        if w != 0 && now.saturating_sub(w) >= write_limit {
+            return Stalled::Write;
+        }
+        let h = slot.head_since.load(Ordering::Relaxed);
+        if h != 0 && now.saturating_sub(h) >= head_limit {
+            return Stalled::Head;
         }
     }
 }
@@ -231,7 +277,7 @@ fn fixed_buffers(stream: &TcpStream) {
     }
 }
 
-/// One connection, until it ends, is evicted, or stalls its writes past the bound.
+/// One connection, until it ends, is evicted, or stalls past a bound (`stalled`).
 pub async fn serve(
     stream: TcpStream,
     state: Arc<State>,
@@ -242,7 +288,7 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     fixed_buffers(&stream);
     let wire = Wire::new(stream);
-    let stalled = wire.write_stalled_since();
+    let write_since = wire.write_stalled_since();
     let for_svc = slot.clone();
     let svc = service_fn(move |req| {
         let state = state.clone();
@@ -259,29 +305,24 @@ pub async fn serve(
     });
     let conn = builder.serve_connection(TokioIo::new(wire), svc);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
+    let watch = stalled(&write_since, slot);
+    tokio::pin!(watch);
+    let why = tokio::select! {
+        r = conn.as_mut() => Err(r),
+        _ = slot.evicted() => Ok("closed a connection evicted for a new one".to_string()),
+        why = watch.as_mut() => Ok(why.message()),
         _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
-                r = conn.as_mut() => r,
-                _ = write_stalled(stalled) => Ok(()),
+                r = conn.as_mut() => Err(r),
+                why = watch.as_mut() => Ok(why.message()),
             }
         }
-        _ = slot.evicted() => {
-            crate::log::debug(format_args!("closed a connection evicted for a new one"));
-            Ok(())
-        }
-        _ = write_stalled(stalled.clone()) => {
-            crate::log::debug(format_args!(
-                "closed a connection whose client did not take its response within {}s",
-                WRITE_TIMEOUT.as_secs()
-            ));
-            Ok(())
-        }
     };
-    if let Err(e) = result {
-        crate::log::debug(format_args!("connection closed: {e}"));
+    match why {
+        Ok(why) => crate::log::debug(format_args!("{why}")),
+        Err(Err(e)) => crate::log::debug(format_args!("connection closed: {e}")),
+        Err(Ok(())) => {}
     }
 }
 
@@ -313,5 +354,21 @@ mod tests {
         assert_eq!(a.slot.busy.load(Ordering::Relaxed), 0);
         drop((a, b, c));
         assert!(t.lock().is_empty());
+    }
+
+    #[test]
+    fn the_head_deadline_runs_only_while_waiting_for_a_head() {
+        let t = Arc::new(Table::default());
+        let a = t.open();
+        let head = |e: &Entry| e.slot.head_since.load(Ordering::Relaxed);
+        assert_ne!(head(&a), 0, "a new connection waits for its first head");
+        let working = a.slot.working();
+        assert_eq!(head(&a), 0, "no deadline while its request is worked on");
+        {
+            let _body = working.reading_body();
+            assert_eq!(head(&a), 0, "its body has a bound of its own");
+        }
+        drop(working);
+        assert_ne!(head(&a), 0, "answered: waiting for the next head");
     }
 }

@@ -30,8 +30,7 @@ use crate::config::{Env, StoreConfig};
 use crate::error::{Error, ExitCode, Result};
 // `route.rs` names it `super::names`, which also resolves when the fuzz target includes
 // both files side by side.
-use crate::inject::names;
-use std::io::Write;
+use crate::names;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +158,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 const STARTUP_PROBE: &str = "_ecs-secrets-daemon-startup-check";
 
 pub fn run(cfg: &StoreConfig, args: &DaemonArgs, env: &Env) -> Result<ExitCode> {
+    // A long-running process: a stalled or closed log pipe must never block a worker.
+    crate::log::never_block();
     let dcfg = daemon_config(args, env)?;
     if dcfg.token.is_none() && !is_loopback(dcfg.listen.ip()) {
         crate::log::warn(format_args!(
@@ -182,7 +183,7 @@ pub fn run(cfg: &StoreConfig, args: &DaemonArgs, env: &Env) -> Result<ExitCode> 
 
 async fn serve(cfg: &StoreConfig, dcfg: DaemonConfig) -> Result<ExitCode> {
     let path = cfg.path().to_string();
-    let store = crate::cmd::connect(cfg).await;
+    let store = crate::store::connect(cfg).await;
     // Fail fast: a daemon that starts but cannot read is worse than one that does not start.
     crate::aws::with_deadline(
         cfg.timeout,
@@ -209,10 +210,7 @@ async fn serve(cfg: &StoreConfig, dcfg: DaemonConfig) -> Result<ExitCode> {
         .map_err(|e| Error::io(format!("cannot read the listening address: {e}")))?;
     let state = Arc::new(routes::State::new(store, path, cfg.timeout, dcfg));
     spawn_trimmer();
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "ecs-secrets: listening on {local}"
-    );
+    crate::log::info(format_args!("listening on {local}"));
     server::run(listener, state, signals).await;
     Ok(ExitCode::Success)
 }

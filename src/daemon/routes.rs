@@ -53,7 +53,10 @@ impl State {
             },
             read_only: cfg.read_only,
             cache,
-            version: Bytes::from(format!("{{\"version\":{}}}", json_str(crate::VERSION))),
+            version: Bytes::from(format!(
+                "{{\"version\":{}}}",
+                json_str(env!("CARGO_PKG_VERSION"))
+            )),
         }
     }
 }
@@ -65,10 +68,10 @@ pub async fn handle(
     req: Request<Incoming>,
     working: &Working,
 ) -> Response<Full<Bytes>> {
-    let start = Instant::now();
-    let method = req.method().clone();
+    // Timed and named only for the log line, only with --debug.
+    let debug = crate::log::debug_enabled().then(|| (Instant::now(), req.method().clone()));
     let (reply, prefix, template) = answer(&state, req, working).await;
-    if crate::log::debug_enabled() {
+    if let Some((start, method)) = debug {
         crate::log::debug(format_args!(
             "{method} {prefix}{template} {} {:.1} ms",
             reply.status.as_u16(),
@@ -134,11 +137,15 @@ async fn answer(
 }
 
 async fn get_secret(state: &State, name: String, serial: Option<u64>) -> Reply {
-    let (store, path, timeout) = (state.store.clone(), state.path.clone(), state.timeout);
-    let key = Key::Secret(name.clone(), serial);
-    state
-        .cache
-        .get(key, move || async move {
+    let key = Key::Secret(name, serial);
+    let Key::Secret(name, _) = &key else {
+        unreachable!("built just above")
+    };
+    // What a fetch needs is cloned only on a miss: a hit allocates nothing here.
+    let fetch = || {
+        let (store, path, timeout) = (state.store.clone(), state.path.clone(), state.timeout);
+        let name = name.clone();
+        async move {
             let what = format!("fetching {path}/{name}");
             let fetched = crate::aws::with_deadline(timeout, &what, async {
                 store.fetch(&path, &name, serial).await
@@ -166,15 +173,16 @@ async fn get_secret(state: &State, name: String, serial: Option<u64>) -> Reply {
                 ),
                 Err(e) => Reply::from_error(&e),
             }
-        })
-        .await
+        }
+    };
+    state.cache.get(&key, fetch).await
 }
 
 async fn list(state: &State) -> Reply {
     let (store, path, timeout) = (state.store.clone(), state.path.clone(), state.timeout);
     state
         .cache
-        .get(Key::List, move || async move {
+        .get(&Key::List, move || async move {
             let what = format!("listing {path}");
             let listed =
                 crate::aws::with_deadline(timeout, &what, async { store.list(&path, false).await })

@@ -5,7 +5,9 @@
 //!   longest (`conn.rs`); only when every one is being worked on does it wait.
 //! - A request head must arrive within `HEADER_TIMEOUT` (which also closes idle keep-alive
 //!   connections), its body within `routes::BODY_TIMEOUT`, and the client must take each
-//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection.
+//!   response within `conn::WRITE_TIMEOUT`: a slow client cannot pin a connection. The
+//!   head and response bounds are watched per connection (`conn::stalled`), to within
+//!   half a second.
 //! - On the first SIGTERM/SIGINT: stop accepting, let every connection finish the request
 //!   it is in (idle ones close at once), for at most `GRACE`. A second signal stops now.
 
@@ -13,7 +15,6 @@ use super::conn::{self, Table};
 use super::routes::State;
 use crate::error::{Error, Result};
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,31 +32,26 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Request heads with more header fields than this are refused by hyper (431).
 pub const MAX_HEADERS: usize = 100;
 
-/// SIGTERM and SIGINT, counted.
+/// The signals the daemon takes (`supervise::signals::TABLE`: TERM and INT), counted.
 pub struct Signals {
     rx: watch::Receiver<u32>,
 }
 
 impl Signals {
     pub fn install() -> Result<Signals> {
-        let handler = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| Error::io(format!("cannot handle {name}: {e}")))
-        };
-        let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
-        let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+        use crate::supervise::signals::{self as table, Tool};
+        table::dispositions(Tool::Daemon);
         let (tx, rx) = watch::channel(0u32);
-        tokio::spawn(async move {
-            loop {
-                let got = tokio::select! {
-                    s = term.recv() => s,
-                    s = int.recv() => s,
-                };
-                if got.is_none() {
-                    return;
+        for sig in table::taken(Tool::Daemon) {
+            let mut s = signal(SignalKind::from_raw(sig))
+                .map_err(|e| Error::io(format!("cannot handle {}: {e}", table::name(sig))))?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    tx.send_modify(|n| *n += 1);
                 }
-                tx.send_modify(|n| *n += 1);
-            }
-        });
+            });
+        }
         Ok(Signals { rx })
     }
 
@@ -114,8 +110,9 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        // HEADER_TIMEOUT is the connection's watchdog's (`conn.rs`): hyper's own arms a
+        // timer per request.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
         .max_header_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use zeroize::Zeroizing;
 
-pub use super::names::{env_name, is_refused, printable};
+pub use crate::names::{env_name, is_refused, printable};
 
 /// One secret on its way into a process.
 #[derive(Debug)]

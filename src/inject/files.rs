@@ -17,6 +17,7 @@
 use super::env::{printable, ExtraVar, Injection};
 use super::manifest::{self, Entry, Removal};
 use crate::error::{Error, Result};
+pub use crate::names::is_file_name;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
@@ -27,6 +28,19 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
+/// How a directory is named in messages: given with `--files`, or the directory of a
+/// `--template` DEST.
+pub const FILES: &str = "--files";
+pub const TEMPLATE_DIR: &str = "the --template directory";
+
+/// One file to write into a directory: its name there, its bytes, and what it is (for
+/// messages: `secret /p/NAME`, `--template SRC`).
+pub struct Item<'a> {
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    pub what: String,
+}
+
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
@@ -34,7 +48,12 @@ const RAMFS_MAGIC: u64 = 0x8584_58f6;
 /// directory on tmpfs or ramfs unless `allow_disk`, and a record of earlier files in it must
 /// be one we can trust. Creates nothing; `write_all` checks again.
 pub fn check_dir(dir: &Path, allow_disk: bool) -> Result<()> {
-    match open_dir(dir, None, allow_disk, false)? {
+    check_dir_for(dir, FILES, allow_disk)
+}
+
+/// `check_dir` for a directory named by `flag` in messages (`FILES` or `TEMPLATE_DIR`).
+pub fn check_dir_for(dir: &Path, flag: &str, allow_disk: bool) -> Result<()> {
+    match open_dir(dir, flag, None, allow_disk, false)? {
         Some(opened) => manifest::read(&opened.fd, &shown(dir)).map(drop),
         None => Ok(()),
     }
@@ -94,18 +113,53 @@ pub fn write_all(
     owner: Option<(u32, u32)>,
     allow_disk: bool,
 ) -> Result<()> {
-    for s in secrets {
-        // Environment names are [A-Za-z0-9_]+ by construction; a file name must never be
-        // anything else (no '/', no '..').
-        let n = s.env_name.as_bytes();
-        if n.is_empty() || !n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+    write_items(dir, FILES, &items_of(secrets)?, owner, allow_disk)
+}
+
+/// The secrets as files named by their environment names.
+pub fn items_of(secrets: &[Injection]) -> Result<Vec<Item<'_>>> {
+    secrets
+        .iter()
+        .map(|s| {
+            // Environment names are [A-Za-z0-9_]+ by construction; a file name must never be
+            // anything else (no '/', no '..').
+            let n = s.env_name.as_bytes();
+            if n.is_empty() || !n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+                return Err(Error::data(format!(
+                    "secret {} has no usable file name",
+                    s.full_name()
+                )));
+            }
+            Ok(Item {
+                name: &s.env_name,
+                bytes: s.secret.payload.as_bytes(),
+                what: format!("secret {}", s.full_name()),
+            })
+        })
+        .collect()
+}
+
+/// Write `items` into `dir` (named by `flag` in messages), then remove the files an earlier
+/// run wrote there that are not among them (and nothing else). On failure no file of this
+/// run is left behind. Names must pass `is_file_name`.
+pub fn write_items(
+    dir: &Path,
+    flag: &str,
+    items: &[Item<'_>],
+    owner: Option<(u32, u32)>,
+    allow_disk: bool,
+) -> Result<()> {
+    for (k, it) in items.iter().enumerate() {
+        if !is_file_name(it.name) || items[..k].iter().any(|o| o.name == it.name) {
             return Err(Error::data(format!(
-                "secret {} has no usable file name",
-                s.full_name()
+                "{} cannot be written as {}/{}: the name is not usable or is taken",
+                it.what,
+                shown(dir),
+                printable(it.name)
             )));
         }
     }
-    let opened = open_dir(dir, owner, allow_disk, true)?
+    let opened = open_dir(dir, flag, owner, allow_disk, true)?
         .expect("open_dir with create=true returns the directory");
     let shown = shown(dir);
     let mut progress = Progress::default();
@@ -120,13 +174,14 @@ pub fn write_all(
     let written = (|| {
         write_into(
             &opened.fd,
+            flag,
             &shown,
-            secrets,
+            items,
             owner,
             earlier_entries,
             &mut progress,
         )?;
-        remove_gone(&opened.fd, &shown, earlier_entries, &progress)?;
+        remove_gone(&opened.fd, flag, &shown, earlier_entries, &progress)?;
         // Last: a root without CAP_DAC_OVERRIDE cannot write into DIR once it is the
         // target's.
         if let (Some((uid, gid)), Some(_)) = (owner, &opened.created) {
@@ -137,7 +192,7 @@ pub fn write_all(
             )
             .map_err(|e| {
                 Error::io(format!(
-                    "cannot give --files {shown} to uid {uid} gid {gid}: {}{}; nothing was \
+                    "cannot give {flag} {shown} to uid {uid} gid {gid}: {}{}; nothing was \
                      started and no secret file was left behind",
                     e.desc(),
                     if e == Errno::EPERM {
@@ -160,7 +215,13 @@ pub fn write_all(
 /// Remove what `earlier` lists and this run did not write again, then record exactly this
 /// run's files. A listed file that is no longer what was written is left alone and
 /// forgotten; one that cannot be removed fails the run (it may hold a revoked value).
-fn remove_gone(dirfd: &OwnedFd, shown: &str, earlier: &[Entry], progress: &Progress) -> Result<()> {
+fn remove_gone(
+    dirfd: &OwnedFd,
+    flag: &str,
+    shown: &str,
+    earlier: &[Entry],
+    progress: &Progress,
+) -> Result<()> {
     let keep: &[Entry] = &progress.placed;
     for e in earlier {
         if progress.placed.iter().any(|p| p.name == e.name) {
@@ -169,14 +230,14 @@ fn remove_gone(dirfd: &OwnedFd, shown: &str, earlier: &[Entry], progress: &Progr
         match manifest::remove_if_ours(dirfd, e) {
             Ok(Removal::Removed) | Ok(Removal::Gone) => {}
             Ok(Removal::NotOurs) => crate::log::warn(format_args!(
-                "--files {shown}/{} was written by an earlier run for a secret that is gone, \
+                "{shown}/{} was written by an earlier run for a file no longer asked for, \
                  but has been replaced or changed since: left alone",
                 e.name
             )),
             Err(err) => {
                 return Err(Error::io(format!(
-                    "cannot remove {shown}/{}, written by an earlier run for a secret that is \
-                     gone: {}{}; nothing was started",
+                    "cannot remove {shown}/{}, written by an earlier run for a file no longer \
+                     asked for: {}{}; nothing was started",
                     e.name,
                     err.desc(),
                     errno_hint(err)
@@ -187,7 +248,7 @@ fn remove_gone(dirfd: &OwnedFd, shown: &str, earlier: &[Entry], progress: &Progr
     manifest::write(dirfd, shown, keep)?;
     fsync(dirfd).map_err(|e| {
         Error::io(format!(
-            "cannot fsync --files {shown}: {}{}",
+            "cannot fsync {flag} {shown}: {}{}",
             e.desc(),
             errno_hint(e)
         ))
@@ -209,6 +270,7 @@ struct OpenedDir {
 /// and return `None`.
 fn open_dir(
     dir: &Path,
+    flag: &str,
     owner: Option<(u32, u32)>,
     allow_disk: bool,
     create: bool,
@@ -221,8 +283,8 @@ fn open_dir(
         // "/", "." or "..": never a symlink, always exists.
         _ => {
             let fd = openat(AT_FDCWD, dir, dir_flags, Mode::empty())
-                .map_err(|e| open_error(&shown, e))?;
-            check_fs(&fd, &shown, allow_disk)?;
+                .map_err(|e| open_error(flag, &shown, e))?;
+            check_fs(&fd, flag, &shown, allow_disk)?;
             return Ok(Some(OpenedDir { fd, created: None }));
         }
     };
@@ -234,7 +296,7 @@ fn open_dir(
     // Symlinks in the parent path are the administrator's layout (/var/run -> /run): follow.
     let pfd = openat(AT_FDCWD, &parent, dir_flags, Mode::empty()).map_err(|e| {
         Error::usage(format!(
-            "cannot open {}, the parent of --files {shown}: {}; create it first, or mount a \
+            "cannot open {}, the parent of {flag} {shown}: {}; create it first, or mount a \
              tmpfs volume there",
             printable(&parent.to_string_lossy()),
             e.desc()
@@ -246,16 +308,16 @@ fn open_dir(
     for _ in 0..2 {
         match openat(&pfd, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
             Ok(fd) => {
-                check_fs(&fd, &shown, allow_disk)?;
+                check_fs(&fd, flag, &shown, allow_disk)?;
                 if let Some(owner) = owner {
-                    warn_if_unsearchable(&fd, &shown, owner);
+                    warn_if_unsearchable(&fd, flag, &shown, owner);
                 }
                 return Ok(Some(OpenedDir { fd, created: None }));
             }
             Err(Errno::ENOENT) => {
                 // It would be created on the parent's filesystem: check that first, so a
                 // refused DIR is never created on disk.
-                check_fs(&pfd, &shown, allow_disk)?;
+                check_fs(&pfd, flag, &shown, allow_disk)?;
                 if !create {
                     return Ok(None);
                 }
@@ -264,7 +326,7 @@ fn open_dir(
                     Err(Errno::EEXIST) => continue,
                     Err(e) => {
                         return Err(Error::io(format!(
-                            "cannot create --files {shown}: {}{}",
+                            "cannot create {flag} {shown}: {}{}",
                             e.desc(),
                             errno_hint(e)
                         )))
@@ -282,7 +344,7 @@ fn open_dir(
                     Err(e) => {
                         let _ = unlinkat(&pfd, name, UnlinkatFlags::RemoveDir);
                         Err(Error::io(format!(
-                            "cannot set up the new directory --files {shown}: {}{}",
+                            "cannot set up the new directory {flag} {shown}: {}{}",
                             e.desc(),
                             errno_hint(e)
                         )))
@@ -295,27 +357,27 @@ fn open_dir(
                 });
                 return Err(Error::usage(if is_link {
                     format!(
-                        "--files {shown} is a symbolic link: refused, since a link could send \
-                         the secrets anywhere; point --files at the real directory"
+                        "{flag} {shown} is a symbolic link: refused, since a link could send \
+                         the secrets anywhere; point {flag} at the real directory"
                     )
                 } else {
                     format!(
-                        "--files {shown} exists and is not a directory: remove it or choose \
+                        "{flag} {shown} exists and is not a directory: remove it or choose \
                          another path"
                     )
                 }));
             }
-            Err(e) => return Err(open_error(&shown, e)),
+            Err(e) => return Err(open_error(flag, &shown, e)),
         }
     }
     Err(Error::io(format!(
-        "--files {shown} keeps appearing and disappearing: is something else managing it?"
+        "{flag} {shown} keeps appearing and disappearing: is something else managing it?"
     )))
 }
 
 /// An existing DIR the `--user` target cannot enter makes the files useless to it: say so
 /// (it may still be intended, e.g. a helper reads them as root).
-fn warn_if_unsearchable(fd: &OwnedFd, shown: &str, (uid, gid): (u32, u32)) {
+fn warn_if_unsearchable(fd: &OwnedFd, flag: &str, shown: &str, (uid, gid): (u32, u32)) {
     let Ok(st) = nix::sys::stat::fstat(fd) else {
         return;
     };
@@ -328,9 +390,9 @@ fn warn_if_unsearchable(fd: &OwnedFd, shown: &str, (uid, gid): (u32, u32)) {
     };
     if uid != 0 && st.st_mode & bit == 0 {
         crate::log::warn(format_args!(
-            "--files {shown} (owner {}:{}, mode {:o}) cannot be entered by uid {uid} gid {gid}: \
+            "{flag} {shown} (owner {}:{}, mode {:o}) cannot be entered by uid {uid} gid {gid}: \
              the command will not be able to read its secret files; give the directory mode \
-             0711 or let ecs-secrets create it (point --files at a missing subdirectory)",
+             0711 or let ecs-secrets create it (point {flag} at a missing subdirectory)",
             st.st_uid,
             st.st_gid,
             st.st_mode & 0o7777
@@ -338,9 +400,9 @@ fn warn_if_unsearchable(fd: &OwnedFd, shown: &str, (uid, gid): (u32, u32)) {
     }
 }
 
-fn open_error(shown: &str, e: Errno) -> Error {
+fn open_error(flag: &str, shown: &str, e: Errno) -> Error {
     Error::io(format!(
-        "cannot open --files {shown}: {}{}",
+        "cannot open {flag} {shown}: {}{}",
         e.desc(),
         errno_hint(e)
     ))
@@ -356,10 +418,10 @@ fn errno_hint(e: Errno) -> &'static str {
 }
 
 /// The directory must be tmpfs or ramfs (memory only), unless `--allow-disk`.
-fn check_fs(fd: &impl AsFd, shown: &str, allow_disk: bool) -> Result<()> {
+fn check_fs(fd: &impl AsFd, flag: &str, shown: &str, allow_disk: bool) -> Result<()> {
     let st = nix::sys::statfs::fstatfs(fd).map_err(|e| {
         Error::io(format!(
-            "cannot find out which filesystem --files {shown} is on: {}",
+            "cannot find out which filesystem {flag} {shown} is on: {}",
             e.desc()
         ))
     })?;
@@ -369,7 +431,7 @@ fn check_fs(fd: &impl AsFd, shown: &str, allow_disk: bool) -> Result<()> {
         return Ok(());
     }
     Err(Error::usage(format!(
-        "--files {shown} is not on tmpfs or ramfs (it is on {}): the secrets would be written \
+        "{flag} {shown} is not on tmpfs or ramfs (it is on {}): the secrets would be written \
          to disk and could outlive the container. Mount a tmpfs there (ECS: \
          linuxParameters.tmpfs; docker run --tmpfs) or, to accept that, pass --allow-disk",
         fs_name(magic)
@@ -410,14 +472,15 @@ struct Progress {
 
 fn write_into(
     dirfd: &OwnedFd,
+    flag: &str,
     shown: &str,
-    secrets: &[Injection],
+    items: &[Item<'_>],
     owner: Option<(u32, u32)>,
     earlier: &[Entry],
     progress: &mut Progress,
 ) -> Result<()> {
     // Phase 1: every secret in its own temporary file, fsync'd. Nothing visible yet.
-    for s in secrets {
+    for it in items {
         let fail = |what: &str, e: Errno| {
             let hint = if what == "chown" && e == Errno::EPERM {
                 "; giving files to --user needs the CHOWN capability (keep it in \
@@ -426,18 +489,18 @@ fn write_into(
                 errno_hint(e)
             };
             Error::io(format!(
-                "cannot write secret {} to {shown}/{}: {what}: {}{hint}; nothing was started \
+                "cannot write {} to {shown}/{}: {what}: {}{hint}; nothing was started \
                  and no secret file was left behind",
-                s.full_name(),
-                s.env_name,
+                it.what,
+                it.name,
                 e.desc(),
             ))
         };
-        let (tmp, fd) = create_temp(dirfd, &s.env_name).map_err(|e| fail("create", e))?;
+        let (tmp, fd) = create_temp(dirfd, it.name).map_err(|e| fail("create", e))?;
         let tmp_name = String::from_utf8_lossy(&tmp).into_owned();
         let mut entry = Entry::of(&tmp_name, &fd).map_err(|e| fail("stat", e))?;
-        entry.size = s.secret.payload.len() as u64;
-        progress.temps.push((tmp, s.env_name.clone(), entry));
+        entry.size = it.bytes.len() as u64;
+        progress.temps.push((tmp, it.name.to_string(), entry));
         // The mode was 0400 from creation (less, under a umask); make it exactly 0400.
         fchmod(&fd, Mode::from_bits_truncate(0o400)).map_err(|e| fail("chmod", e))?;
         if let Some((uid, gid)) = owner {
@@ -446,7 +509,7 @@ fn write_into(
         }
         let mut file = std::fs::File::from(fd);
         // Straight from the zeroizing payload: no copy of the plaintext is made here.
-        file.write_all(s.secret.payload.as_bytes())
+        file.write_all(it.bytes)
             .map_err(|e| fail("write", io_errno(&e)))?;
         fsync(&file).map_err(|e| fail("fsync", e))?;
     }
@@ -482,7 +545,7 @@ fn write_into(
     }
     fsync(dirfd).map_err(|e| {
         Error::io(format!(
-            "cannot fsync --files {shown}: {}{}",
+            "cannot fsync {flag} {shown}: {}{}",
             e.desc(),
             errno_hint(e)
         ))

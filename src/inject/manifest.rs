@@ -62,15 +62,16 @@ fn is_regular(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
 }
 
-/// A name a run may have created: an environment name, or a temporary
-/// `.NAME.ecs-secrets-<hex>`. Never `/`, `.` or `..`.
+/// A name a run may have created: a file name (`files::is_file_name`: an environment name,
+/// or a `--template` DEST's), or a temporary `.NAME.ecs-secrets-<hex>`. Never `/`, `.` or
+/// `..`.
 fn valid_name(n: &str) -> bool {
-    let env = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let env = super::files::is_file_name;
     if env(n) {
         return true;
     }
     n.strip_prefix('.')
-        .and_then(|t| t.split_once(".ecs-secrets-"))
+        .and_then(|t| t.rsplit_once(".ecs-secrets-"))
         .is_some_and(|(name, hex)| {
             env(name) && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
         })
@@ -80,7 +81,7 @@ fn valid_name(n: &str) -> bool {
 pub fn read(dirfd: &OwnedFd, shown: &str) -> Result<Option<Vec<Entry>>> {
     let refuse = |why: &str| {
         Error::usage(format!(
-            "--files {shown}/{NAME} {why}: that name is where ecs-secrets records the files it \
+            "{shown}/{NAME} {why}: that name is where ecs-secrets records the files it \
              wrote; remove it (ecs-secrets then cannot know which older files are its own, and \
              leaves them)"
         ))

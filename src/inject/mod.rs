@@ -4,8 +4,8 @@
 
 pub mod env;
 pub mod files;
-pub mod json;
 pub mod manifest;
-pub mod names;
 pub mod output;
+pub mod outputs;
 pub mod shell;
+pub mod template;

@@ -5,7 +5,7 @@ use super::parse::Target;
 use super::{sm, ssm, Ref};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 use aws_config::SdkConfig;
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,7 @@
 
 use super::Labels;
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 use crate::store::secretsmanager::TOMBSTONE;
 
@@ -148,7 +148,17 @@ pub(super) async fn pinned(
         .send()
         .await;
     match resp {
-        Ok(r) => checked(label, &id, value(r.secret_string, r.secret_binary)),
+        // Answered by the secret asked for, or refused: an endpoint that reads an ARN's
+        // name in our account instead of the ARN's account must not substitute it.
+        Ok(r) if answers(&id, r.name.as_deref(), r.arn.as_deref()) => {
+            checked(label, &id, value(r.secret_string, r.secret_binary))
+        }
+        Ok(r) => Err(Error::data(format!(
+            "cannot resolve {label}: Secrets Manager answered with {} instead of {}: refused \
+             (a reference is read only where its ARN says)",
+            printable(r.arn.as_deref().unwrap_or("no secret")),
+            printable(&id)
+        ))),
         Err(e) => Err(super::with_hint(
             crate::aws::error(format!("cannot resolve {label}"), e),
             GRANT,
@@ -171,6 +181,15 @@ mod tests {
             Some(arn)
         ));
         assert!(!answers("prod/d", Some("prod/db"), Some(arn)));
+        // Another account's, partition's or region's ARN is not answered by ours.
+        for other in [
+            "arn:aws:secretsmanager:us-east-1:999999999999:secret:prod/db",
+            "arn:aws:secretsmanager:us-east-1:999999999999:secret:prod/db-AbCdEf",
+            "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:prod/db",
+            "arn:aws:secretsmanager:us-west-2:123456789012:secret:prod/db",
+        ] {
+            assert!(!answers(other, Some("prod/db"), Some(arn)), "{other}");
+        }
         assert!(!answers(
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod",
             Some("prod/db"),

@@ -12,7 +12,7 @@
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::inject::names::{env_name, is_refused, printable};
+use crate::names::{env_name, is_refused, printable};
 
 fn refusal(path: &str, name: &str, other: &str) -> String {
     format!(

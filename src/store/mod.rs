@@ -4,6 +4,7 @@
 
 pub mod collide;
 pub mod dynamodb;
+pub mod empty;
 pub mod secretsmanager;
 pub mod ssm;
 
@@ -21,6 +22,12 @@ pub enum Store {
 
 fn attempts(cfg: &StoreConfig) -> crate::aws::Attempts {
     crate::aws::Attempts { debug: cfg.debug }
+}
+
+/// Load the SDK configuration and open the configured backend.
+pub async fn connect(cfg: &StoreConfig) -> Store {
+    let sdk = crate::aws::load(cfg).await;
+    open(cfg, &sdk)
 }
 
 /// Build the AWS clients a backend needs from the shared SDK config.
@@ -56,6 +63,16 @@ pub fn open(cfg: &StoreConfig, sdk: &SdkConfig) -> Store {
 }
 
 impl Store {
+    /// The region its clients send to, for messages (`unset` when none was configured).
+    pub fn region(&self) -> String {
+        let r = match self {
+            Store::Ssm(s) => s.region(),
+            Store::Dynamodb(d) => d.region(),
+            Store::SecretsManager(m) => m.region(),
+        };
+        r.unwrap_or_else(|| "unset".into())
+    }
+
     /// Every secret of one path: for each name, its newest active version.
     pub async fn read_path(&self, path: &str) -> Result<Vec<Secret>> {
         let secrets = match self {
@@ -159,9 +176,10 @@ impl Store {
             ));
         }
         if payload.len() > self.max_payload() {
+            // Not its size: a payload from a file or stdin is read only up to one byte
+            // past the limit, so its length here is not the length of the input.
             return Err(Error::usage(format!(
-                "the payload is {} bytes; this backend stores at most {} bytes",
-                payload.len(),
+                "the payload is larger than {} bytes, the most this backend stores",
                 self.max_payload()
             )));
         }
@@ -184,10 +202,21 @@ fn check_read(path: &str, name: &str, serial: u64, payload: &Payload) -> Result<
             "secret {path}/{} (serial {serial}) contains a NUL byte, which no environment \
              variable can carry (it was not written by ecs-secrets, which refuses such \
              values): store a new version without it, or revoke that version",
-            crate::inject::env::printable(name)
+            crate::names::printable(name)
         )));
     }
     Ok(())
+}
+
+/// `read_paths` of every configured path, then a path that yields no secret is an error
+/// (unless `--allow-empty`; see `empty`). Every start and every refresh reads through here.
+pub async fn read_paths_checked(
+    store: &Store,
+    cfg: &StoreConfig,
+) -> Result<Vec<(String, Vec<Secret>)>> {
+    let per_path = read_paths(store, &cfg.paths).await?;
+    empty::check(&per_path, cfg, &store.region())?;
+    Ok(per_path)
 }
 
 /// Read several paths concurrently; results in the order of `paths`.

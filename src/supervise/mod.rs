@@ -1,10 +1,13 @@
 //! `exec --refresh`: ecs-secrets stays CMD's parent (PID 1 in a container) and keeps its
 //! secrets current.
 //!
-//! The main thread only waits for signals (all catchable ones are blocked in every thread
-//! and taken with sigtimedwait), forwards them to CMD, reaps every child, and acts on the
-//! answers of the refresher thread, which does the fetching. CMD is started with fork +
-//! execve (see `child.rs`) in its own process group; signals go to its pid.
+//! The main thread only waits for signals (what `signals::TABLE` says it takes is blocked in
+//! every thread and taken with sigtimedwait), reaps every child, and turns what happens —
+//! a signal, CMD's exit, a timer, an answer of the refresher thread (which does the
+//! fetching) — into events for the state machine (`machine.rs`), whose actions it carries
+//! out: forward, stop, start, refresh, exit. CMD is started with fork + execve (see
+//! `child.rs`) in its own process group; signals go to its pid. Nothing it writes can
+//! block it or reach CMD (`crate::log::never_block`, SIGPIPE ignored).
 //!
 //! The supervisor keeps the identity it was started with (root, when `--user` is given):
 //! it must go on reading the AWS credentials and writing files owned by the `--user`
@@ -17,42 +20,27 @@
 
 pub mod caps;
 pub mod child;
-pub mod config;
 pub mod digest;
+pub mod machine;
 pub mod memory;
-pub mod prepare;
 pub mod refresher;
 pub mod signals;
+
+// The refresh flags are configuration (config/refresh.rs).
+pub use crate::config::refresh as config;
 
 pub use config::{OnChange, Refresh};
 
 use crate::config::{Env, ExecConfig};
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::inject::env::EnvEntry;
-use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs::{self, Target};
+use crate::start::{self, prepare};
 use child::Program;
+use machine::{Action, Event, Note, Outcome, State};
 use refresher::{Fetched, Refresher};
-use std::time::Instant;
-
-/// Signals that end a supervised CMD's life when they come from outside: after one, a
-/// restart in progress does not start CMD again.
-const STOPPING: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
-
-enum After {
-    Restart(Vec<EnvEntry>),
-    Exit,
-}
-
-enum Phase {
-    Running,
-    /// CMD was sent SIGTERM; SIGKILL at `deadline` unless it exited.
-    Stopping {
-        deadline: Instant,
-        killed: bool,
-        then: After,
-    },
-}
+use std::time::{Duration, Instant};
 
 pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
     let target = match &cfg.user {
@@ -60,134 +48,253 @@ pub fn run(cfg: ExecConfig, r: Refresh, env: &Env) -> Result<ExitCode> {
         None => None,
     };
     if let Some(t) = &target {
-        caps::check(t.uid, true, cfg.files.is_some(), "exec")?;
+        caps::check(
+            t.uid,
+            true,
+            cfg.files.is_some() || !cfg.templates.is_empty(),
+            "exec",
+        )?;
     }
-    if let Some(dir) = &cfg.files {
-        files::check_dir(dir, cfg.allow_disk)?;
-    }
+    let outputs = Outputs::prepare(&cfg)?;
     let mut program = Program::new(&cfg.cmd, env.get_os("PATH"), target.clone())?;
     if let OnChange::Signal(s) = r.on_change {
         program = program.with_on_change_signal(s as i32);
     }
     memory::wipe_freed();
+    crate::log::never_block();
     // Before any thread exists.
-    let set = signals::Set::catchable();
-    set.block();
-    signals::default_sigchld();
+    let set = signals::install(signals::Tool::Supervisor);
     let refresher = Refresher::start(
         cfg.store.clone(),
         cfg.refs.clone(),
         signals::Waker::current(),
     )?;
-    let key = digest::Key::random();
-
-    // The first start: as exec, fail closed on anything. A signal that would have ended
-    // ecs-secrets before CMD started still does.
-    refresher.ask();
-    let fetched = loop {
-        if let Some(f) = refresher.answer() {
-            break f;
-        }
-        if let Some(sig) = signals::wait(&set, None) {
-            if !signals::is_harmless(sig) {
-                crate::log::error(format_args!(
-                    "{} before the command started: it was not started",
-                    signals::name(sig)
-                ));
-                std::process::exit(128 + sig);
-            }
-        }
+    let mut d = Driver {
+        sup: Supervisor {
+            cfg: &cfg,
+            env,
+            r,
+            target: target.as_ref(),
+            outputs: &outputs,
+        },
+        program,
+        refresher,
+        key: digest::Key::random(),
+        state: State::Stopped,
+        pid: None,
+        current: None,
+        prepared: None,
+        answer: None,
+        error: None,
+        fetching: false,
+        next_refresh: None,
+        grace_at: None,
     };
-    let fetched = fetched?;
-    prepare::warn_empty(&prepare::empty_paths(&fetched.0), &cfg);
-    let secrets = prepare::secrets(fetched, &cfg)?;
-    let envp = prepare::environment(&cfg, env, &secrets, target.as_ref())?;
-    prepare::write_files(&cfg, &secrets, target.as_ref())?;
-    let mut current = key.digest(&secrets);
-    drop(secrets);
-    let mut pid = program.spawn(&envp)?;
-    drop(envp);
-    memory::scrub_stack();
-
-    let sup = Supervisor {
-        cfg: &cfg,
-        env,
-        r,
-        target: target.as_ref(),
-    };
-    let mut phase = Phase::Running;
-    let mut next = Some(sup.schedule());
-    let mut in_flight = false;
-    let mut stop_requested = false;
+    let (state, first) = machine::start();
+    d.state = state;
+    for a in first {
+        d.act(a)?;
+    }
+    let mut poll_now = false;
     loop {
         let now = Instant::now();
-        let until = match &phase {
-            Phase::Running if !in_flight => next.map(|n| n.saturating_duration_since(now)),
-            Phase::Stopping {
-                deadline,
-                killed: false,
-                ..
-            } => Some(deadline.saturating_duration_since(now)),
-            _ => None,
+        let until = if poll_now {
+            Some(Duration::ZERO)
+        } else {
+            [d.next_refresh, d.grace_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t.saturating_duration_since(now))
         };
-        if let Some(sig) = signals::wait(&set, until) {
-            if sig != libc::SIGCHLD {
-                child::send(pid, sig);
-                if matches!(phase, Phase::Stopping { .. }) && STOPPING.contains(&sig) {
-                    stop_requested = true;
-                }
+        poll_now = false;
+        // Every signal that is pending, in the order taken; then CMD's exit, the timers,
+        // the refresher's answer.
+        let mut events = Vec::new();
+        let mut sig = signals::wait(&set, until);
+        while let Some(s) = sig {
+            if s != libc::SIGCHLD {
+                events.push(Event::Signal(s));
+            }
+            sig = signals::wait(&set, Some(Duration::ZERO));
+        }
+        let status = child::reap(d.pid.unwrap_or(0));
+        if let Some(st) = status {
+            d.pid = None;
+            events.push(Event::Exited(child::exit_status(st)));
+        }
+        let now = Instant::now();
+        if d.grace_at.is_some_and(|t| now >= t) {
+            d.grace_at = None;
+            events.push(Event::GraceOver);
+        }
+        if d.next_refresh.is_some_and(|t| now >= t) {
+            d.next_refresh = None;
+            events.push(Event::RefreshDue);
+        }
+        if d.fetching {
+            if let Some(f) = d.refresher.answer() {
+                d.fetching = false;
+                d.answer = Some(f);
+                events.push(Event::Fetched);
             }
         }
-        if let Some(status) = child::reap(pid) {
-            let code = child::exit_status(status);
-            match std::mem::replace(&mut phase, Phase::Running) {
-                Phase::Stopping {
-                    then: After::Restart(envp),
-                    ..
-                } if !stop_requested => {
-                    pid = program.spawn(&envp)?;
-                    drop(envp);
-                    memory::scrub_stack();
-                    next = Some(sup.schedule());
-                }
-                _ => std::process::exit(code),
+        for e in events {
+            d.handle(e)?;
+        }
+        // Ready to start CMD: a signal that came meanwhile is taken first, so that a stop
+        // is never followed by a start.
+        while matches!(d.state, State::Launching { .. }) {
+            match signals::wait(&set, Some(Duration::ZERO)) {
+                Some(libc::SIGCHLD) => poll_now = true,
+                Some(s) => d.handle(Event::Signal(s))?,
+                None => d.handle(Event::Launch)?,
             }
         }
-        if let Phase::Stopping {
-            deadline, killed, ..
-        } = &mut phase
-        {
-            if !*killed && Instant::now() >= *deadline {
-                child::send(pid, libc::SIGKILL);
-                *killed = true;
-            }
+    }
+}
+
+/// What the main loop holds beside the machine's state.
+struct Driver<'a> {
+    sup: Supervisor<'a>,
+    program: Program,
+    refresher: Refresher,
+    key: digest::Key,
+    state: State,
+    /// CMD's pid while it runs (not yet reaped).
+    pid: Option<i32>,
+    /// The digest of the values CMD has (or is about to get).
+    current: Option<digest::Digest>,
+    /// The environment of the next start: between a changed refresh and the start only.
+    prepared: Option<Vec<EnvEntry>>,
+    /// The refresher's answer, between `Fetched` and `Apply`/`Discard`.
+    answer: Option<Fetched>,
+    /// Why the last apply failed.
+    error: Option<Error>,
+    fetching: bool,
+    next_refresh: Option<Instant>,
+    grace_at: Option<Instant>,
+}
+
+impl Driver<'_> {
+    fn handle(&mut self, e: Event) -> Result<()> {
+        let (state, actions) = machine::step(self.state, self.sup.r.on_change, e);
+        self.state = state;
+        for a in actions {
+            self.act(a)?;
         }
-        if in_flight {
-            if let Some(f) = refresher.answer() {
-                in_flight = false;
-                next = Some(sup.schedule());
-                let action = sup.apply(f, &key, &mut current);
+        // The new environment is kept only until it is started.
+        if !matches!(
+            self.state,
+            State::Restarting { .. } | State::Launching { .. }
+        ) {
+            self.prepared = None;
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, a: Action) -> Result<()> {
+        let r = self.sup.r;
+        match a {
+            Action::Forward(sig) => self.send(sig),
+            Action::Terminate => {
+                self.send(libc::SIGTERM);
+                self.grace_at = Some(Instant::now() + r.grace);
+            }
+            Action::Kill => self.send(libc::SIGKILL),
+            Action::Start => {
+                let envp = self.prepared.take().ok_or_else(|| {
+                    Error::io("internal error: no environment to start the command with")
+                })?;
+                self.pid = Some(self.program.spawn(&envp)?);
+                drop(envp);
+                self.grace_at = None;
                 memory::scrub_stack();
-                match action {
-                    None | Some(Action::Nothing) => {}
-                    Some(Action::Signal(s)) => child::send(pid, s),
-                    Some(Action::Stop(then)) => {
-                        child::send(pid, libc::SIGTERM);
-                        phase = Phase::Stopping {
-                            deadline: Instant::now() + r.grace,
-                            killed: false,
-                            then,
-                        };
-                    }
-                }
             }
+            Action::AskRefresh => {
+                self.refresher.ask();
+                self.fetching = true;
+            }
+            Action::ScheduleRefresh => self.next_refresh = Some(self.sup.schedule()),
+            Action::Apply => {
+                let f = self
+                    .answer
+                    .take()
+                    .unwrap_or_else(|| Err(Error::io("internal error: no answer to apply")));
+                let first = self.current.is_none();
+                let outcome = match self
+                    .sup
+                    .try_apply(f, &self.key, self.current.as_ref(), first)
+                {
+                    Ok(None) => Outcome::Unchanged,
+                    Ok(Some((digest, envp))) => {
+                        self.current = Some(digest);
+                        self.prepared = Some(envp);
+                        Outcome::Changed
+                    }
+                    Err(e) => {
+                        self.error = Some(e);
+                        Outcome::Failed
+                    }
+                };
+                memory::scrub_stack();
+                self.handle(Event::Applied(outcome))?;
+            }
+            Action::Discard => self.answer = None,
+            Action::Exit(code) => std::process::exit(code),
+            Action::Fail => {
+                return Err(self
+                    .error
+                    .take()
+                    .unwrap_or_else(|| Error::io("internal error: the start failed")))
+            }
+            Action::Note(n) => self.note(n),
         }
-        if matches!(phase, Phase::Running)
-            && !in_flight
-            && next.is_some_and(|n| Instant::now() >= n)
-        {
-            refresher.ask();
-            in_flight = true;
+        Ok(())
+    }
+
+    fn send(&self, sig: i32) {
+        if let Some(pid) = self.pid {
+            child::send(pid, sig);
+        }
+    }
+
+    fn note(&mut self, n: Note) {
+        let r = self.sup.r;
+        match n {
+            Note::SignalBeforeStart(sig) => crate::log::error(format_args!(
+                "{} before the command started: it was not started",
+                signals::name(sig)
+            )),
+            Note::Stopping(sig) => crate::log::debug(format_args!(
+                "{} from outside: the command stops and is not started again",
+                signals::name(sig)
+            )),
+            Note::RefreshFailed => {
+                let e = self
+                    .error
+                    .take()
+                    .map_or_else(String::new, |e| e.to_string());
+                crate::log::warn(format_args!(
+                    "refresh failed, the command keeps its current secrets (next try in about \
+                     {}): {e}",
+                    config::shown_secs(r.every)
+                ));
+            }
+            Note::Restarting => crate::log::warn(format_args!(
+                "secrets changed: restarting the command (SIGTERM, SIGKILL after {} s)",
+                r.grace.as_secs_f64()
+            )),
+            Note::Exiting => crate::log::warn(format_args!(
+                "secrets changed: stopping the command and exiting (--on-change exit)"
+            )),
+            Note::Signalled(s) => crate::log::warn(format_args!(
+                "secrets changed: sending {} to the command",
+                signals::name(s)
+            )),
+            Note::FilesRewritten => {
+                crate::log::warn(format_args!("secrets changed: files rewritten"))
+            }
         }
     }
 }
@@ -197,12 +304,7 @@ struct Supervisor<'a> {
     env: &'a Env,
     r: Refresh,
     target: Option<&'a Target>,
-}
-
-enum Action {
-    Nothing,
-    Signal(i32),
-    Stop(After),
+    outputs: &'a Outputs,
 }
 
 impl Supervisor<'_> {
@@ -211,67 +313,32 @@ impl Supervisor<'_> {
         Instant::now() + self.r.every + digest::random_upto(self.r.splay)
     }
 
-    /// Act on one fetch: unchanged → nothing; changed → check everything a start checks,
-    /// write the files, and say what to do to CMD. A failure at any step changes nothing
-    /// (the files are replaced only once every new one is in place) and is one warning.
-    fn apply(&self, f: Fetched, key: &digest::Key, current: &mut digest::Digest) -> Option<Action> {
-        match self.try_apply(f, key, current) {
-            Ok(a) => a,
-            Err(e) => {
-                crate::log::warn(format_args!(
-                    "refresh failed, the command keeps its current secrets (next try in about \
-                     {}): {e}",
-                    config::shown_secs(self.r.every)
-                ));
-                None
-            }
-        }
-    }
-
+    /// Check one fetch as a start does: unchanged → `None`; changed → write the files and
+    /// return the new digest and CMD's new environment. A failure at any step changes
+    /// nothing (the files are replaced only once every new one is in place). `first`: the
+    /// first start, which warns about an empty path whatever the values.
     fn try_apply(
         &self,
         f: Fetched,
         key: &digest::Key,
-        current: &mut digest::Digest,
-    ) -> Result<Option<Action>> {
+        current: Option<&digest::Digest>,
+        first: bool,
+    ) -> Result<Option<(digest::Digest, Vec<EnvEntry>)>> {
         let f = f?;
         let empty = prepare::empty_paths(&f.0);
+        if first {
+            prepare::warn_empty(&empty, &self.cfg.store);
+        }
         let secrets = prepare::secrets(f, self.cfg)?;
         let d = key.digest(&secrets);
-        if d == *current {
+        if current == Some(&d) {
             return Ok(None);
         }
-        let envp = prepare::environment(self.cfg, self.env, &secrets, self.target)?;
-        prepare::write_files(self.cfg, &secrets, self.target)?;
-        prepare::warn_empty(&empty, self.cfg);
+        let envp = start::deliver(self.cfg, self.env, &secrets, self.target, self.outputs)?;
+        if !first {
+            prepare::warn_empty(&empty, &self.cfg.store);
+        }
         drop(secrets);
-        *current = d;
-        let action = match self.r.on_change {
-            OnChange::Restart => {
-                crate::log::warn(format_args!(
-                    "secrets changed: restarting the command (SIGTERM, SIGKILL after {} s)",
-                    self.r.grace.as_secs_f64()
-                ));
-                Action::Stop(After::Restart(envp))
-            }
-            OnChange::Exit => {
-                crate::log::warn(format_args!(
-                    "secrets changed: stopping the command and exiting (--on-change exit)"
-                ));
-                Action::Stop(After::Exit)
-            }
-            OnChange::Signal(s) => {
-                crate::log::warn(format_args!(
-                    "secrets changed: sending {} to the command",
-                    s.as_str()
-                ));
-                Action::Signal(s as i32)
-            }
-            OnChange::Nothing => {
-                crate::log::warn(format_args!("secrets changed: files rewritten"));
-                Action::Nothing
-            }
-        };
-        Ok(Some(action))
+        Ok(Some((d, envp)))
     }
 }

@@ -7,11 +7,11 @@ use super::signals::Waker;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::refs::Ref;
-use crate::store::{self, Store};
+use crate::store::Store;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
-/// The secrets of each path and each reference's value (`refs::Fetched`), or why not.
-pub type Fetched = Result<crate::refs::Fetched>;
+/// The secrets of each path and each reference's value (`start::Fetched`), or why not.
+pub type Fetched = Result<crate::start::Fetched>;
 
 pub struct Refresher {
     ask: Sender<()>,
@@ -23,13 +23,13 @@ impl Refresher {
     pub fn start(cfg: StoreConfig, refs: Vec<Ref>, waker: Waker) -> Result<Refresher> {
         let (ask, asks) = mpsc::channel::<()>();
         let (answer, answers) = mpsc::channel::<Fetched>();
-        let rt = crate::cmd::runtime()?;
+        let rt = crate::runtime::runtime()?;
         std::thread::Builder::new()
             .name("refresh".into())
             .spawn(move || {
                 let mut store: Option<Store> = None;
                 while asks.recv().is_ok() {
-                    let r = rt.block_on(fetch(&cfg, &refs, &mut store));
+                    let r = rt.block_on(crate::start::fetch::again(&cfg, &refs, &mut store));
                     if answer.send(r).is_err() {
                         return;
                     }
@@ -53,22 +53,4 @@ impl Refresher {
             Err(TryRecvError::Disconnected) => Some(Err(Error::io("the refresh thread stopped"))),
         }
     }
-}
-
-/// Every path (and, with `--resolve-refs`, every reference) under the overall deadline, as
-/// a start fetches them (without a start's warning about an empty path each time).
-async fn fetch(cfg: &StoreConfig, refs: &[Ref], store: &mut Option<Store>) -> Fetched {
-    if !refs.is_empty() {
-        return crate::refs::fetch_quiet(cfg, refs).await;
-    }
-    let what = format!("fetching the secrets of {}", cfg.paths.join(", "));
-    crate::aws::with_deadline(cfg.timeout, &what, async {
-        if store.is_none() {
-            *store = Some(crate::cmd::connect(cfg).await);
-        }
-        let s = store.as_ref().expect("connected above");
-        store::read_paths(s, &cfg.paths).await
-    })
-    .await
-    .map(|per_path| (per_path, Vec::new()))
 }

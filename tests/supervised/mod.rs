@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use std::io::{BufRead, BufReader};
+use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -25,10 +26,17 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(mut cmd: Command) -> Running {
+    pub fn start(cmd: Command) -> Running {
+        Running::start_with(cmd, None)
+    }
+
+    /// With stderr given (a closed or full pipe: see [`closed_pipe`], [`FullPipe`]) rather
+    /// than collected.
+    pub fn start_with(mut cmd: Command, stderr: Option<Stdio>) -> Running {
+        let given = stderr.is_some();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(stderr.unwrap_or_else(Stdio::piped));
         // SAFETY: only prctl between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -38,7 +46,8 @@ impl Running {
         }
         let mut child = cmd.spawn().expect("spawn ecs-secrets");
         let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
+        let err = child.stderr.take();
+        assert_eq!(err.is_none(), given);
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for l in BufReader::new(out).lines() {
@@ -51,6 +60,7 @@ impl Running {
         let stderr = Arc::new(Mutex::new(String::new()));
         let buf = stderr.clone();
         std::thread::spawn(move || {
+            let Some(err) = err else { return };
             for l in BufReader::new(err).lines() {
                 let Ok(l) = l else { break };
                 let mut b = buf.lock().unwrap();
@@ -179,4 +189,84 @@ pub fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
         }
     }
     hits
+}
+
+/// The write end of a pipe whose read end is closed: a log router that went away. A write
+/// to it raises SIGPIPE (or fails with EPIPE when SIGPIPE is ignored).
+pub fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 into an array we own; the read end is closed at once, the write end
+    // handed over.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        libc::close(fds[0]);
+        Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// A pipe filled to the brim whose reader never reads (a log router that stalls): a
+/// blocking write to it never returns. The read end stays open as long as this lives.
+pub struct FullPipe {
+    _read: std::os::fd::OwnedFd,
+    write: Option<std::os::fd::OwnedFd>,
+}
+
+impl FullPipe {
+    pub fn new() -> FullPipe {
+        use std::os::fd::AsRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into an array we own; both ends are owned below.
+        let (r, w) = unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        let fd = w.as_raw_fd();
+        // SAFETY: fcntl and write on the descriptor we own. O_NONBLOCK only while filling:
+        // the process under test gets an ordinary blocking pipe.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            let chunk = [b'x'; 4096];
+            while libc::write(fd, chunk.as_ptr().cast(), chunk.len()) > 0 {}
+            // Whatever room is left is smaller than a page: fill it byte by byte.
+            while libc::write(fd, chunk.as_ptr().cast(), 1) > 0 {}
+            libc::fcntl(fd, libc::F_SETFL, fl);
+        }
+        FullPipe {
+            _read: r,
+            write: Some(w),
+        }
+    }
+
+    /// The write end, for a child's stderr.
+    pub fn stdio(&mut self) -> Stdio {
+        Stdio::from(self.write.take().expect("one child per pipe"))
+    }
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The children of `pid` (from /proc).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The state letter of `pid` (`S`, `T`, `Z`, …), if it exists.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
 }

@@ -6,7 +6,12 @@
 //! alias. ssm: the key and alias only. A second run finds everything in place, changes
 //! nothing, and prints the same policies.
 //!
-//! principal.rs parses `--fetch-role`/`--create-principal`, policy.rs writes the policy
+//! Three policies: `fetch` (exec, env, sync), `create` (the admin commands), `daemon` (the
+//! sidecar's reads, which need serials: on ssm the parameter history, on secretsmanager
+//! reads by version id, both of which the fetch policy leaves out so that its readers never
+//! reach a revoked version; a daemon that writes needs the create policy too).
+//!
+//! principal.rs parses `--fetch-role`/`--create-principal`/`--daemon-role`, policy.rs writes the policy
 //! documents of each backend, template.rs the CloudFormation template and provision.rs
 //! calls AWS; sm.rs holds the Secrets Manager policies.
 
@@ -40,6 +45,7 @@ pub fn run(cfg: &StoreConfig, a: &crate::cli::SetupArgs) -> Result<ExitCode> {
     let cloudformation = a.cloudformation;
     let readers = parse_principals("--fetch-role", &a.fetch_role)?;
     let writers = parse_principals("--create-principal", &a.create_principal)?;
+    let daemons = parse_principals("--daemon-role", &a.daemon_role)?;
     if cloudformation && (a.dry_run || a.policy_dir.is_some()) {
         return Err(Error::usage(
             "--cloudformation calls no AWS API and writes no policy files: give it without --dry-run and --policy-dir",
@@ -53,13 +59,13 @@ pub fn run(cfg: &StoreConfig, a: &crate::cli::SetupArgs) -> Result<ExitCode> {
         )));
     }
     if cloudformation {
-        let account = one_account(readers.iter().chain(&writers))?;
+        let account = one_account(readers.iter().chain(&writers).chain(&daemons))?;
         if let Some((partition, account)) = &account {
             note(format_args!(
                 "the template attaches its policies by name to principals of account {account} ({partition}); its rule PrincipalsAreInTheDeployingAccount makes CloudFormation refuse to deploy it into any other account"
             ));
         }
-        let t = template::template(cfg, &readers, &writers, account.as_ref());
+        let t = template::template(cfg, &readers, &writers, &daemons, account.as_ref());
         print(&format!("{t}\n"))?;
         return Ok(ExitCode::Success);
     }
@@ -73,7 +79,7 @@ pub fn run(cfg: &StoreConfig, a: &crate::cli::SetupArgs) -> Result<ExitCode> {
     let lines = rt.block_on(crate::aws::with_deadline(
         cfg.timeout.max(SETUP_DEADLINE),
         &what,
-        provision::provision(cfg, path, key, &readers, &writers, &plan),
+        provision::provision(cfg, path, key, &readers, &writers, &daemons, &plan),
     ))?;
     if let Some(dir) = &policy_dir {
         write_policies(dir, &lines)?;

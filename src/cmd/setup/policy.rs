@@ -1,4 +1,5 @@
-//! The least-privilege policy documents of each backend, for readers (`fetch`) and writers
+//! The least-privilege policy documents of each backend, for readers (`fetch`), the daemon
+//! sidecar (`daemon`) and writers
 //! (`create`), over a [`Scope`] of plain ARNs or CloudFormation expressions.
 //!
 //! Adding a backend: its arms in [`fetch_policy`] and [`create_policy`], the ARNs they need
@@ -88,6 +89,35 @@ pub(super) fn fetch_policy(backend: Backend, scope: &Scope) -> Value {
             statement(
                 "ReadParametersOfPath",
                 &["ssm:GetParametersByPath"],
+                json!([scope.ssm_path_arn.clone(), scope.ssm_children_arn.clone()]),
+                None,
+            ),
+            statement(
+                "DecryptThroughSsm",
+                &["kms:Decrypt"],
+                scope.key_arn.clone(),
+                Some(via_ssm(scope)),
+            ),
+        ]),
+    }
+}
+
+/// The daemon sidecar's reads: the readers' reads plus what serials need. Its writes
+/// (without `--read-only`) need the create policy as well.
+pub(super) fn daemon_policy(backend: Backend, scope: &Scope) -> Value {
+    match backend {
+        Backend::SecretsManager => super::sm::daemon_policy(&sm(scope)),
+        // Query and GetItem already give serials.
+        Backend::Dynamodb => fetch_policy(backend, scope),
+        // Serials skip the internal copies a revoke writes: the history says which.
+        Backend::Ssm => document(vec![
+            statement(
+                "ReadParametersAndHistoryOfPath",
+                &[
+                    "ssm:GetParametersByPath",
+                    "ssm:GetParameterHistory",
+                    "ssm:GetParameter",
+                ],
                 json!([scope.ssm_path_arn.clone(), scope.ssm_children_arn.clone()]),
                 None,
             ),
@@ -242,6 +272,46 @@ mod tests {
         ] {
             assert!(actions.contains(&json!(a)), "{a}");
         }
+    }
+
+    /// Issue 25 item 4: the daemon's reads need serials (ssm: the history; secretsmanager:
+    /// a version by id), which the readers' policy leaves out; its own policy adds exactly
+    /// those, on the path only.
+    #[test]
+    fn daemon_policies_add_what_serials_need_on_the_path_only() {
+        let f = fetch_policy(Backend::Ssm, &scope());
+        let d = daemon_policy(Backend::Ssm, &scope());
+        let reader = f["Statement"][0]["Action"].as_array().unwrap();
+        assert!(!reader.contains(&json!("ssm:GetParameterHistory")));
+        let actions = d["Statement"][0]["Action"].as_array().unwrap();
+        for a in [
+            "ssm:GetParametersByPath",
+            "ssm:GetParameterHistory",
+            "ssm:GetParameter",
+        ] {
+            assert!(actions.contains(&json!(a)), "{a}");
+        }
+        assert_eq!(d["Statement"][0]["Resource"], f["Statement"][0]["Resource"]);
+        assert_eq!(
+            d["Statement"][1], f["Statement"][1],
+            "decrypt through SSM only"
+        );
+        assert!(!d.to_string().contains("PutParameter"));
+        assert_eq!(
+            daemon_policy(Backend::Dynamodb, &scope()),
+            fetch_policy(Backend::Dynamodb, &scope())
+        );
+        let sm = daemon_policy(Backend::SecretsManager, &scope()).to_string();
+        assert!(
+            !sm.contains("Deny") && !sm.contains("PutSecretValue"),
+            "{sm}"
+        );
+        assert!(
+            sm.contains("\"arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/app/*\""),
+            "{sm}"
+        );
+        let w = create_policy(Backend::SecretsManager, &scope()).to_string();
+        assert!(w.contains("secretsmanager:TagResource"), "{w}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The account and partition come from the key's ARN and the region from the SDK
 //! configuration, so no STS client is needed.
 
-use super::policy::{create_policy, fetch_policy, policy_name, Scope};
+use super::policy::{create_policy, daemon_policy, fetch_policy, policy_name, Scope};
 use super::principal::check_account;
 use super::{is_alias, note, Principal, PrincipalKind};
 use crate::config::{Backend, StoreConfig};
@@ -29,6 +29,7 @@ pub(super) async fn provision(
     key: &str,
     readers: &[Principal],
     writers: &[Principal],
+    daemons: &[Principal],
     plan: &Plan<'_>,
 ) -> Result<String> {
     let sdk = crate::aws::load(cfg).await;
@@ -81,7 +82,11 @@ pub(super) async fn provision(
         }
     };
     // Before anything else is created: the principals are in this account.
-    check_account(readers.iter().chain(writers), partition, account)?;
+    check_account(
+        readers.iter().chain(writers).chain(daemons),
+        partition,
+        account,
+    )?;
     if cfg.backend == Backend::Dynamodb {
         let d = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(attempts());
         let ddb = aws_sdk_dynamodb::Client::from_conf(d.build());
@@ -136,6 +141,7 @@ pub(super) async fn provision(
     for (access, principals, policy) in [
         ("fetch", readers, fetch_policy(cfg.backend, &scope)),
         ("create", writers, create_policy(cfg.backend, &scope)),
+        ("daemon", daemons, daemon_policy(cfg.backend, &scope)),
     ] {
         let name = policy_name(access, path);
         for p in principals {

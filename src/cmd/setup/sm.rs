@@ -108,6 +108,17 @@ pub fn fetch_policy(scope: &SmScope) -> Value {
     ])
 }
 
+/// The daemon sidecar's reads: the readers' policy without its denial of reads by version id
+/// (`GET /latest/secrets/{name}/{serial}` reads one; the daemon checks the version's labels
+/// and revocation mark first and answers 410 for a revoked one).
+pub fn daemon_policy(scope: &SmScope) -> Value {
+    let mut p = fetch_policy(scope);
+    if let Some(st) = p["Statement"].as_array_mut() {
+        st.retain(|s| s["Effect"] != "Deny");
+    }
+    p
+}
+
 /// Writers: create, rotate, revoke, fetch, list, and the daemon's writes.
 pub fn create_policy(scope: &SmScope) -> Value {
     document(vec![
@@ -126,6 +137,9 @@ pub fn create_policy(scope: &SmScope) -> Value {
                 "secretsmanager:DescribeSecret",
                 "secretsmanager:ListSecretVersionIds",
                 "secretsmanager:UpdateSecretVersionStage",
+                // Revocation marks (a tag per revoked version, see store::secretsmanager).
+                "secretsmanager:TagResource",
+                "secretsmanager:UntagResource",
             ],
             scope.secrets_arn.clone(),
             None,

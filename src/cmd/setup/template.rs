@@ -1,6 +1,6 @@
 //! `setup --cloudformation`: the template, printed without calling AWS.
 
-use super::policy::{create_policy, fetch_policy, Scope};
+use super::policy::{create_policy, daemon_policy, fetch_policy, Scope};
 use super::{is_alias, key_spec, Principal, PrincipalKind};
 use crate::config::{Backend, StoreConfig};
 use crate::store::dynamodb::{A_PATH, A_SK};
@@ -18,6 +18,7 @@ pub(super) fn template(
     cfg: &StoreConfig,
     readers: &[Principal],
     writers: &[Principal],
+    daemons: &[Principal],
     account: Option<&(String, String)>,
 ) -> Value {
     let key = key_spec(cfg);
@@ -119,6 +120,13 @@ pub(super) fn template(
             create_policy(cfg.backend, &scope),
             "ecs-secrets: write the secrets of one path",
         ),
+        (
+            "DaemonPolicy",
+            "serve",
+            daemons,
+            daemon_policy(cfg.backend, &scope),
+            "ecs-secrets: the daemon sidecar's reads of one path",
+        ),
     ] {
         let mut props = json!({"Description": description, "PolicyDocument": policy});
         for (kind, prop) in [
@@ -193,6 +201,7 @@ mod tests {
             kms_key: key.map(String::from),
             timeout: Duration::from_secs(30),
             debug: false,
+            allow_empty: false,
         }
     }
 
@@ -206,6 +215,7 @@ mod tests {
             &cfg(Backend::Dynamodb, Some("/prod/app"), None),
             &[r],
             &[w],
+            &[],
             Some(&account),
         );
         let res = &t["Resources"];
@@ -219,6 +229,7 @@ mod tests {
         );
         assert_eq!(res["FetchPolicy"]["Properties"]["Roles"], json!(["task"]));
         assert_eq!(res["CreatePolicy"]["Properties"]["Users"], json!(["ops"]));
+        assert_eq!(res["DaemonPolicy"]["Type"], "AWS::IAM::ManagedPolicy");
         assert_eq!(t["Parameters"]["SecretsPath"]["Default"], "/prod/app");
         let rule = &t["Rules"]["PrincipalsAreInTheDeployingAccount"]["Assertions"][0]["Assert"];
         assert_eq!(
@@ -230,7 +241,13 @@ mod tests {
         );
 
         // ssm: no table; an existing key by id: no key resources.
-        let t = template(&cfg(Backend::Ssm, None, Some("1234abcd")), &[], &[], None);
+        let t = template(
+            &cfg(Backend::Ssm, None, Some("1234abcd")),
+            &[],
+            &[],
+            &[],
+            None,
+        );
         let res = t["Resources"].as_object().unwrap();
         assert!(!res.contains_key("SecretsTable") && !res.contains_key("SecretsKey"));
         assert!(t["Parameters"]["SecretsPath"].get("Default").is_none());

@@ -1,7 +1,7 @@
 //! The table layout: item keys, attribute names, and parsing items into versions and keys.
 
 use crate::error::{Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::VersionInfo;
 use aws_sdk_dynamodb::types::AttributeValue as Av;
 use aws_smithy_types::date_time::Format as DateFormat;

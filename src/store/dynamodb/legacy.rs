@@ -3,11 +3,15 @@
 use super::*;
 use crate::crypto::{self, Binding};
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::Payload;
 use aws_smithy_types::Blob;
 use std::collections::{BTreeSet, HashMap};
 use zeroize::Zeroizing;
+
+/// TransactWriteItems' limits: 100 items, 4 MB in all (kept below, for attribute names).
+const TRANSACTION_ITEMS: usize = 100;
+const TRANSACTION_BYTES: usize = 3_500_000;
 
 impl DynamoStore {
     /// import: every active version of an original AWS Labs ecs-secrets table, re-created
@@ -18,21 +22,28 @@ impl DynamoStore {
         path: &str,
         source: &str,
         max_payload: usize,
-    ) -> Result<Vec<(String, u64)>> {
+        written: &std::sync::Mutex<Vec<(String, u64)>>,
+    ) -> Result<()> {
         let legacy = self.read_legacy(source, max_payload).await?;
-        self.import_versions(path, &legacy).await
+        self.import_versions(path, &legacy, written).await
     }
 
     /// Write already-checked versions `(name, serial, payload)` under `path` with exactly
-    /// those serials, in order (the write half of every import). A serial that exists
-    /// already under `path`, or names that would set one environment name twice, are an
-    /// error before anything is written.
+    /// those serials, in order (the write half of every import); each version written is
+    /// pushed to `written` as soon as it is, so that a caller can print them even when the
+    /// import fails or its deadline passes.
+    ///
+    /// Resumable: a version that exists already with the same value (an earlier run of the
+    /// same import, interrupted) is skipped; one with a different value is a conflict, and
+    /// conflicts, like names that would set one environment name twice, are refused before
+    /// anything is written. When what is left fits one DynamoDB transaction (100 items,
+    /// 4 MB) it is written all or nothing, so readers never see half of it.
     pub async fn import_versions(
         &self,
         path: &str,
         legacy: &[(String, u64, Payload)],
-    ) -> Result<Vec<(String, u64)>> {
-        // Refuse before writing anything when a serial is taken.
+        written: &std::sync::Mutex<Vec<(String, u64)>>,
+    ) -> Result<()> {
         let what = format!("listing {path} in DynamoDB table {}", self.table);
         let metadata = self.metadata_of(path, VERSION_PREFIX, &what).await?;
         // Refuse, before writing, names that would set one environment name twice (with each
@@ -47,24 +58,40 @@ impl DynamoStore {
         )?;
         let existing: BTreeSet<(String, u64)> =
             metadata.into_iter().map(|v| (v.name, v.serial)).collect();
-        let taken: Vec<String> = legacy
-            .iter()
-            .filter(|(n, s, _)| existing.contains(&(n.clone(), *s)))
-            .map(|(n, s, _)| format!("{path}/{n} serial {s}"))
-            .collect();
-        if !taken.is_empty() {
+        let mut todo: Vec<&(String, u64, Payload)> = Vec::new();
+        let (mut conflicts, mut unchanged) = (Vec::new(), 0usize);
+        for v in legacy {
+            let (name, serial, payload) = v;
+            if !existing.contains(&(name.clone(), *serial)) {
+                todo.push(v);
+                continue;
+            }
+            let there = self.fetch(path, name, Some(*serial)).await?;
+            match there.payload {
+                Some(p) if there.active && p.as_bytes() == payload.as_bytes() => unchanged += 1,
+                _ => conflicts.push(format!("{path}/{name} serial {serial}")),
+            }
+        }
+        if !conflicts.is_empty() {
             return Err(Error::data(format!(
-                "nothing imported: serials that exist already under {path} would be overwritten ({}); import into a fresh --path",
-                taken.join(", ")
+                "nothing imported: {} exist already under {path} with another value (or \
+                 revoked) and would be overwritten; import into a fresh --path",
+                conflicts.join(", ")
             )));
         }
-        if legacy.is_empty() {
-            return Ok(Vec::new());
+        if unchanged > 0 {
+            crate::log::warn(format_args!(
+                "{unchanged} version(s) already imported unchanged into {path}: skipped"
+            ));
+        }
+        if todo.is_empty() {
+            return Ok(());
         }
         let pk = self.current_key(path).await?;
         let created = now_rfc3339();
-        let mut out = Vec::new();
-        for (name, serial, payload) in legacy {
+        let token = write_token()?;
+        let mut sealed_all = Vec::with_capacity(todo.len());
+        for (name, serial, payload) in &todo {
             let at = Binding {
                 path,
                 name,
@@ -73,11 +100,28 @@ impl DynamoStore {
             };
             let sealed = crypto::seal(&pk.key, &at, payload.as_bytes())
                 .map_err(|e| Error::io(format!("cannot encrypt {path}/{name}: {e}")))?;
-            let token = write_token()?;
-            let kept = match self
-                .put_version(path, name, *serial, &pk, &sealed, &created, &token)
-                .await?
-            {
+            sealed_all.push(sealed);
+        }
+        let size: usize = todo
+            .iter()
+            .zip(&sealed_all)
+            .map(|((n, _, _), s)| {
+                s.ciphertext.len() + pk.blob.len() + 2 * n.len() + path.len() + 256
+            })
+            .sum();
+        let at_once = todo.len() <= TRANSACTION_ITEMS && size <= TRANSACTION_BYTES;
+        if at_once {
+            self.put_versions_at_once(path, &todo, &sealed_all, &pk, &created, &token)
+                .await?;
+        }
+        for ((name, serial, payload), sealed) in todo.iter().zip(&sealed_all) {
+            let put = if at_once {
+                Put::Done
+            } else {
+                self.put_version(path, name, *serial, &pk, sealed, &created, &token)
+                    .await?
+            };
+            let kept = match put {
                 Put::Done => {
                     self.settle(path, name, *serial, &pk, &sealed.nonce, &token, payload)
                         .await?
@@ -86,16 +130,75 @@ impl DynamoStore {
             };
             if !kept {
                 return Err(Error::data(format!(
-                    "{path}/{name} serial {serial} was created by someone else during the import; imported so far: {}",
-                    out.iter()
-                        .map(|(n, s): &(String, u64)| format!("{n} serial {s}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "{path}/{name} serial {serial} was created by someone else during the \
+                     import; the versions written are printed: run the same import again to \
+                     complete it"
                 )));
             }
-            out.push((name.clone(), *serial));
+            written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name.clone(), *serial));
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Every version in one TransactWriteItems: all written, or none. Idempotent across the
+    /// connector's retries through the client request token.
+    async fn put_versions_at_once(
+        &self,
+        path: &str,
+        todo: &[&(String, u64, Payload)],
+        sealed: &[crypto::Sealed],
+        pk: &PathKey,
+        created: &str,
+        token: &[u8],
+    ) -> Result<()> {
+        use aws_sdk_dynamodb::types::{Put as TxPut, TransactWriteItem};
+        let mut items = Vec::with_capacity(todo.len());
+        for ((name, serial, _), sealed) in todo.iter().zip(sealed) {
+            let put = TxPut::builder()
+                .table_name(&self.table)
+                .item(A_PATH, Av::S(path.into()))
+                .item(A_SK, Av::S(version_sk(name, *serial)))
+                .item(A_KIND, Av::S(KIND_VERSION.into()))
+                .item(A_NAME, Av::S(name.clone()))
+                .item(A_SERIAL, Av::N(serial.to_string()))
+                .item(A_ACTIVE, Av::Bool(true))
+                .item(A_CREATED, Av::S(created.into()))
+                .item(A_CT, Av::B(Blob::new(sealed.ciphertext.clone())))
+                .item(A_NONCE, Av::B(Blob::new(sealed.nonce.to_vec())))
+                .item(A_GEN, Av::N(pk.generation.to_string()))
+                .item(A_BLOB, Av::B(Blob::new(pk.blob.clone())))
+                .item(A_TOKEN, Av::B(Blob::new(token.to_vec())))
+                .condition_expression("attribute_not_exists(#sk)")
+                .expression_attribute_names("#sk", A_SK)
+                .build()
+                .map_err(|e| Error::io(format!("internal error: {e}")))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let request_token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        self.ddb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(request_token)
+            .send()
+            .await
+            .map_err(|e| {
+                let raced = e
+                    .as_service_error()
+                    .and_then(|s| s.meta().message())
+                    .is_some_and(|m| m.contains("ConditionalCheckFailed"));
+                if raced {
+                    Error::data(format!(
+                        "nothing imported: a version of {path} was created by someone else \
+                         during the import; run the same import again"
+                    ))
+                } else {
+                    self.ddb_error(format!("importing {} versions into {path} (one transaction: nothing was written)", todo.len()), e)
+                }
+            })?;
+        Ok(())
     }
 
     /// The active versions of an original ecs-secrets table, decrypted, sorted by name and

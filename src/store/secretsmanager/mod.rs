@@ -8,18 +8,22 @@
 //! wins and the other re-reads and takes N+1. Versions written by others (console, rotation
 //! Lambdas, RDS) have other ids: they have no serial.
 //!
-//! Active and revoked: a version is active while it carries a staging label. Revoking
-//! removes every label from it (moving AWSCURRENT to the newest remaining active version
-//! first, or, when none remains, to a tombstone version that readers skip). Secrets Manager
+//! Active and revoked: a version is active while it carries a staging label and is not
+//! marked revoked. Revoking first marks the version revoked, durably, with a tag on the
+//! secret (`ecs-secrets-revoked:<version id>`): labels alone cannot say it, because Secrets
+//! Manager puts AWSPREVIOUS back on whatever version AWSCURRENT leaves, and a concurrent
+//! revoke reading before ours may move AWSCURRENT onto our version. Then every label comes
+//! off every marked version: AWSCURRENT moves to the newest version that carries a label of
+//! its own (not only AWSPENDING: a rotation's untested value is never promoted) and is not
+//! marked, or, when none is certain, to a tombstone version that readers skip. The revoke
+//! re-reads until no marked version keeps a label (see `write::settle`). Secrets Manager
 //! cannot delete a single version: anyone allowed `secretsmanager:GetSecretValue` with a
 //! version id can still read a revoked version until Secrets Manager ages it out. `setup`
 //! therefore denies the readers reads by version id (README "Secrets Manager").
 //!
 //! Reading a path is `read` (BatchGetSecretValue pages); admin operations are `write`.
 
-#[path = "secretsmanager_read.rs"]
 mod read;
-#[path = "secretsmanager_write.rs"]
 mod write;
 
 use crate::error::{Error, Result};
@@ -32,6 +36,10 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 const PAGE: i32 = 20;
 const SERIAL_PREFIX: &str = "ecs-secrets-serial-";
 const TOMBSTONE_PREFIX: &str = "ecs-secrets-tombstone-";
+/// The key of the secret's tag marking one version revoked: this prefix + the version id.
+const REVOKED_TAG: &str = "ecs-secrets-revoked:";
+/// The label a rotation Lambda puts on the version it is testing.
+pub const PENDING: &str = "AWSPENDING";
 /// The value of a tombstone: what AWSCURRENT holds once every version is revoked.
 pub const TOMBSTONE: &str = "ecs-secrets:revoked:no-active-version";
 pub const CURRENT: &str = "AWSCURRENT";
@@ -85,6 +93,8 @@ struct Ver {
     stages: Vec<String>,
     created: String,
     created_at: Option<aws_smithy_types::DateTime>,
+    /// Marked revoked by a tag on the secret.
+    revoked: bool,
 }
 
 impl Ver {
@@ -92,7 +102,13 @@ impl Ver {
         serial_of(&self.id)
     }
     fn active(&self) -> bool {
-        !self.stages.is_empty() && !is_tombstone(&self.id)
+        !self.stages.is_empty() && !is_tombstone(&self.id) && !self.revoked
+    }
+    /// Whether AWSCURRENT may move here when the version holding it is revoked: active
+    /// through a label other than AWSPENDING (a rotation's version is untested until its
+    /// Lambda makes it current itself).
+    fn can_inherit(&self) -> bool {
+        self.active() && self.stages.iter().any(|s| s != PENDING)
     }
     fn current(&self) -> bool {
         self.stages.iter().any(|s| s == CURRENT)
@@ -176,13 +192,18 @@ impl SmStore {
         // DescribeSecret first: it says cleanly whether the secret exists and whether it is
         // scheduled for deletion (moto answers ListSecretVersionIds of a missing secret
         // with HTTP 500, which the SDK would retry until the deadline).
-        match self.client.describe_secret().secret_id(&id).send().await {
+        let revoked: Vec<String> = match self.client.describe_secret().secret_id(&id).send().await {
             Ok(d) if d.deleted_date.is_some() => {
                 return Err(Error::not_found(format!(
                     "{id} is scheduled for deletion in Secrets Manager: restore it (aws secretsmanager restore-secret) to use it again"
                 )))
             }
-            Ok(_) => {}
+            Ok(d) => d
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| t.key?.strip_prefix(REVOKED_TAG).map(String::from))
+                .collect(),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -195,7 +216,7 @@ impl SmStore {
                     e,
                 ))
             }
-        }
+        };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -226,6 +247,7 @@ impl SmStore {
             for v in resp.versions.unwrap_or_default() {
                 let Some(vid) = v.version_id else { continue };
                 out.push(Ver {
+                    revoked: revoked.contains(&vid),
                     id: vid,
                     stages: v.version_stages.unwrap_or_default(),
                     created: date(v.created_date.as_ref()),
@@ -250,6 +272,16 @@ impl SmStore {
             ka.cmp(&kb)
         });
         Ok(out)
+    }
+}
+
+impl SmStore {
+    /// The region the clients send to, for messages.
+    pub fn region(&self) -> Option<String> {
+        self.client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
     }
 }
 

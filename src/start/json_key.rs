@@ -52,7 +52,7 @@ pub fn extract(payload: &Payload, key: &str) -> Result<Payload, String> {
     let value = if raw.starts_with('"') {
         serde_json::from_str::<String>(raw).map_err(|_| "bad JSON string".to_string())?
     } else {
-        crate::inject::json::compact(raw)
+        super::expand::compact(raw)
     };
     if value.as_bytes().contains(&0) {
         return Err(

@@ -2,7 +2,7 @@
 
 use super::{is_tombstone, prefix, secret_id, serial_of, SmStore, CURRENT, PAGE};
 use crate::error::{AwsKind, Error, Result};
-use crate::inject::env::printable;
+use crate::names::printable;
 use crate::secret::{Fetched, Payload, Secret, VersionInfo};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 

@@ -1,32 +1,39 @@
 //! What a start checks and builds, for the first start and for every refresh alike: the
 //! plan (names, refusals, collisions, `--require`), the `--file-env` variables, the child's
-//! environment and its size, then the files. `exec` without `--refresh` and `sync` use the
+//! environment and its size, then the files (templates rendered first, see
+//! `inject::outputs`). `exec` without `--refresh` and `sync` use the
 //! same steps.
 
-use crate::config::{Env, ExecConfig};
+use super::{Fetched, Rules};
+use crate::config::{Env, ExecConfig, StoreConfig};
 use crate::error::Result;
 use crate::inject::env::{child_env, plan, EnvEntry, ExtraVar, Injection};
 use crate::inject::files;
+use crate::inject::outputs::Outputs;
 use crate::privs::Target;
 use crate::secret::Secret;
 
 /// The fetched secrets as a start injects them: JSON objects expanded (`--json-keys`),
 /// references merged in under their variables' names (`--resolve-refs`), then planned.
-pub fn secrets(fetched: crate::refs::Fetched, cfg: &ExecConfig) -> Result<Vec<Injection>> {
+pub fn secrets<'a>(fetched: Fetched, rules: impl Into<Rules<'a>>) -> Result<Vec<Injection>> {
+    planned(fetched, &rules.into())
+}
+
+fn planned(fetched: Fetched, cfg: &Rules) -> Result<Vec<Injection>> {
     let (per_path, ref_values) = fetched;
     let per_path = if cfg.json_keys {
-        crate::inject::json::expand_all(per_path)?
+        super::expand::expand_all(per_path)?
     } else {
         per_path
     };
-    let per_path = crate::refs::merge(
+    let per_path = super::merge::merge(
         per_path,
-        &cfg.refs,
+        cfg.refs,
         ref_values,
         cfg.json_keys,
-        &cfg.allow_names,
+        cfg.allow_names,
     )?;
-    plan(per_path, &cfg.allow_names, &cfg.require)
+    plan(per_path, cfg.allow_names, cfg.require)
 }
 
 /// The paths that had no secrets, for the warning a start gives (and a refresh that applies
@@ -39,11 +46,11 @@ pub fn empty_paths(per_path: &[(String, Vec<Secret>)]) -> Vec<String> {
         .collect()
 }
 
-pub fn warn_empty(paths: &[String], cfg: &ExecConfig) {
+pub fn warn_empty(paths: &[String], cfg: &StoreConfig) {
     for path in paths {
         crate::log::warn(format_args!(
             "no secrets under {path} (check the path and the {} backend)",
-            cfg.store.backend.as_str()
+            cfg.backend.as_str()
         ));
     }
 }
@@ -88,11 +95,12 @@ pub fn environment(
     Ok(envp)
 }
 
-/// `--files`: every secret written atomically, the files of secrets that are gone removed.
-pub fn write_files(cfg: &ExecConfig, secrets: &[Injection], target: Option<&Target>) -> Result<()> {
-    if let Some(dir) = &cfg.files {
-        let owner = target.map(|t| (t.uid, t.gid));
-        files::write_all(dir, secrets, owner, cfg.allow_disk)?;
-    }
-    Ok(())
+/// `--files` and `--template`: every template rendered, then every file written atomically,
+/// the files of secrets (and templates) that are gone removed.
+pub fn write_files(
+    outputs: &Outputs,
+    secrets: &[Injection],
+    target: Option<&Target>,
+) -> Result<()> {
+    outputs.write(secrets, target.map(|t| (t.uid, t.gid)))
 }

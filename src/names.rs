@@ -47,6 +47,19 @@ pub fn printable(s: &str) -> String {
     s.chars().flat_map(char::escape_default).collect::<String>()
 }
 
+/// A file name ecs-secrets may write and later remove: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at
+/// most 225 bytes so that its temporary `.NAME.ecs-secrets-<16 hex>` fits NAME_MAX (an
+/// environment name is one; so is `auth.conf`). Never hidden, so never the manifest or a
+/// temporary file; never `/`, `.` or `..`.
+pub fn is_file_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 225
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// A character of a path segment or a secret name (besides the `/` between nested parts).
 pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')

@@ -8,9 +8,15 @@
 //! - `secretsmanager:<name>[:<json-key>[:<version-stage>[:<version-id>]]]`
 //!
 //! A value that starts like one of these but does not parse is malformed: an error naming
-//! the variable, never passed through to the application.
+//! the variable, never passed through to the application. Except a URL: `ssm://…` and
+//! `secretsmanager://…` (a short form's name never starts with `//`) are values.
+//!
+//! `collect` finds the references among the inherited variables: the configuration of
+//! `--resolve-refs` (refs/ resolves them; the start pipeline merges their values).
 
-use crate::inject::env::printable;
+use super::Env;
+use crate::error::{Error, Result};
+use crate::names::printable;
 
 pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
 /// Secrets Manager's stage that BatchGetSecretValue answers: asking for it is no pin.
@@ -19,7 +25,8 @@ pub const CURRENT: &str = "AWSCURRENT";
 /// What a reference points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A Parameter Store parameter, by name (read with decryption).
+    /// A Parameter Store parameter, by name (`ssm:/…`) or, for the ARN form, by its whole
+    /// ARN (read with decryption).
     Ssm {
         region: Option<String>,
         name: String,
@@ -58,6 +65,14 @@ impl Target {
 
 /// `Ok(None)`: not a reference. `Err(why)`: meant as one, but malformed.
 pub fn parse(value: &str) -> Result<Option<Target>, String> {
+    // `ssm://host/x`, `secretsmanager://…`: a URL of that scheme, not a short form (whose
+    // name never starts with `//`). It stays a value, as any text that is no reference.
+    if ["ssm://", "secretsmanager://"]
+        .iter()
+        .any(|p| value.starts_with(p))
+    {
+        return Ok(None);
+    }
     if let Some(rest) = value.strip_prefix("ssm:") {
         if !rest.starts_with('/') {
             return Err("an ssm: reference is ssm:/<name> (the name starts with /)".into());
@@ -93,6 +108,7 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         ));
     }
     check_region(region)?;
+    check_partition(partition, region)?;
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("account {:?} is not 12 digits", printable(account)));
     }
@@ -105,7 +121,15 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         } else {
             rest.to_string()
         };
-        return ssm_name(&name).map(|name| Some(Target::Ssm { region, name }));
+        // Asked for by its ARN, so that it is read from the account the ARN names (SSM
+        // takes a parameter's ARN as its name, and a shared parameter only that way) and
+        // answered only by that ARN (refs/ssm.rs): never our parameter of the same name.
+        ssm_name(&name)?;
+        let arn = format!(
+            "arn:{partition}:ssm:{}:{account}:parameter/{rest}",
+            region.as_deref().unwrap_or_default()
+        );
+        return Ok(Some(Target::Ssm { region, name: arn }));
     }
     let fields: Vec<&str> = resource["secret:".len()..].split(':').collect();
     let arn_id = format!(
@@ -118,6 +142,27 @@ pub fn parse(value: &str) -> Result<Option<Target>, String> {
         *id = arn_id;
     }
     Ok(Some(t))
+}
+
+/// The region must be one of the partition's: `arn:aws-cn:ssm:eu-west-1:…` names no
+/// parameter anywhere, and reading it in eu-west-1 (partition aws) would be reading another
+/// one. China regions start with `cn-`, GovCloud ones with `us-gov-`.
+fn check_partition(partition: &str, region: &str) -> Result<(), String> {
+    let of_region = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    if partition == of_region {
+        Ok(())
+    } else {
+        Err(format!(
+            "region {region} is in partition {of_region}, not {partition}: the ARN names no \
+             parameter or secret that can be read"
+        ))
+    }
 }
 
 fn check_region(r: &str) -> Result<(), String> {
@@ -197,6 +242,78 @@ fn sm(region: Option<String>, name: &str, rest: &[&str]) -> Result<Target, Strin
     })
 }
 
+/// One inherited variable holding a reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub var: String,
+    /// The reference as written (not secret).
+    pub text: String,
+    pub target: Target,
+}
+
+impl Ref {
+    /// `$DB_PASSWORD (ssm:/prod/db)`, for messages.
+    pub fn label(&self) -> String {
+        format!("${} ({})", self.var, printable(&self.text))
+    }
+}
+
+fn valid_var(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The references among the inherited variables (the last value of a repeated name, as
+/// `getenv` sees it). A malformed reference is an error naming the variable.
+pub fn collect(env: &Env) -> Result<Vec<Ref>> {
+    let vars = env.vars();
+    let mut out: Vec<Ref> = Vec::new();
+    for (i, (k, v)) in vars.iter().enumerate() {
+        if vars[i + 1..].iter().any(|(k2, _)| k2 == k) {
+            continue;
+        }
+        let lossy = v.to_string_lossy();
+        let parsed = parse(&lossy);
+        if parsed == Ok(None) {
+            continue;
+        }
+        let k = k.to_string_lossy();
+        // Meant as a reference but not UTF-8: malformed, never passed through.
+        let parsed = match v.to_str() {
+            Some(_) => parsed,
+            None => Err("it is not valid UTF-8".into()),
+        };
+        let (k, v) = (k.as_ref(), lossy.as_ref());
+        let target = match parsed {
+            Ok(None) => continue,
+            Ok(Some(t)) => t,
+            Err(why) => {
+                return Err(Error::usage(format!(
+                    "--resolve-refs: malformed reference ${} ({}): {why}",
+                    printable(k),
+                    printable(v)
+                )))
+            }
+        };
+        if !valid_var(k) {
+            return Err(Error::usage(format!(
+                "--resolve-refs: the variable {:?} holds the reference {} but its name is not a valid environment name",
+                printable(k),
+                printable(v)
+            )));
+        }
+        out.push(Ref {
+            var: k.to_string(),
+            text: v.to_string(),
+            target,
+        });
+    }
+    crate::sort::sort_by(&mut out, |a, b| a.var.cmp(&b.var));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,11 +330,17 @@ mod tests {
         assert_eq!(parse("ssm:/prod/db").unwrap(), ssm(None, "/prod/db"));
         assert_eq!(
             parse("arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db").unwrap(),
-            ssm(Some("eu-west-1"), "/prod/db")
+            ssm(
+                Some("eu-west-1"),
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db"
+            )
         );
         assert_eq!(
             parse("arn:aws-cn:ssm:cn-north-1:123456789012:parameter/Top").unwrap(),
-            ssm(Some("cn-north-1"), "Top")
+            ssm(
+                Some("cn-north-1"),
+                "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/Top"
+            )
         );
         let t = parse("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbCdEf:password:AWSPREVIOUS:")
             .unwrap()
@@ -246,6 +369,27 @@ mod tests {
     }
 
     #[test]
+    fn every_arn_field_is_kept() {
+        // The account, the partition and the region all stay in what is asked for.
+        for v in [
+            "arn:aws:ssm:us-east-1:999999999999:parameter/ref/db",
+            "arn:aws-cn:ssm:cn-north-1:999999999999:parameter/ref/db",
+            "arn:aws-us-gov:ssm:us-gov-east-1:123456789012:parameter/ref/db",
+        ] {
+            let Some(Target::Ssm { name, region }) = parse(v).unwrap() else {
+                panic!("{v}")
+            };
+            assert_eq!(name, v);
+            assert_eq!(region.as_deref(), v.split(':').nth(3));
+        }
+        let v = "arn:aws-cn:secretsmanager:cn-north-1:999999999999:secret:db-AbCdEf";
+        let Some(Target::Sm { id, region, .. }) = parse(v).unwrap() else {
+            panic!("{v}")
+        };
+        assert_eq!((id.as_str(), region.as_deref()), (v, Some("cn-north-1")));
+    }
+
+    #[test]
     fn not_references() {
         for v in [
             "",
@@ -258,6 +402,10 @@ mod tests {
             "arn:aws:s3:::bucket",
             "arn:aws",
             "postgres://u:p@h/db",
+            // URLs whose scheme is a short form's prefix (issue 20, finding 6)
+            "ssm://host/x",
+            "ssm://",
+            "secretsmanager://host/x",
         ] {
             assert_eq!(parse(v), Ok(None), "{v}");
         }
@@ -280,8 +428,51 @@ mod tests {
             "arn:aws:ssm:us-east-1:12345:parameter/a",
             "arn:aws:ssm:us-east-1:123456789012:parameter/",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+            // A region outside the ARN's partition (issue 20, finding 4).
+            "arn:aws-cn:ssm:eu-west-1:123456789012:parameter/a",
+            "arn:aws:ssm:cn-north-1:123456789012:parameter/a",
+            "arn:aws-us-gov:ssm:us-east-1:123456789012:parameter/a",
+            "arn:aws:ssm:us-gov-west-1:123456789012:parameter/a",
+            "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:a",
+            "arn:aws:secretsmanager:cn-northwest-1:123456789012:secret:a",
         ] {
             assert!(parse(v).is_err(), "{v}");
         }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn collect_takes_whole_values_and_the_last_of_a_name() {
+        let e = env(&[
+            ("A", "ssm:/old"),
+            ("B", "see ssm:/x"),
+            ("A", "ssm:/new"),
+            ("C", "arn:aws:iam::123456789012:role/r"),
+            ("D", "secretsmanager:db:password"),
+        ]);
+        let r = collect(&e).unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.var.as_str(), r.text.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("A", "ssm:/new"), ("D", "secretsmanager:db:password")]
+        );
+        let e = collect(&env(&[("X", "ssm:nope")])).unwrap_err().to_string();
+        assert!(e.contains("$X") && e.contains("ssm:nope"), "{e}");
+        let e = collect(&env(&[("X.Y", "ssm:/a")])).unwrap_err().to_string();
+        assert!(e.contains("X.Y"), "{e}");
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = Env::from_pairs([(
+            OsString::from("B"),
+            OsString::from_vec(b"ssm:/a\xff".to_vec()),
+        )]);
+        let e = collect(&bad).unwrap_err().to_string();
+        assert!(e.contains("$B") && e.contains("UTF-8"), "{e}");
+        let fine = Env::from_pairs([(OsString::from("B"), OsString::from_vec(b"x\xff".to_vec()))]);
+        assert!(collect(&fine).unwrap().is_empty());
     }
 }

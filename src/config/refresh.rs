@@ -106,7 +106,8 @@ pub fn parse(a: &RefreshArgs<'_>, has_files: bool) -> Result<Option<Refresh>> {
             Some("none") => {
                 if !has_files {
                     return Err(Error::usage(
-                        "--on-change none only rewrites files: it needs --files DIR",
+                        "--on-change none only rewrites files: it needs --files DIR or --template \
+                         SRC:DEST",
                     ));
                 }
                 OnChange::Nothing
@@ -169,7 +170,7 @@ mod tests {
 
     #[test]
     fn refused() {
-        for r in ["0", "-1", "x", "NaN", "0.01", "1e9"] {
+        for r in ["0", "-1", "x", "NaN", "0.01", "1e9", " 5", "5 ", "\t5"] {
             assert!(p(r, None, None, false).is_err(), "{r}");
         }
         for o in [

@@ -1,9 +1,10 @@
 //! Resolved references become secrets named by their variables, checked against the path
 //! secrets and each other before `inject::env::plan` sees them.
 
-use super::{json_key, Ref};
+use super::json_key;
 use crate::error::{Error, Result};
 use crate::inject::env::{env_name, is_refused, printable};
+use crate::refs::Ref;
 use crate::secret::{Payload, Secret};
 use std::collections::HashMap;
 
@@ -52,7 +53,7 @@ pub fn merge(
             payload,
         };
         let secrets = if json_keys && r.target.json_key().is_none() {
-            let mut x = crate::inject::json::expand_all(vec![(printable(&r.text), vec![one])])?;
+            let mut x = super::expand::expand_all(vec![(printable(&r.text), vec![one])])?;
             x.pop().map(|(_, s)| s).unwrap_or_default()
         } else {
             vec![one]

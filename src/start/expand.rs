@@ -13,7 +13,7 @@
 //! than `MAX_DEPTH`, more than `MAX_LEAVES` leaves, a leaf holding a NUL byte.
 
 use crate::error::{Error, Result};
-use crate::inject::names::printable;
+use crate::names::printable;
 use crate::secret::{Payload, Secret};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -57,28 +57,78 @@ pub fn expand_all(per_path: Vec<(String, Vec<Secret>)>) -> Result<Vec<(String, V
         .into_iter()
         .map(|(path, secrets)| {
             let mut out = Vec::with_capacity(secrets.len());
+            // For each secret of `out`: the JSON secret and key it came from, if any.
+            let mut from: Vec<Option<(String, String)>> = Vec::with_capacity(secrets.len());
             for s in secrets {
-                expand(&path, s, &mut out)?;
+                let (before, origin) = (out.len(), s.name.clone());
+                if expand(&path, s, &mut out)? {
+                    from.extend(out[before..].iter().map(|leaf| {
+                        Some((origin.clone(), leaf.name[origin.len() + 1..].to_string()))
+                    }));
+                } else {
+                    from.push(None);
+                }
             }
+            check_leaf_collisions(&path, &out, &from)?;
             Ok((path, out))
         })
         .collect()
 }
 
-fn expand(path: &str, s: Secret, out: &mut Vec<Secret>) -> Result<()> {
+/// A leaf whose environment name is another secret's (or another leaf's): an error naming
+/// both secrets and the JSON key, since the leaf's own name (`A_B`) alone would name the
+/// same string twice. Collisions between plain secrets are `env::plan`'s.
+fn check_leaf_collisions(
+    path: &str,
+    out: &[Secret],
+    from: &[Option<(String, String)>],
+) -> Result<()> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let what = |i: usize| match &from[i] {
+        Some((origin, key)) => format!(
+            "secret {path}/{} (its JSON key {:?})",
+            printable(origin),
+            printable(key)
+        ),
+        None => format!("secret {path}/{}", printable(&out[i].name)),
+    };
+    for (i, s) in out.iter().enumerate() {
+        let name = crate::names::env_name(&s.name);
+        match seen.get(&name) {
+            Some(&j) if from[i].is_some() || from[j].is_some() => {
+                return Err(Error::data(format!(
+                    "{} and {} both map to the environment name {}: rename one",
+                    what(j),
+                    what(i),
+                    printable(&name)
+                )))
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `s`, or its leaves when it is a JSON object; returns whether it was expanded.
+fn expand(path: &str, s: Secret, out: &mut Vec<Secret>) -> Result<bool> {
     let members = match s.payload.as_str() {
-        Some(text) if text.trim_start().starts_with('{') => {
+        // A lone surrogate escape (`"\ud800"`) is not valid JSON text either: the value
+        // stays one variable rather than failing the start.
+        Some(text) if text.trim_start().starts_with('{') && !lone_surrogate(text) => {
             serde_json::from_str::<Members>(text).ok()
         }
         _ => None,
     };
     let Some(members) = members else {
         out.push(s);
-        return Ok(());
+        return Ok(false);
     };
     if members.0.is_empty() {
         out.push(s); // `{}` has no leaves: it stays one variable
-        return Ok(());
+        return Ok(false);
     }
     let full = format!("{path}/{}", printable(&s.name));
     let mut leaves = Vec::new();
@@ -88,7 +138,7 @@ fn expand(path: &str, s: Secret, out: &mut Vec<Secret>) -> Result<()> {
         serial: s.serial,
         payload,
     }));
-    Ok(())
+    Ok(true)
 }
 
 fn flatten(
@@ -149,8 +199,44 @@ fn flatten(
     Ok(())
 }
 
+/// Whether `text` has a `\u` escape of a UTF-16 surrogate that is not part of a pair
+/// (serde_json skips escapes unchecked until a string is decoded, so a document holding
+/// one parses as an object and fails only at the leaf).
+pub(crate) fn lone_surrogate(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |i: usize| -> Option<u16> {
+        let h = b.get(i..i + 4)?;
+        u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // `\\`, `\"`, …: the escaped character is skipped
+            continue;
+        }
+        match hex(i + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                    .then(|| hex(i + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i += 6,
+        }
+    }
+    false
+}
+
 /// Valid JSON text without whitespace outside strings (what serde_json would print,
-/// without re-encoding numbers or strings). Also used for reference json-keys (refs/json_key.rs).
+/// without re-encoding numbers or strings). Also used for reference json-keys (start/json_key.rs).
 pub(crate) fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let (mut in_str, mut escaped) = (false, false);
@@ -241,6 +327,51 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("more than"));
+    }
+
+    #[test]
+    fn lone_surrogates_leave_the_value_whole() {
+        // Issue 20, finding 6: invalid JSON, lone surrogates included, stays one variable.
+        for whole in [
+            r#"{"k":"\ud800"}"#,
+            r#"{"k":"\uDC00x"}"#,
+            r#"{"k":"a\ud800\u0041"}"#,
+            r#"{"k":{"n":"\udbff"}}"#,
+            r#"{"k":"\\\ud800"}"#,
+        ] {
+            assert_eq!(run(whole).unwrap(), pairs(&[("DB", whole)]), "{whole}");
+        }
+        // A pair is fine, and so is an escaped backslash before `ud800`.
+        assert_eq!(
+            run(r#"{"k":"\ud83d\ude00","b":"\\ud800"}"#).unwrap(),
+            pairs(&[("DB_k", "\u{1F600}"), ("DB_b", "\\ud800")])
+        );
+    }
+
+    #[test]
+    fn a_leaf_colliding_names_both_secrets_and_the_key() {
+        let e = expand_all(vec![(
+            "/p".into(),
+            vec![secret("A", r#"{"B":"x"}"#), secret("A_B", "y")],
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("secret /p/A (its JSON key \"B\")")
+                && e.contains("secret /p/A_B both")
+                && e.contains("A_B: rename one"),
+            "{e}"
+        );
+        let e = expand_all(vec![(
+            "/p".into(),
+            vec![secret("A", r#"{"B_C":"x"}"#), secret("A_B", r#"{"C":"y"}"#)],
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("(its JSON key \"B_C\")") && e.contains("(its JSON key \"C\")"),
+            "{e}"
+        );
     }
 
     #[test]
