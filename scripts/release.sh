@@ -116,7 +116,9 @@ package() { # arch triple docker-arch binary env…
   }
   mkdir -p "$ctx/$darch"
   cp "$out" "$ctx/$darch/ecs-secrets"
-  "./$out" install-links "$ctx/$darch" >/dev/null
+  # Relative links: install-links would point them at this dist/ path, which the image lacks.
+  ln -s ecs-secrets "$ctx/$darch/ecs-secrets-exec"
+  ln -s ecs-secrets "$ctx/$darch/ecs-secrets-env"
   # The SBOM: the dependency graph cargo resolves for this target, normal dependencies only
   # (no dev- or build-dependencies: they are not in the binary).
   env "$@" cargo cyclonedx --quiet --format json --spec-version 1.5 --target "$triple" \
