@@ -18,8 +18,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaf types and helpers",
         &[
-            "error", "secret", "log", "sort", "names", "tls", "crypto", "runtime", "duration",
+            "error",
+            "secret",
+            "log",
+            "sort",
+            "names",
+            "tls",
+            "crypto",
+            "runtime",
+            "duration",
             "fsread",
+            "build_info",
         ],
     ),
     ("flags as typed", &["cli", "argv"]),
