@@ -446,7 +446,7 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
 
 const THROTTLED_HINT: &str = "; AWS throttled the requests: its request-rate quota is per \
     account and region, shared by every task. Starting K tasks that each need P requests \
-    takes at least K × P ÷ quota seconds (README, \"Starting many tasks at once\"): raise \
+    takes at least K × P ÷ quota seconds (docs/fleet.md in the documentation): raise \
     --timeout to that, stagger the starts, or use the dynamodb backend";
 
 fn fmt_secs(d: Duration) -> String {

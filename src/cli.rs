@@ -159,6 +159,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// with --json-keys: keep (default) or upper, which upper-cases the key part
+        /// (DB_USERNAME) [env ECS_SECRETS_JSON_KEYS_CASE]
+        #[argh(option)]
+        pub json_keys_case: Option<String>,
         /// a path with no secret is a warning, not an error
         /// [env ECS_SECRETS_ALLOW_EMPTY=1]
         #[argh(switch)]
@@ -210,6 +214,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// with --json-keys: keep (default) or upper, which upper-cases the key part
+        /// (DB_USERNAME) [env ECS_SECRETS_JSON_KEYS_CASE]
+        #[argh(option)]
+        pub json_keys_case: Option<String>,
         /// a path with no secret is a warning, not an error
         /// [env ECS_SECRETS_ALLOW_EMPTY=1]
         #[argh(switch)]
@@ -413,6 +421,10 @@ command! {
         /// [env ECS_SECRETS_JSON_KEYS=1]
         #[argh(switch)]
         pub json_keys: bool,
+        /// with --json-keys: keep (default) or upper, which upper-cases the key part
+        /// (DB_USERNAME) [env ECS_SECRETS_JSON_KEYS_CASE]
+        #[argh(option)]
+        pub json_keys_case: Option<String>,
         /// a path with no secret is a warning, not an error
         /// [env ECS_SECRETS_ALLOW_EMPTY=1]
         #[argh(switch)]

@@ -322,6 +322,8 @@ pub struct ExecConfig {
     pub cmd: Vec<OsString>,
     /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
+    /// `--json-keys-case`: the key part as is or upper-cased.
+    pub json_keys_case: KeyCase,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
     pub refs: Vec<refs::Ref>,
     /// `--refresh`: supervise CMD instead of becoming it.
@@ -429,6 +431,7 @@ pub fn exec_config_with_cmd(
         return Err(Error::usage("--file-env needs --files DIR"));
     }
     let templates = templates(&a.template, env)?;
+    let json_keys = json_keys(a.json_keys, env)?;
     let writes_files = a.files.is_some() || !templates.is_empty();
     if a.allow_disk && !writes_files {
         return Err(Error::usage(
@@ -474,7 +477,8 @@ pub fn exec_config_with_cmd(
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         cmd,
-        json_keys: json_keys(a.json_keys, env)?,
+        json_keys,
+        json_keys_case: json_keys_case(a.json_keys_case.as_deref(), json_keys, env)?,
         refs,
     })
 }
@@ -488,6 +492,8 @@ pub struct EnvConfig {
     pub allow_names: Vec<String>,
     /// `--json-keys`: expand JSON-object values (start/expand.rs).
     pub json_keys: bool,
+    /// `--json-keys-case`: the key part as is or upper-cased.
+    pub json_keys_case: KeyCase,
     /// `--resolve-refs`: the inherited variables holding references (refs/); empty without.
     pub refs: Vec<refs::Ref>,
 }
@@ -509,6 +515,11 @@ pub fn env_config(a: &cli::EnvArgs, env: &Env) -> Result<EnvConfig> {
         require: a.require.clone(),
         allow_names: a.allow_name.clone(),
         json_keys: json_keys(a.json_keys, env)?,
+        json_keys_case: json_keys_case(
+            a.json_keys_case.as_deref(),
+            json_keys(a.json_keys, env)?,
+            env,
+        )?,
         refs,
     })
 }
@@ -536,6 +547,44 @@ pub fn allow_empty(flag: bool, env: &Env) -> Result<bool> {
 /// `--json-keys` [env ECS_SECRETS_JSON_KEYS=1].
 pub fn json_keys(flag: bool, env: &Env) -> Result<bool> {
     Ok(flag || env.flag("ECS_SECRETS_JSON_KEYS")?)
+}
+
+/// How `--json-keys` writes the key part of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyCase {
+    /// As in the JSON (`DB_username`).
+    #[default]
+    Keep,
+    /// ASCII upper case (`DB_USERNAME`), as RDS-managed secrets need.
+    Upper,
+}
+
+/// `--json-keys-case keep|upper` [env ECS_SECRETS_JSON_KEYS_CASE]. It only means something
+/// with `--json-keys`: given without it, it is a usage error (a setting that would do
+/// nothing is a mistake to point out, not to ignore).
+pub fn json_keys_case(flag: Option<&str>, json_keys: bool, env: &Env) -> Result<KeyCase> {
+    let (value, origin) = match flag {
+        Some(v) => (Some(v.to_string()), "--json-keys-case"),
+        None => (
+            env.get("ECS_SECRETS_JSON_KEYS_CASE")?
+                .filter(|v| !v.is_empty()),
+            "ECS_SECRETS_JSON_KEYS_CASE",
+        ),
+    };
+    let Some(value) = value else {
+        return Ok(KeyCase::Keep);
+    };
+    let case = match value.as_str() {
+        "keep" => KeyCase::Keep,
+        "upper" => KeyCase::Upper,
+        _ => return Err(Error::usage(format!("{origin} takes keep or upper"))),
+    };
+    if !json_keys {
+        return Err(Error::usage(format!(
+            "{origin} applies to JSON keys: add --json-keys (ECS_SECRETS_JSON_KEYS=1), or drop {origin}"
+        )));
+    }
+    Ok(case)
 }
 
 /// `--resolve-refs` [env ECS_SECRETS_RESOLVE_REFS=1]: paths become optional, and the

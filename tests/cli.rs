@@ -307,7 +307,11 @@ fn setup_dry_run_creates_nothing_and_policy_dir_writes_attachable_documents() {
         "a dry run only looks: {:?}",
         proxy.ops()
     );
-    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let accesses: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["access"].to_string())
+        .collect();
+    assert!(accesses.contains(&"\"fetch\"".to_string()), "{stdout}");
 
     // For real, with the policies as files.
     let dir = TempDir::new("cli-policies");
@@ -373,4 +377,62 @@ fn setup_dry_run_creates_nothing_and_policy_dir_writes_attachable_documents() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn json_keys_case_upper_gives_the_names_rds_secrets_need() {
+    let m = moto();
+    let path = unique_path("cli-case");
+    let rds = r#"{"username":"admin","password":"pw","db":{"port":5432}}"#;
+    put_secure(&m.endpoint, &format!("{path}/DB"), rds);
+    let out = run(ecs(&m.endpoint).args([
+        "env",
+        "--path",
+        &path,
+        "--json-keys",
+        "--json-keys-case",
+        "upper",
+        "--format",
+        "json",
+    ]));
+    let v = assert_ok_json(&out);
+    assert_eq!(
+        v,
+        serde_json::json!({"DB_USERNAME": "admin", "DB_PASSWORD": "pw", "DB_DB_PORT": "5432"})
+    );
+    // The variables, and exec.
+    let out = run(ecs(&m.endpoint)
+        .args([
+            "exec",
+            "--path",
+            &path,
+            "--",
+            "sh",
+            "-c",
+            "echo \"$DB_USERNAME\"",
+        ])
+        .env("ECS_SECRETS_JSON_KEYS", "1")
+        .env("ECS_SECRETS_JSON_KEYS_CASE", "upper"));
+    assert_eq!(assert_ok(&out), "admin\n");
+    // keep is the default and can be said.
+    let out = run(ecs(&m.endpoint).args([
+        "env",
+        "--path",
+        &path,
+        "--json-keys",
+        "--json-keys-case",
+        "keep",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(assert_ok_json(&out)["DB_username"], "admin");
+    // Without --json-keys it would do nothing: a usage error; so is an unknown case.
+    for args in [
+        &["--json-keys-case", "upper"][..],
+        &["--json-keys", "--json-keys-case", "lower"][..],
+    ] {
+        let out = run(ecs(&m.endpoint).args(["env", "--path", &path]).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("admin"));
+    }
 }

@@ -642,11 +642,14 @@ fn an_interrupted_large_import_prints_what_it_wrote_and_completes_when_run_again
     let proxy = Proxy::start(ep);
     // The first PutItem is the new path's data key; the 14th is the 13th version.
     proxy.hold("PutItem", 14);
-    let out = import(
-        &proxy.endpoint(),
-        &dst,
-        &["--from-ssm-path", &src, "--timeout", "25"],
-    );
+    let (pe, d, sr) = (proxy.endpoint(), dst.clone(), src.clone());
+    let run =
+        std::thread::spawn(move || import(&pe, &d, &["--from-ssm-path", &sr, "--timeout", "25"]));
+    assert!(proxy.wait_held(std::time::Duration::from_secs(60)));
+    // A request that stalls is sent again after half of --timeout: hold the second attempt
+    // too, so that the import really is interrupted at its 13th version.
+    proxy.hold("PutItem", 1);
+    let out = run.join().unwrap();
     assert_fail(&out);
     let first = lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(first.len(), 12, "{}", describe(&out));

@@ -161,7 +161,17 @@ fn sufficiency(backend: &str) {
     let reader = make_user(e, "reader", &actions_only(&[fetch]));
     let writer = make_user(e, "writer", &actions_only(&[create]));
     let sidecar = make_user(e, "sidecar", &actions_only(&[daemon]));
-    let importer = make_user(e, "importer", &actions_only(&[create, &ssm_daemon]));
+    // AWS authorizes a TransactWriteItems (an import that fits one transaction) by the
+    // actions inside it (PutItem, which the writer policy grants); moto's IAM enforcement asks
+    // for its own action name instead, which no real policy can name. Grant that one moto-only
+    // action to the importer, and nothing else beyond the printed policies.
+    let moto_transact =
+        json!({"Statement": [{"Effect": "Allow", "Action": "dynamodb:TransactWriteItems"}]});
+    let importer = make_user(
+        e,
+        "importer",
+        &actions_only(&[create, &ssm_daemon, &moto_transact]),
+    );
     enforce(&m);
 
     // The enforcement is real: a reader cannot write.

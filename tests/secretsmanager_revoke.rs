@@ -452,14 +452,26 @@ fn randomized_revokes_creates_and_rotates_never_make_a_revoked_version_current()
                 why(&format!("revoked {s} is current"))
             );
         }
-        let newest = all.iter().filter(|v| v.1).map(|v| v.0).max();
+        // What readers get is an active version (never a revoked one). Under concurrent
+        // writers it need not be the newest: a revoke moving AWSCURRENT from a read that a
+        // concurrent create made stale leaves an older active version current until the next
+        // write (docs/backends.md, "What holds under concurrent writers").
+        let active: Vec<u64> = all.iter().filter(|v| v.1).map(|v| v.0).collect();
         let f = fetched(e, &path);
-        assert_eq!(
-            f.as_ref().map(|f| f.0),
-            newest,
-            "{}",
-            why("fetch disagrees with list")
-        );
+        match f.as_ref().map(|f| f.0) {
+            Some(s) => assert!(
+                active.contains(&s),
+                "{}",
+                why(&format!(
+                    "fetch gives serial {s}, which list does not show active"
+                ))
+            ),
+            None => assert!(
+                active.is_empty() || cur.starts_with("ecs-secrets-tombstone"),
+                "{}",
+                why("fetch finds nothing while list shows active versions")
+            ),
+        }
         if let Some((_, p)) = &f {
             assert!(issued.contains(p), "{}", why("payload never written"));
         }

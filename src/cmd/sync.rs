@@ -63,6 +63,11 @@ pub fn config(a: &SyncArgs, env: &Env) -> Result<SyncConfig> {
             allow_names: a.allow_name.clone(),
             cmd: Vec::new(),
             json_keys: config::json_keys(a.json_keys, env)?,
+            json_keys_case: config::json_keys_case(
+                a.json_keys_case.as_deref(),
+                config::json_keys(a.json_keys, env)?,
+                env,
+            )?,
             refs,
             refresh: None,
             templates,

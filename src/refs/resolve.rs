@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(crate) fn with_hint(mut e: Error, grant: &str) -> Error {
     if let Error::Aws { kind, hint, .. } = &mut e {
         if *kind == crate::error::AwsKind::AccessDenied {
-            *hint = format!("; grant the task role {grant} (README \"References\")");
+            *hint = format!("; grant the task role {grant} (docs/references.md)");
         }
     }
     e

@@ -50,7 +50,7 @@ const GRANT: &str = "secretsmanager:GetSecretValue on the secret and kms:Decrypt
 
 fn hint(kind: AwsKind) -> String {
     if kind == AwsKind::AccessDenied {
-        format!("; grant the task role {GRANT} (README \"References\")")
+        format!("; grant the task role {GRANT} (docs/references.md)")
     } else {
         String::new()
     }

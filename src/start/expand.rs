@@ -12,6 +12,7 @@
 //! Refused with an error naming the secret: a key given twice in one object, nesting deeper
 //! than `MAX_DEPTH`, more than `MAX_LEAVES` leaves, a leaf holding a NUL byte.
 
+use crate::config::KeyCase;
 use crate::error::{Error, Result};
 use crate::names::printable;
 use crate::secret::{Payload, Secret};
@@ -52,7 +53,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 }
 
 /// Expand the JSON-object secrets of every path; others pass through unchanged.
-pub fn expand_all(per_path: Vec<(String, Vec<Secret>)>) -> Result<Vec<(String, Vec<Secret>)>> {
+pub fn expand_all(
+    per_path: Vec<(String, Vec<Secret>)>,
+    case: KeyCase,
+) -> Result<Vec<(String, Vec<Secret>)>> {
     per_path
         .into_iter()
         .map(|(path, secrets)| {
@@ -61,7 +65,7 @@ pub fn expand_all(per_path: Vec<(String, Vec<Secret>)>) -> Result<Vec<(String, V
             let mut from: Vec<Option<(String, String)>> = Vec::with_capacity(secrets.len());
             for s in secrets {
                 let (before, origin) = (out.len(), s.name.clone());
-                if expand(&path, s, &mut out)? {
+                if expand(&path, s, &mut out, case)? {
                     from.extend(out[before..].iter().map(|leaf| {
                         Some((origin.clone(), leaf.name[origin.len() + 1..].to_string()))
                     }));
@@ -113,7 +117,7 @@ fn check_leaf_collisions(
 }
 
 /// Appends `s`, or its leaves when it is a JSON object; returns whether it was expanded.
-fn expand(path: &str, s: Secret, out: &mut Vec<Secret>) -> Result<bool> {
+fn expand(path: &str, s: Secret, out: &mut Vec<Secret>, case: KeyCase) -> Result<bool> {
     let members = match s.payload.as_str() {
         // A lone surrogate escape (`"\ud800"`) is not valid JSON text either: the value
         // stays one variable rather than failing the start.
@@ -132,7 +136,7 @@ fn expand(path: &str, s: Secret, out: &mut Vec<Secret>) -> Result<bool> {
     }
     let full = format!("{path}/{}", printable(&s.name));
     let mut leaves = Vec::new();
-    flatten(&full, &s.name, members, 1, &mut leaves)?;
+    flatten(&full, &s.name, members, 1, &mut leaves, case)?;
     out.extend(leaves.into_iter().map(|(name, payload)| Secret {
         name,
         serial: s.serial,
@@ -147,6 +151,7 @@ fn flatten(
     members: Members,
     depth: usize,
     out: &mut Vec<(String, Payload)>,
+    case: KeyCase,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(Error::data(format!(
@@ -164,14 +169,19 @@ fn flatten(
         seen.push(k);
     }
     for (key, raw) in members.0 {
-        let name = format!("{prefix}_{key}");
+        // `--json-keys-case upper`: the key part in ASCII upper case (RDS-managed secrets'
+        // `username` → `DB_USERNAME`); other characters become `_` in the name rule anyway.
+        let name = match case {
+            KeyCase::Keep => format!("{prefix}_{key}"),
+            KeyCase::Upper => format!("{prefix}_{}", key.to_ascii_uppercase()),
+        };
         let text = raw.get();
         let leaf = match text.as_bytes().first() {
             Some(b'{') => {
                 let inner: Members = serde_json::from_str(text)
                     .map_err(|e| Error::data(format!("secret {full}: bad JSON: {e}")))?;
                 if !inner.0.is_empty() {
-                    flatten(full, &name, inner, depth + 1, out)?;
+                    flatten(full, &name, inner, depth + 1, out, case)?;
                     continue;
                 }
                 Payload::from_string("{}".into())
@@ -273,7 +283,7 @@ mod tests {
     }
 
     fn run(v: &str) -> Result<Vec<(String, String)>> {
-        let out = expand_all(vec![("/p".into(), vec![secret("DB", v)])])?;
+        let out = expand_all(vec![("/p".into(), vec![secret("DB", v)])], KeyCase::Keep)?;
         Ok(out[0]
             .1
             .iter()
@@ -349,11 +359,31 @@ mod tests {
     }
 
     #[test]
+    fn upper_case_keys_upper_case_every_key_part_only() {
+        let out = expand_all(
+            vec![(
+                "/p".into(),
+                vec![secret(
+                    "db",
+                    r#"{"username":"u","opts":{"ssl-mode":"x"},"Port":5432}"#,
+                )],
+            )],
+            KeyCase::Upper,
+        )
+        .unwrap();
+        let names: Vec<&str> = out[0].1.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["db_USERNAME", "db_OPTS_SSL-MODE", "db_PORT"]);
+    }
+
+    #[test]
     fn a_leaf_colliding_names_both_secrets_and_the_key() {
-        let e = expand_all(vec![(
-            "/p".into(),
-            vec![secret("A", r#"{"B":"x"}"#), secret("A_B", "y")],
-        )])
+        let e = expand_all(
+            vec![(
+                "/p".into(),
+                vec![secret("A", r#"{"B":"x"}"#), secret("A_B", "y")],
+            )],
+            KeyCase::Keep,
+        )
         .unwrap_err()
         .to_string();
         assert!(
@@ -362,10 +392,13 @@ mod tests {
                 && e.contains("A_B: rename one"),
             "{e}"
         );
-        let e = expand_all(vec![(
-            "/p".into(),
-            vec![secret("A", r#"{"B_C":"x"}"#), secret("A_B", r#"{"C":"y"}"#)],
-        )])
+        let e = expand_all(
+            vec![(
+                "/p".into(),
+                vec![secret("A", r#"{"B_C":"x"}"#), secret("A_B", r#"{"C":"y"}"#)],
+            )],
+            KeyCase::Keep,
+        )
         .unwrap_err()
         .to_string();
         assert!(

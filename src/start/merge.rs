@@ -19,7 +19,7 @@ pub fn merge(
     mut per_path: Vec<(String, Vec<Secret>)>,
     refs: &[Ref],
     values: Vec<Payload>,
-    json_keys: bool,
+    json_keys: Option<crate::config::KeyCase>,
     allow: &[String],
 ) -> Result<Vec<(String, Vec<Secret>)>> {
     if refs.is_empty() {
@@ -52,8 +52,8 @@ pub fn merge(
             serial: 0,
             payload,
         };
-        let secrets = if json_keys && r.target.json_key().is_none() {
-            let mut x = super::expand::expand_all(vec![(printable(&r.text), vec![one])])?;
+        let secrets = if let (Some(case), None) = (json_keys, r.target.json_key()) {
+            let mut x = super::expand::expand_all(vec![(printable(&r.text), vec![one])], case)?;
             x.pop().map(|(_, s)| s).unwrap_or_default()
         } else {
             vec![one]
@@ -109,23 +109,23 @@ mod tests {
                 payload: p("x"),
             }],
         )];
-        let e = merge(path, &r[..1], vec![p("hunter2")], false, &[])
+        let e = merge(path, &r[..1], vec![p("hunter2")], None, &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("/p/DB") && e.contains("$DB (ssm:/a)"), "{e}");
         assert!(!e.contains("hunter2"));
-        let e = merge(vec![], &r[1..], vec![p("hunter2")], false, &[])
+        let e = merge(vec![], &r[1..], vec![p("hunter2")], None, &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("LD_PRELOAD") && !e.contains("hunter2"), "{e}");
-        assert!(merge(vec![], &r[1..], vec![p("v")], false, &["LD_PRELOAD".into()]).is_ok());
+        assert!(merge(vec![], &r[1..], vec![p("v")], None, &["LD_PRELOAD".into()]).is_ok());
         // A JSON key of one reference and another reference for the same name.
         let r = collect(&env(&[("J", "secretsmanager:j"), ("J_user", "ssm:/u")])).unwrap();
         let e = merge(
             vec![],
             &r,
             vec![p(r#"{"user":"hunter2"}"#), p("x")],
-            true,
+            Some(crate::config::KeyCase::Keep),
             &[],
         )
         .unwrap_err()

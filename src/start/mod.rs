@@ -26,7 +26,7 @@ pub mod prepare;
 pub use fetch::Fetched;
 pub use merge::GROUP;
 
-use crate::config::{Env, EnvConfig, ExecConfig, StoreConfig};
+use crate::config::{Env, EnvConfig, ExecConfig, KeyCase, StoreConfig};
 use crate::error::Result;
 use crate::inject::env::EnvEntry;
 use crate::inject::outputs::Outputs;
@@ -37,6 +37,7 @@ use crate::refs::Ref;
 pub struct Rules<'a> {
     pub refs: &'a [Ref],
     pub json_keys: bool,
+    pub json_keys_case: KeyCase,
     pub allow_names: &'a [String],
     pub require: &'a [String],
 }
@@ -46,6 +47,7 @@ impl<'a> From<&'a ExecConfig> for Rules<'a> {
         Rules {
             refs: &c.refs,
             json_keys: c.json_keys,
+            json_keys_case: c.json_keys_case,
             allow_names: &c.allow_names,
             require: &c.require,
         }
@@ -57,6 +59,7 @@ impl<'a> From<&'a EnvConfig> for Rules<'a> {
         Rules {
             refs: &c.refs,
             json_keys: c.json_keys,
+            json_keys_case: c.json_keys_case,
             allow_names: &c.allow_names,
             require: &c.require,
         }

@@ -22,7 +22,7 @@ pub fn secrets<'a>(fetched: Fetched, rules: impl Into<Rules<'a>>) -> Result<Vec<
 fn planned(fetched: Fetched, cfg: &Rules) -> Result<Vec<Injection>> {
     let (per_path, ref_values) = fetched;
     let per_path = if cfg.json_keys {
-        super::expand::expand_all(per_path)?
+        super::expand::expand_all(per_path, cfg.json_keys_case)?
     } else {
         per_path
     };
@@ -30,7 +30,7 @@ fn planned(fetched: Fetched, cfg: &Rules) -> Result<Vec<Injection>> {
         per_path,
         cfg.refs,
         ref_values,
-        cfg.json_keys,
+        cfg.json_keys.then_some(cfg.json_keys_case),
         cfg.allow_names,
     )?;
     plan(per_path, cfg.allow_names, cfg.require)
