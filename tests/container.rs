@@ -1071,5 +1071,19 @@ fn the_dockerfile_builds_a_scratch_image_with_the_links() {
     );
     // The final stage takes /staging from the source build or the prebuilt binaries.
     assert!(text.contains("COPY --from=binaries /staging/ /"));
-    assert!(text.contains("+crt-static"), "a static binary");
+    // A static binary: the build takes .cargo/config.toml's flags (crt-static for both
+    // triples) and refuses a binary that names a shared library.
+    let cfg = std::fs::read_to_string(repo(".cargo/config.toml")).unwrap();
+    for triple in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] {
+        let section = cfg
+            .split(&format!("[target.{triple}]"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no [target.{triple}] in .cargo/config.toml"));
+        let section = section.split("\n[").next().unwrap();
+        assert!(section.contains("+crt-static"), "{triple}: {section}");
+    }
+    assert!(
+        text.contains("readelf -d") && text.contains("NEEDED"),
+        "static or nothing"
+    );
 }
