@@ -158,16 +158,15 @@ fn dispatch(mut rest: Vec<OsString>, implied: bool) -> Result<ExitCode> {
     };
     match command {
         Command::Exec(mut a) => {
-            if let Some(cmd) = raw_cmd {
-                a.cmd.clear();
-                let cfg = config::exec_config_with_cmd(&a, &env, cmd)?;
-                log::set_debug(cfg.store.debug);
-                cmd::exec::run(cfg, &env)
-            } else {
-                let cfg = config::exec_config(&a, &env)?;
-                log::set_debug(cfg.store.debug);
-                cmd::exec::run(cfg, &env)
-            }
+            let cfg = match raw_cmd {
+                Some(cmd) => {
+                    a.cmd.clear();
+                    config::exec_config_with_cmd(&a, &env, cmd)?
+                }
+                None => config::exec_config(&a, &env)?,
+            };
+            log::set_debug(cfg.store.debug);
+            cmd::exec::run(cfg, &env)
         }
         Command::Env(a) => {
             let cfg = config::env_config(&a, &env)?;

@@ -23,85 +23,62 @@ pub(super) fn template(
 ) -> Value {
     let key = key_spec(cfg);
     let path = cfg.paths.first().map(String::as_str);
-    let mut resources = serde_json::Map::new();
-    let mut outputs = serde_json::Map::new();
+    // The fixed parts are JSON text, filled in below: smaller in the binary than the same
+    // objects built by `json!` (one insert call per member).
+    let mut t = parse(SKELETON);
+    t["Description"] = format!(
+        "ecs-secrets ({} backend): storage, KMS key and least-privilege policies",
+        cfg.backend.as_str()
+    )
+    .into();
+    if let Some(p) = path {
+        t["Parameters"]["SecretsPath"]["Default"] = p.into();
+    }
 
     if cfg.backend == Backend::Dynamodb {
-        resources.insert(
-            "SecretsTable".into(),
-            json!({
-                "Type": "AWS::DynamoDB::Table",
-                "DeletionPolicy": "Retain",
-                "UpdateReplacePolicy": "Retain",
-                "Properties": {
-                    "TableName": cfg.table,
-                    "BillingMode": "PAY_PER_REQUEST",
-                    "AttributeDefinitions": [
-                        {"AttributeName": A_PATH, "AttributeType": "S"},
-                        {"AttributeName": A_SK, "AttributeType": "S"},
-                    ],
-                    "KeySchema": [
-                        {"AttributeName": A_PATH, "KeyType": "HASH"},
-                        {"AttributeName": A_SK, "KeyType": "RANGE"},
-                    ],
-                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
-                },
-            }),
-        );
-        outputs.insert(
-            "TableName".into(),
-            json!({"Value": {"Ref": "SecretsTable"}}),
-        );
+        let mut table = parse(TABLE);
+        let props = &mut table["Properties"];
+        props["TableName"] = cfg.table.as_str().into();
+        for list in ["AttributeDefinitions", "KeySchema"] {
+            props[list][0]["AttributeName"] = A_PATH.into();
+            props[list][1]["AttributeName"] = A_SK.into();
+        }
+        t["Resources"]["SecretsTable"] = table;
+        t["Outputs"]["TableName"] = parse(r#"{"Value": {"Ref": "SecretsTable"}}"#);
     }
 
     let key_arn = if is_alias(key) {
-        resources.insert(
-            "SecretsKey".into(),
-            json!({
-                "Type": "AWS::KMS::Key",
-                "DeletionPolicy": "Retain",
-                "UpdateReplacePolicy": "Retain",
-                "Properties": {
-                    "Description": "ecs-secrets: envelope encryption of secrets",
-                    "EnableKeyRotation": true,
-                    // As a JSON string (CloudFormation takes Json properties either way),
-                    // which moto also deploys; it mishandles the object form.
-                    "KeyPolicy": {"Fn::Sub": json!({
-                        "Version": "2012-10-17",
-                        "Statement": [{
-                            "Sid": "AccountIamPoliciesDecide",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        }],
-                    }).to_string()},
-                },
-            }),
+        let mut k = parse(KEY);
+        // As a JSON string (CloudFormation takes Json properties either way), which moto
+        // also deploys; it mishandles the object form.
+        k["Properties"]["KeyPolicy"]["Fn::Sub"] = parse(KEY_POLICY).to_string().into();
+        t["Resources"]["SecretsKey"] = k;
+        let mut alias = parse(
+            r#"{"Type": "AWS::KMS::Alias",
+                "Properties": {"AliasName": null, "TargetKeyId": {"Ref": "SecretsKey"}}}"#,
         );
-        resources.insert(
-            "SecretsKeyAlias".into(),
-            json!({
-                "Type": "AWS::KMS::Alias",
-                "Properties": {"AliasName": key, "TargetKeyId": {"Ref": "SecretsKey"}},
-            }),
-        );
-        outputs.insert("KmsKeyAlias".into(), json!({"Value": key}));
-        json!({"Fn::GetAtt": ["SecretsKey", "Arn"]})
+        alias["Properties"]["AliasName"] = key.into();
+        t["Resources"]["SecretsKeyAlias"] = alias;
+        t["Outputs"]["KmsKeyAlias"] = json!({ "Value": key });
+        parse(r#"{"Fn::GetAtt": ["SecretsKey", "Arn"]}"#)
     } else if key.starts_with("arn:") {
-        json!(key)
+        key.into()
     } else {
         json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:kms:${{AWS::Region}}:${{AWS::AccountId}}:key/{key}")})
     };
-    outputs.insert("KmsKeyArn".into(), json!({"Value": key_arn.clone()}));
+    t["Outputs"]["KmsKeyArn"] = json!({ "Value": key_arn.clone() });
 
     let scope = Scope {
-        path: json!({"Ref": "SecretsPath"}),
-        table_arn: json!({"Fn::GetAtt": ["SecretsTable", "Arn"]}),
+        path: parse(r#"{"Ref": "SecretsPath"}"#),
+        table_arn: parse(r#"{"Fn::GetAtt": ["SecretsTable", "Arn"]}"#),
         key_arn,
-        ssm_path_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}"}),
-        ssm_children_arn: json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}/*"}),
-        ssm_service: json!({"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}),
+        ssm_path_arn: sub(
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}",
+        ),
+        ssm_children_arn: sub(
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsPath}/*",
+        ),
+        ssm_service: sub("ssm.${AWS::Region}.amazonaws.com"),
         sm_secrets_arn: super::sm::template_secrets_arn(),
         sm_service: super::sm::template_service(),
     };
@@ -134,57 +111,113 @@ pub(super) fn template(
             (PrincipalKind::User, "Users"),
             (PrincipalKind::Group, "Groups"),
         ] {
-            let names: Vec<&str> = principals
+            let names: Vec<Value> = principals
                 .iter()
                 .filter(|p| p.kind == kind)
-                .map(|p| p.name.as_str())
+                .map(|p| p.name.as_str().into())
                 .collect();
             if !names.is_empty() {
-                props[prop] = json!(names);
+                props[prop] = Value::Array(names);
             }
         }
-        resources.insert(
-            logical.into(),
-            json!({"Type": "AWS::IAM::ManagedPolicy", "Properties": props}),
-        );
-        outputs.insert(
-            format!("{logical}Arn"),
-            json!({"Value": {"Ref": logical}, "Description": format!("attach to the principals that {access} the path's secrets")}),
-        );
+        t["Resources"][logical] = json!({"Type": "AWS::IAM::ManagedPolicy", "Properties": props});
+        t["Outputs"][format!("{logical}Arn")] = json!({
+            "Value": {"Ref": logical},
+            "Description": format!("attach to the principals that {access} the path's secrets"),
+        });
     }
 
-    let mut parameter = json!({
-        "Type": "String",
-        "Description": "The path whose secrets the policies cover, e.g. /prod/grafana",
-        "AllowedPattern": "^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-    });
-    if let Some(p) = path {
-        parameter["Default"] = json!(p);
-    }
-    let mut t = json!({
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": format!("ecs-secrets ({} backend): storage, KMS key and least-privilege policies", cfg.backend.as_str()),
-        "Parameters": {"SecretsPath": parameter},
-        "Resources": resources,
-        "Outputs": outputs,
-    });
     if let Some((partition, account)) = account {
-        t["Rules"] = json!({
-            "PrincipalsAreInTheDeployingAccount": {
-                "Assertions": [{
-                    "Assert": {"Fn::And": [
-                        {"Fn::Equals": [{"Ref": "AWS::AccountId"}, account]},
-                        {"Fn::Equals": [{"Ref": "AWS::Partition"}, partition]},
-                    ]},
-                    "AssertDescription": format!(
-                        "The policies attach by name to principals of account {account} ({partition}): deploy this stack in that account, or print a template for the principals of this one"
-                    ),
-                }],
-            },
-        });
+        let mut rules = parse(RULES);
+        let assertion = &mut rules["PrincipalsAreInTheDeployingAccount"]["Assertions"][0];
+        assertion["Assert"]["Fn::And"][0]["Fn::Equals"][1] = account.as_str().into();
+        assertion["Assert"]["Fn::And"][1]["Fn::Equals"][1] = partition.as_str().into();
+        assertion["AssertDescription"] = format!(
+            "The policies attach by name to principals of account {account} ({partition}): deploy this stack in that account, or print a template for the principals of this one"
+        )
+        .into();
+        t["Rules"] = rules;
     }
     t
 }
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).expect("the template's fixed parts are valid JSON")
+}
+
+fn sub(text: &str) -> Value {
+    json!({ "Fn::Sub": text })
+}
+
+/// The template's frame: the path parameter, and the objects the rest goes into.
+const SKELETON: &str = r#"{
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Description": null,
+    "Parameters": {"SecretsPath": {
+        "Type": "String",
+        "Description": "The path whose secrets the policies cover, e.g. /prod/grafana",
+        "AllowedPattern": "^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+    }},
+    "Resources": {},
+    "Outputs": {}
+}"#;
+
+/// The dynamodb table; its name and key attributes are filled in.
+const TABLE: &str = r#"{
+    "Type": "AWS::DynamoDB::Table",
+    "DeletionPolicy": "Retain",
+    "UpdateReplacePolicy": "Retain",
+    "Properties": {
+        "TableName": null,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": null, "AttributeType": "S"},
+            {"AttributeName": null, "AttributeType": "S"}
+        ],
+        "KeySchema": [
+            {"AttributeName": null, "KeyType": "HASH"},
+            {"AttributeName": null, "KeyType": "RANGE"}
+        ],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true}
+    }
+}"#;
+
+/// The KMS key; its policy is filled in (as a string: see above).
+const KEY: &str = r#"{
+    "Type": "AWS::KMS::Key",
+    "DeletionPolicy": "Retain",
+    "UpdateReplacePolicy": "Retain",
+    "Properties": {
+        "Description": "ecs-secrets: envelope encryption of secrets",
+        "EnableKeyRotation": true,
+        "KeyPolicy": {"Fn::Sub": null}
+    }
+}"#;
+
+const KEY_POLICY: &str = r#"{
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Sid": "AccountIamPoliciesDecide",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},
+        "Action": "kms:*",
+        "Resource": "*"
+    }]
+}"#;
+
+/// The rule that refuses a deployment in another account; account, partition and the
+/// description are filled in.
+const RULES: &str = r#"{
+    "PrincipalsAreInTheDeployingAccount": {
+        "Assertions": [{
+            "Assert": {"Fn::And": [
+                {"Fn::Equals": [{"Ref": "AWS::AccountId"}, null]},
+                {"Fn::Equals": [{"Ref": "AWS::Partition"}, null]}
+            ]},
+            "AssertDescription": null
+        }]
+    }
+}"#;
 
 #[cfg(test)]
 mod tests {
