@@ -318,3 +318,23 @@ fn profile_files_that_are_not_bounded_regular_files_fail_at_once_naming_them() {
         }
     }
 }
+
+/// `/dev/null` is the usual way to say "no config file" (`AWS_CONFIG_FILE=/dev/null`): it is
+/// a device, but it never blocks and is always empty, so it reads as an empty file.
+#[test]
+fn profile_files_at_dev_null_read_as_empty() {
+    let path = unique_path("profile-null");
+    put_secure(&moto().endpoint, &format!("{path}/NULL_CHECK"), "x");
+    let out = run_bounded(
+        ecs(&moto().endpoint)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .args(["env", "--path", &path, "--format", "json"]),
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NULL_CHECK"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -78,6 +78,14 @@ pub fn no_profile_files() -> aws_config::profile::profile_file::ProfileFiles {
         .build()
 }
 
+/// Whether `path` is the null device (`/dev/null` or another name for it): always empty and
+/// never blocking, so a profile file there is simply none.
+fn is_dev_null(path: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3))
+}
+
 /// The largest shared config or credentials file read: real ones are a few KiB.
 pub const MAX_PROFILE_FILE: u64 = 1 << 20;
 
@@ -112,6 +120,9 @@ pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles
             (Ok(rest), Some(h)) => Path::new(h).join(rest),
             _ => raw.clone(),
         };
+        if is_dev_null(&path) {
+            continue; // "no such file", as the AWS CLI reads it
+        }
         match crate::fsread::read_bounded(&path, MAX_PROFILE_FILE) {
             Ok(bytes) => {
                 files = files.with_contents(kind, String::from_utf8_lossy(&bytes).into_owned())
@@ -126,7 +137,7 @@ pub fn profile_files() -> Result<aws_config::profile::profile_file::ProfileFiles
                 };
                 return Err(format!(
                     "{named}: cannot read it: {e}; it must be an AWS {} file (a regular file \
-                     of at most {} MiB), or unset {var} to use none",
+                     of at most {} MiB), or set {var}=/dev/null to use none",
                     if var == "AWS_CONFIG_FILE" {
                         "config"
                     } else {
