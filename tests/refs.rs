@@ -582,7 +582,7 @@ fn hostile_values_survive_eval_in_every_shell() {
         vars.push((format!("J_{k}"), format!("{jarn}:{k}::")));
     }
     let dir = TempDir::new("refeval");
-    let bin_dir = std::path::Path::new(bin()).parent().unwrap();
+    let bin_dir = bin_dir();
     for shell in [
         vec!["dash"],
         vec!["bash"],
@@ -601,10 +601,7 @@ fn hostile_values_survive_eval_in_every_shell() {
         let mut c = Command::new(shell[0]);
         c.args(&shell[1..]).arg("-c").arg(&script);
         scrub_env(&mut c, &m.endpoint)
-            .env(
-                "PATH",
-                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
-            )
+            .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir))
             .env("OUT", &out_dir)
             .current_dir(&out_dir);
         for (k, v) in &vars {

@@ -175,11 +175,8 @@ fn binary_secrets_are_injected_as_bytes() {
 
 fn shell_env<'a>(c: &'a mut Command, endpoint: &str) -> &'a mut Command {
     scrub_env(c, endpoint);
-    let bin_dir = std::path::Path::new(bin()).parent().unwrap();
-    c.env(
-        "PATH",
-        format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
-    )
+    let bin_dir = bin_dir();
+    c.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir))
 }
 
 /// Adds `entry` to the `Errors` of every BatchGetSecretValue answer.

@@ -67,14 +67,11 @@ fn eval_restores_hostile_values_in_every_shell() {
         let mut c = Command::new(shell[0]);
         c.args(&shell[1..]).arg("-c").arg(&script);
         scrub_env(&mut c, &m.endpoint);
-        let bin_dir = std::path::Path::new(bin()).parent().unwrap();
-        c.env(
-            "PATH",
-            format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
-        )
-        .env("P", &path)
-        .env("OUT", &out_dir)
-        .current_dir(&out_dir);
+        let bin_dir = bin_dir();
+        c.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir))
+            .env("P", &path)
+            .env("OUT", &out_dir)
+            .current_dir(&out_dir);
         let out = run(&mut c);
         assert_ok(&out);
         for (k, v) in &values {

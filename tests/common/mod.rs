@@ -52,7 +52,7 @@ pub use http::{closed_within, http_request, small_window, HttpResponse};
 pub use imds::ImdsServer;
 pub use moto::{fresh_moto, fresh_moto_tls, moto, Moto, MOTO_MISSING};
 pub use process::{
-    assert_exec_not_started, assert_fail, assert_ok, assert_ok_json, assert_ok_lines, bin,
+    assert_exec_not_started, assert_fail, assert_ok, assert_ok_json, assert_ok_lines, bin, bin_dir,
     describe, ecs, run, run_with, scrub_env, stdin_run, DEFAULT_TIMEOUT,
 };
 pub use proxy::{Faults, Proxy, Rewrite};

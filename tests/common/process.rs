@@ -24,6 +24,23 @@ pub fn bin() -> &'static str {
     })
 }
 
+/// A directory with `ecs-secrets` in it, for a `PATH` that finds the binary under test by that
+/// name (as a shell runs it): its own directory when it is called `ecs-secrets`, else a
+/// directory of this process holding a link of that name to it (a release file is called
+/// `ecs-secrets-VERSION-ARCH-linux`).
+pub fn bin_dir() -> &'static str {
+    static DIR: OnceLock<String> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let bin = std::path::Path::new(bin());
+        if bin.file_name().is_some_and(|n| n == "ecs-secrets") {
+            return bin.parent().unwrap().to_str().unwrap().to_owned();
+        }
+        let dir = TempDir::new("bin-dir").remove_at_exit();
+        std::os::unix::fs::symlink(bin, dir.join("ecs-secrets")).unwrap();
+        dir.to_str().expect("UTF-8 path").to_owned()
+    })
+}
+
 /// Limit for [`run`] and [`stdin_run`]; a hung binary fails the test instead
 /// of hanging the suite.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
