@@ -43,7 +43,11 @@ pub async fn load(cfg: &StoreConfig) -> SdkConfig {
     // timeout, which would cut off a slow answer that is still arriving.
     let stall = retry::stall_timeout(cfg.timeout);
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(stall.min(Duration::from_secs(3)))
+        // The connection (TCP, a proxy's CONNECT tunnel, TLS) gets three quarters of the
+        // stall: its timeout then always fires before the read timeout, which also runs during
+        // the connect. Equal, the two raced, and an unanswered CONNECT was sometimes blamed on
+        // AWS instead of the proxy (seen under qemu-user's slower start of the connect).
+        .connect_timeout((stall * 3 / 4).min(Duration::from_secs(3)))
         .read_timeout(stall)
         .disable_operation_attempt_timeout()
         // A backstop only: every call runs under `with_deadline(--timeout)`, which fires
@@ -426,7 +430,7 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
              {stall} s without a byte): AWS is slow or unreachable — check connectivity to \
              AWS, or raise --timeout"
             ),
-            Some(Cause::Throttled) => THROTTLED_HINT.to_string(),
+            Some(Cause::Throttled) => throttled_hint(t.throttled_service),
             Some(Cause::ServerError) => {
                 "; AWS kept answering with server errors: a problem on its side, try again later"
                     .to_string()
@@ -444,10 +448,24 @@ fn deadline_message(what: &str, timeout: Duration, took: Duration, t: &retry::Ta
     msg
 }
 
-const THROTTLED_HINT: &str = "; AWS throttled the requests: its request-rate quota is per \
-    account and region, shared by every task. Starting K tasks that each need P requests \
-    takes at least K × P ÷ quota seconds (docs/fleet.md in the documentation): raise \
-    --timeout to that, stagger the starts, or use the dynamodb backend";
+/// The advice for a deadline spent throttled. Moving to the dynamodb backend is advice only
+/// when Parameter Store or Secrets Manager throttled: DynamoDB's and KMS's own quotas are
+/// what the dynamodb backend uses.
+fn throttled_hint(service: Option<&str>) -> String {
+    let (whose, instead) = match service {
+        Some("ssm") => ("Parameter Store", ", or use the dynamodb backend"),
+        Some("secretsmanager") => ("Secrets Manager", ", or use the dynamodb backend"),
+        Some("dynamodb") => ("DynamoDB", ""),
+        Some("kms") => ("KMS", ""),
+        _ => ("AWS", ""),
+    };
+    format!(
+        "; {whose} throttled the requests: its request-rate quota is per account and region, \
+         shared by every task. Starting K tasks that each need P requests takes at least \
+         K × P ÷ quota seconds (docs/fleet.md in the documentation): raise --timeout to that, \
+         or stagger the starts{instead}"
+    )
+}
 
 fn fmt_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -701,7 +719,7 @@ fn hint(kind: AwsKind) -> &'static str {
         AwsKind::Credentials => "; check the credentials: the ECS task role (AWS_CONTAINER_CREDENTIALS_*), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
         AwsKind::AccessDenied => "; grant the role this permission (`ecs-secrets setup --fetch-role ARN` prints the policy)",
         AwsKind::NotFound => "",
-        AwsKind::Throttled => "; throttled: raise --timeout, stagger concurrent starts, or use the dynamodb backend",
+        AwsKind::Throttled => "; throttled: raise --timeout, or stagger concurrent starts",
         AwsKind::Network => "; check network access to the AWS endpoint (AWS_ENDPOINT_URL, VPC endpoints, proxy settings)",
         AwsKind::Timeout => "; check connectivity to AWS, or raise --timeout",
         AwsKind::Invalid | AwsKind::Conflict | AwsKind::Service => "",
@@ -888,6 +906,29 @@ mod tests {
         let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
         assert!(m.contains(": 11 throttled, 1 server error; last failure: HTTP 400 ThrottlingException; AWS throttled"), "{m}");
         assert!(m.contains("quota") && m.contains("raise --timeout"), "{m}");
+        // Moving to dynamodb is advice only when Parameter Store or Secrets Manager throttled.
+        assert!(!m.contains("dynamodb backend"), "{m}");
+        for (service, whose, suggests_dynamodb) in [
+            ("ssm", "Parameter Store throttled", true),
+            ("secretsmanager", "Secrets Manager throttled", true),
+            ("dynamodb", "DynamoDB throttled", false),
+            ("kms", "KMS throttled", false),
+        ] {
+            let t = Tally {
+                attempts: 3,
+                throttled: 3,
+                last: Some((Cause::Throttled, "HTTP 400 ThrottlingException".into())),
+                throttled_service: Some(service),
+                ..Tally::default()
+            };
+            let m = deadline_message("reading /p", d, Duration::from_secs(30), &t);
+            assert!(m.contains(whose), "{m}");
+            assert_eq!(
+                m.contains("use the dynamodb backend"),
+                suggests_dynamodb,
+                "{m}"
+            );
+        }
         let t = Tally {
             attempts: 1,
             in_flight: 1,

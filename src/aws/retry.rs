@@ -114,6 +114,24 @@ pub struct Tally {
     pub stall: Duration,
     /// The deadline these requests run under (scales the throttle windows).
     pub deadline: Duration,
+    /// The service of the last throttled request ("ssm", "secretsmanager", "dynamodb",
+    /// "kms"), when its `X-Amz-Target` names one: the advice depends on whose quota it was.
+    pub throttled_service: Option<&'static str>,
+}
+
+/// The service a JSON-protocol request goes to, from its `X-Amz-Target` header
+/// (`AmazonSSM.GetParametersByPath`, `DynamoDB_20120810.Query`, …).
+pub fn service_of(target: Option<&str>) -> Option<&'static str> {
+    let target = target?;
+    [
+        ("AmazonSSM.", "ssm"),
+        ("secretsmanager.", "secretsmanager"),
+        ("DynamoDB_", "dynamodb"),
+        ("TrentService.", "kms"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| target.starts_with(prefix))
+    .map(|(_, service)| service)
 }
 
 pub type SharedTally = Arc<Mutex<Tally>>;
@@ -268,6 +286,7 @@ impl Retrying {
             .and_then(|t| t.lock().ok().map(|t| t.deadline))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(90));
+        let service = service_of(request.headers().get("x-amz-target"));
         let mut failures = 0u32;
         let mut next = request;
         loop {
@@ -295,7 +314,10 @@ impl Retrying {
             note(&tally, |t| {
                 t.proxy = proxy;
                 match cause {
-                    Cause::Throttled => t.throttled += 1,
+                    Cause::Throttled => {
+                        t.throttled += 1;
+                        t.throttled_service = service;
+                    }
                     Cause::ServerError => t.server_errors += 1,
                     Cause::Network => t.network += 1,
                     Cause::Stalled => t.stalled += 1,
@@ -443,6 +465,23 @@ fn first_chars(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
     use aws_smithy_runtime_api::http::StatusCode;
+
+    #[test]
+    fn the_service_is_read_from_the_target_header() {
+        for (target, service) in [
+            (Some("AmazonSSM.GetParametersByPath"), Some("ssm")),
+            (
+                Some("secretsmanager.BatchGetSecretValue"),
+                Some("secretsmanager"),
+            ),
+            (Some("DynamoDB_20120810.Query"), Some("dynamodb")),
+            (Some("TrentService.Decrypt"), Some("kms")),
+            (Some("Other.Op"), None),
+            (None, None),
+        ] {
+            assert_eq!(service_of(target), service, "{target:?}");
+        }
+    }
 
     fn response(status: u16, header: Option<&str>) -> HttpResponse {
         let mut r = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
