@@ -263,7 +263,10 @@ fn as_pid_1_sigterm_from_outside_is_forwarded_and_the_status_mirrored() {
     let pid1: i32 = kids.split_whitespace().next().unwrap().parse().unwrap();
     let comm = std::fs::read_to_string(format!("/proc/{pid1}/comm")).unwrap();
     // The kernel's name for it: the binary's file name, cut at 15 bytes.
-    let name = std::path::Path::new(bin()).file_name().unwrap().as_encoded_bytes();
+    let name = std::path::Path::new(bin())
+        .file_name()
+        .unwrap()
+        .as_encoded_bytes();
     assert_eq!(comm.trim().as_bytes(), &name[..name.len().min(15)]);
     // As `docker stop` / ECS do: SIGTERM to the container's PID 1 from outside.
     // SAFETY: a signal to a process we started.
