@@ -1125,3 +1125,53 @@ fn import_refuses_names_that_would_set_one_environment_name_twice() {
     let s = assert_ok(&run(&mut show(ep, &["--path", &path], &["API_KEY"])));
     assert!(s.contains("API_KEY=mine"), "{s}");
 }
+
+/// Issue 20, finding 5, for the original ecs-secrets table as the source: interrupted (every
+/// TransactWriteItems throttled past `--timeout`), nothing is written or printed; run again
+/// it completes with every active version.
+#[test]
+fn an_interrupted_import_from_the_original_table_writes_nothing_and_completes_when_run_again() {
+    let ep = moto_ready();
+    let source = legacy_table(
+        ep,
+        &[
+            ("DB_PASSWORD", 1, b"pw-one", true),
+            ("DB_PASSWORD", 2, b"pw-two", true),
+            ("API_KEY", 1, b"api", true),
+        ],
+    );
+    let path = unique_path("ddb-import-resume");
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        only_op: Some("TransactWriteItems".into()),
+        ..Default::default()
+    });
+    let args = [
+        "import",
+        "--path",
+        path.as_str(),
+        "--from-ecs-secrets-table",
+        source.as_str(),
+        "--timeout",
+        "10",
+    ];
+    let out = run(ddb(&proxy.endpoint()).args(args));
+    assert_fail(&out);
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pw-"));
+    let listed = assert_ok(&run(ddb(ep).args([
+        "list",
+        "--path",
+        &path,
+        "--all-versions",
+    ])));
+    assert!(listed.is_empty(), "{listed}");
+    proxy.clear_faults();
+    let out = run(ddb(&proxy.endpoint()).args(args));
+    assert_eq!(
+        assert_ok(&out),
+        "{\"name\":\"API_KEY\",\"serial\":1}\n{\"name\":\"DB_PASSWORD\",\"serial\":1}\n{\"name\":\"DB_PASSWORD\",\"serial\":2}\n"
+    );
+}

@@ -712,3 +712,40 @@ fn an_import_refuses_a_different_value_at_the_same_serial() {
     assert!(out.stdout.is_empty());
     assert_eq!(listed(ep, &dst).len(), 1);
 }
+
+/// Issue 20, finding 5, for the credstash source: interrupted (every TransactWriteItems
+/// throttled past `--timeout`), nothing is written or printed; run again it completes; run
+/// once more it skips what is there unchanged.
+#[test]
+fn an_interrupted_credstash_import_writes_nothing_and_completes_when_run_again() {
+    let (ep, key) = ready();
+    let table = credstash_table(ep);
+    put(ep, &table, key, "db.pw", "hunter2", &[]);
+    put(ep, &table, key, "db.pw", "hunter3", &["-a"]);
+    put(ep, &table, key, "api_key", "k-1", &[]);
+    let dst = unique_path("resume-credstash-dst");
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        only_op: Some("TransactWriteItems".into()),
+        ..Default::default()
+    });
+    let args = ["--from-credstash-table", table.as_str(), "--timeout", "10"];
+    let out = import(&proxy.endpoint(), &dst, &args);
+    assert_fail(&out);
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
+    assert!(listed(ep, &dst).is_empty());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter"));
+    proxy.clear_faults();
+    let out = import(&proxy.endpoint(), &dst, &args);
+    assert_eq!(lines(&assert_ok(&out)).len(), 3, "{}", describe(&out));
+    assert_eq!(fetched(ep, &dst, "db.pw", 2), "hunter3");
+    let out = import(ep, &dst, &args);
+    assert!(assert_ok(&out).is_empty(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 version(s) already imported unchanged"),
+        "{}",
+        describe(&out)
+    );
+}
