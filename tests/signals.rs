@@ -46,7 +46,14 @@ fn python() -> &'static str {
 }
 
 /// No core file from the signals whose default action dumps one.
-fn no_core(c: &mut Command) {
+/// No core file, and a process group of its own. The kernel discards SIGTSTP, SIGTTIN and
+/// SIGTTOU sent to a process in an orphaned process group (POSIX job control), and the
+/// test's own group is orphaned when whatever started the suite has exited or sits outside
+/// its session (a CI runner, a detached job): then "stops" would be seen as "keeps running".
+/// A group of its own, whose parent (this test) is in another group of the same session, is
+/// never orphaned.
+fn isolate(c: &mut Command) {
+    c.process_group(0);
     // SAFETY: only setrlimit between fork and exec.
     unsafe {
         c.pre_exec(|| {
@@ -65,7 +72,7 @@ fn supervisor(endpoint: &str, path: &str, stop_file: &std::path::Path) -> Runnin
     c.args(["exec", "--path", path, "--refresh", "600", "--"])
         .args([python(), "-c", REPORTER])
         .arg(stop_file);
-    no_core(&mut c);
+    isolate(&mut c);
     Running::start(c)
 }
 
@@ -247,7 +254,7 @@ fn sync_does_what_the_table_says() {
             let mut c = ecs(&m.endpoint);
             c.args(["sync", "--path", &path, "--refresh", "600", "--files"])
                 .arg(&dir.0);
-            no_core(&mut c);
+            isolate(&mut c);
             runs.push((row, sig, dir, Running::start(c)));
         }
     }
@@ -291,7 +298,7 @@ fn the_daemon_does_what_the_table_says() {
         for sig in tried(row) {
             let mut c = ecs(&m.endpoint);
             c.args(["daemon", "--path", &path, "--listen", "127.0.0.1:0"]);
-            no_core(&mut c);
+            isolate(&mut c);
             runs.push((row, sig, DaemonProcess::spawn(c)));
         }
     }
