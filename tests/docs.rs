@@ -325,14 +325,9 @@ fn the_readme_try_out_runs_as_written() {
         std::net::TcpStream::connect(("127.0.0.1", 5999)).is_err(),
         "something already listens on 127.0.0.1:{port}, which the README's try-out uses"
     );
-    // `ecs-secrets` on PATH, as the README assumes.
+    // `ecs-secrets` on PATH, as the README assumes; HOME an empty directory.
     let dir = TempDir::new("try-out");
-    std::os::unix::fs::symlink(bin(), dir.path().join("ecs-secrets")).unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap()
-    );
+    let path = format!("{}:{}", bin_dir(), std::env::var("PATH").unwrap());
     let mut child = Command::new("bash")
         .args(["-eo", "pipefail", "-c", &block])
         .env_clear()

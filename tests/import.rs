@@ -593,6 +593,29 @@ fn import_sources_are_one_at_a_time() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
+/// Runs the import with every TransactWriteItems throttled past its `--timeout`, checks that
+/// it failed having written and printed nothing (no value on stderr either: the test values
+/// start with "value-" or "hunter"), then runs it again unhindered and returns that run.
+fn interrupted_then_run_again(ep: &str, dst: &str, args: &[&str]) -> std::process::Output {
+    let proxy = Proxy::start(ep);
+    proxy.set_faults(Faults {
+        throttle: 1.0,
+        only_op: Some("TransactWriteItems".into()),
+        ..Default::default()
+    });
+    let out = import(&proxy.endpoint(), dst, args);
+    assert_fail(&out);
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
+    // (One PutItem: the new path's data key, which is no version and nothing a reader sees.)
+    assert!(proxy.count("PutItem") <= 1, "{:?}", proxy.ops());
+    assert!(listed(ep, dst).is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("value-") && !err.contains("hunter"), "{err}");
+    proxy.clear_faults();
+    import(&proxy.endpoint(), dst, args)
+}
+
 /// Issue 20, finding 5: an import that fits one DynamoDB transaction (here 30 versions) is
 /// all or nothing — interrupted (every TransactWriteItems throttled past `--timeout`), no
 /// reader sees any of it and nothing is printed; run again it completes; run once more it
@@ -603,22 +626,8 @@ fn an_interrupted_transactional_import_writes_nothing_and_completes_when_run_aga
     let src = unique_path("resume-ssm-src");
     let dst = unique_path("resume-ssm-dst");
     put_many(ep, &src, 30);
-    let proxy = Proxy::start(ep);
-    proxy.set_faults(Faults {
-        throttle: 1.0,
-        only_op: Some("TransactWriteItems".into()),
-        ..Default::default()
-    });
     let args = ["--from-ssm-path", src.as_str(), "--timeout", "10"];
-    let out = import(&proxy.endpoint(), &dst, &args);
-    assert_fail(&out);
-    assert!(out.stdout.is_empty(), "{}", describe(&out));
-    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
-    // (One PutItem: the new path's data key, which is no version and nothing a reader sees.)
-    assert!(proxy.count("PutItem") <= 1, "{:?}", proxy.ops());
-    assert!(listed(ep, &dst).is_empty());
-    proxy.clear_faults();
-    let out = import(&proxy.endpoint(), &dst, &args);
+    let out = interrupted_then_run_again(ep, &dst, &args);
     assert_eq!(lines(&assert_ok(&out)).len(), 30, "{}", describe(&out));
     assert_eq!(listed(ep, &dst).len(), 30);
     assert_eq!(fetched(ep, &dst, "p007", 1), format!("value-007-{src}"));
@@ -724,21 +733,8 @@ fn an_interrupted_credstash_import_writes_nothing_and_completes_when_run_again()
     put(ep, &table, key, "db.pw", "hunter3", &["-a"]);
     put(ep, &table, key, "api_key", "k-1", &[]);
     let dst = unique_path("resume-credstash-dst");
-    let proxy = Proxy::start(ep);
-    proxy.set_faults(Faults {
-        throttle: 1.0,
-        only_op: Some("TransactWriteItems".into()),
-        ..Default::default()
-    });
     let args = ["--from-credstash-table", table.as_str(), "--timeout", "10"];
-    let out = import(&proxy.endpoint(), &dst, &args);
-    assert_fail(&out);
-    assert!(out.stdout.is_empty(), "{}", describe(&out));
-    assert!(proxy.count("TransactWriteItems") > 0, "{:?}", proxy.ops());
-    assert!(listed(ep, &dst).is_empty());
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter"));
-    proxy.clear_faults();
-    let out = import(&proxy.endpoint(), &dst, &args);
+    let out = interrupted_then_run_again(ep, &dst, &args);
     assert_eq!(lines(&assert_ok(&out)).len(), 3, "{}", describe(&out));
     assert_eq!(fetched(ep, &dst, "db.pw", 2), "hunter3");
     let out = import(ep, &dst, &args);

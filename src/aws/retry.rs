@@ -286,7 +286,6 @@ impl Retrying {
             .and_then(|t| t.lock().ok().map(|t| t.deadline))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(90));
-        let service = service_of(request.headers().get("x-amz-target"));
         let mut failures = 0u32;
         let mut next = request;
         loop {
@@ -316,7 +315,7 @@ impl Retrying {
                 match cause {
                     Cause::Throttled => {
                         t.throttled += 1;
-                        t.throttled_service = service;
+                        t.throttled_service = service_of(again.headers().get("x-amz-target"));
                     }
                     Cause::ServerError => t.server_errors += 1,
                     Cause::Network => t.network += 1,

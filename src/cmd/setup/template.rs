@@ -64,7 +64,9 @@ pub(super) fn template(
     } else if key.starts_with("arn:") {
         key.into()
     } else {
-        json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:kms:${{AWS::Region}}:${{AWS::AccountId}}:key/{key}")})
+        sub(&format!(
+            "arn:${{AWS::Partition}}:kms:${{AWS::Region}}:${{AWS::AccountId}}:key/{key}"
+        ))
     };
     t["Outputs"]["KmsKeyArn"] = json!({ "Value": key_arn.clone() });
 
